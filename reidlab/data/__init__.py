@@ -1,0 +1,1 @@
+"""Datasets (real layouts and the generated SynthReID), transforms, samplers and loaders."""

@@ -1,0 +1,1 @@
+"""Ranking metrics, re-ranking, search and feature extraction."""

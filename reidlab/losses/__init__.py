@@ -1,0 +1,1 @@
+"""Classification and pairwise losses, one small object per loss."""
