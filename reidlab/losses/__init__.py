@@ -1,1 +1,31 @@
-"""Classification and pairwise losses, one small object per loss."""
+"""Classification and pairwise losses, one small object per loss.
+
+Cross-entropy with label smoothing is ``torch.nn.functional.cross_entropy(..., label_smoothing=eps)``;
+``build_loss`` wires it with a metric loss and the scene adversary's loss.
+"""
+
+from .circle import CircleLoss
+from .combine import METRIC_LOSSES, CombinedLoss, LossTerm, build_loss, create_metric_loss
+from .distributed import gather_with_grad
+from .scene import GradientReversal, SceneAdversary, grad_reverse
+from .sparse_pairwise import SPARSE_PAIRWISE_MODES, PairSelection, SparsePairwiseLoss, sparse_pairwise_terms
+from .triplet import TripletLoss, pairwise_distance
+
+__all__ = [
+    "METRIC_LOSSES",
+    "SPARSE_PAIRWISE_MODES",
+    "CircleLoss",
+    "CombinedLoss",
+    "GradientReversal",
+    "LossTerm",
+    "PairSelection",
+    "SceneAdversary",
+    "SparsePairwiseLoss",
+    "TripletLoss",
+    "build_loss",
+    "create_metric_loss",
+    "gather_with_grad",
+    "grad_reverse",
+    "pairwise_distance",
+    "sparse_pairwise_terms",
+]

@@ -1,0 +1,115 @@
+"""Input checks and small tensor helpers shared by the pairwise losses."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_embeddings_and_labels",
+    "compute_dtype",
+    "cosine_similarity_matrix",
+    "gram_matrix",
+    "segment_logsumexp",
+]
+
+
+def check_embeddings_and_labels(embeddings: Tensor, labels: Tensor, min_identities: int = 2) -> None:
+    """Raise ValueError naming the problem when a (embeddings[B, D], labels[B]) batch cannot be used.
+
+    Why: the published losses silently return wrong numbers on malformed batches; here a bad batch stops
+    training with a message that says what to fix.
+    """
+    if not isinstance(embeddings, Tensor) or not isinstance(labels, Tensor):
+        raise ValueError(
+            f"embeddings and labels must be torch.Tensor, got {type(embeddings).__name__} and {type(labels).__name__}"
+        )
+    if embeddings.dim() != 2:
+        raise ValueError(f"embeddings must be 2-D [batch, dim], got shape {tuple(embeddings.shape)}")
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be 1-D [batch], got shape {tuple(labels.shape)}; flatten them first")
+    if embeddings.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"embeddings and labels have mismatched lengths: {embeddings.shape[0]} rows vs {labels.shape[0]} labels"
+        )
+    if not embeddings.is_floating_point():
+        raise ValueError(f"embeddings must be a floating-point tensor, got dtype {embeddings.dtype}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(
+            f"labels must be an integer tensor (torch.long), got dtype {labels.dtype}; use labels.long() on integral ids"
+        )
+    if embeddings.device != labels.device:
+        raise ValueError(f"embeddings are on {embeddings.device} but labels on {labels.device}; move them together")
+    if embeddings.shape[1] == 0:
+        raise ValueError("embeddings have zero feature dimensions")
+    num_identities = int(torch.unique(labels).numel())
+    if num_identities < min_identities:
+        raise ValueError(
+            f"the batch holds {num_identities} identity(ies) but this loss needs at least {min_identities}: "
+            "sample several identities per batch (e.g. PKSampler with p >= 2)"
+        )
+
+
+def check_finite_rows(squared_norms: Tensor) -> None:
+    """Raise ValueError when any embedding row holds NaN/Inf (checked on the [B] squared norms: cheap)."""
+    if not bool(torch.isfinite(squared_norms).all()):
+        raise ValueError(
+            "embeddings contain NaN or Inf values (or overflow when squared): check the learning rate, "
+            "the AMP grad scaler or the input data"
+        )
+
+
+class _Gram(torch.autograd.Function):
+    """x @ x.T with a one-matmul backward ((G + G^T) @ x) instead of autograd's two."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return x @ x.T
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return (grad + grad.T) @ x
+
+
+def gram_matrix(x: Tensor) -> Tensor:
+    """x @ x.T [B, B]; its backward costs one B x B x D matmul."""
+    return _Gram.apply(x)
+
+
+def cosine_similarity_matrix(embeddings: Tensor) -> tuple[Tensor, Tensor]:
+    """(s_ij = z_i . z_j with z_i = x_i / max(||x_i||, 1e-12), squared norms ||x_i||^2), in compute dtype.
+
+    Normalization is applied to the [B, B] Gram matrix rather than to the [B, D] features, which keeps
+    every elementwise op (and its backward) O(B^2); autocast is switched off so fp16/bf16 inputs are
+    upcast. Raises ValueError on non-finite rows.
+    """
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        x = embeddings.to(compute_dtype(embeddings))
+        gram = gram_matrix(x)
+        squared_norms = gram.diagonal()
+        check_finite_rows(squared_norms)
+        inverse_norm = squared_norms.clamp_min(1e-24).rsqrt()
+        similarity = gram * inverse_norm.unsqueeze(1) * inverse_norm.unsqueeze(0)
+    return similarity, squared_norms
+
+
+def compute_dtype(embeddings: Tensor) -> torch.dtype:
+    """float64 stays float64 (gradcheck); everything else (fp16, bf16, fp32) is computed in float32."""
+    return torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+
+
+def segment_logsumexp(values: Tensor, segments: Tensor, num_segments: int) -> Tensor:
+    """Log-sum-exp of the columns of values[R, B] grouped by segments[B] -> [R, num_segments].
+
+    Stable for any temperature: every (row, segment) group is shifted by its own (detached) maximum,
+    so each exponential lies in (0, 1] and each sum is >= 1; no raw exp of a large logit is ever taken.
+    """
+    index = segments.unsqueeze(0).expand_as(values)
+    shift = torch.full(
+        (values.shape[0], num_segments), -torch.inf, dtype=values.dtype, device=values.device
+    ).scatter_reduce(1, index, values.detach(), reduce="amax", include_self=True)
+    exp_shifted = torch.exp(values - shift.gather(1, index))
+    sums = torch.zeros_like(shift).index_add(1, segments, exp_shifted)
+    return shift + torch.log(sums)
