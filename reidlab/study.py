@@ -1,0 +1,600 @@
+"""Run the study: papermill notebooks, seeded sweeps, result tables and rendered HTML reports.
+
+A *run* is a folder holding ``params.json`` (what was asked), ``status.json`` (ok / failed with the
+error) and, when it succeeded, ``metrics.json`` (what came out) plus figures. Sweeps skip runs whose
+``metrics.json`` exists with an ok status, so an interrupted sweep resumes where it stopped; a failed run
+is recorded as failed and the sweep goes on. :func:`collect` turns a folder of runs into a DataFrame,
+:func:`render` turns executed notebooks into HTML without code and writes ``index.html``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import html
+import itertools
+import json
+import math
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+PARAMS_FILE = "params.json"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.json"
+# Shown first in tables and in the index, in this order; other scalar metrics follow.
+HEADLINE_METRICS = ("mAP", "rank1", "rank5", "mINP", "mAP_rerank", "rank1_rerank")
+
+Runner = Callable[[dict, Path], Mapping[str, Any]]
+
+
+# --------------------------------------------------------------------------- notebooks
+
+
+def notebook_path(name: str | os.PathLike) -> Path:
+    """Resolve ``"train"`` / ``"train.ipynb"`` to ``notebooks/train.ipynb``; a path to an .ipynb is kept."""
+    candidate = Path(name)
+    if candidate.suffix == ".ipynb" and candidate.exists():
+        return candidate.resolve()
+    stem = candidate.name[:-6] if candidate.name.endswith(".ipynb") else candidate.name
+    path = NOTEBOOKS_DIR / f"{stem}.ipynb"
+    if not path.exists():
+        available = sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb"))
+        raise FileNotFoundError(f"no notebook {name!r}: not a file and not in {NOTEBOOKS_DIR} (available: {available})")
+    return path
+
+
+def notebook_parameters(name: str | os.PathLike) -> dict[str, dict]:
+    """The notebook's ``parameters`` cell as papermill reads it: name -> {default, inferred_type_name, help}."""
+    import papermill
+
+    return dict(papermill.inspect_notebook(str(notebook_path(name))))
+
+
+def check_parameters(name: str | os.PathLike, parameters: Mapping[str, Any]) -> None:
+    """Raise ValueError for parameters the notebook does not declare (papermill would only warn)."""
+    valid = notebook_parameters(name)
+    unknown = sorted(set(parameters) - set(valid))
+    if unknown:
+        listing = "\n".join(
+            f"  {key} = {spec['default']}  ({spec['inferred_type_name']}){'  # ' + spec['help'] if spec['help'] else ''}"
+            for key, spec in valid.items()
+        )
+        raise ValueError(
+            f"unknown parameter(s) {unknown} for notebook {notebook_path(name).name}; valid parameters:\n{listing}"
+        )
+
+
+def _runs_this_interpreter(argv0: str) -> bool:
+    # jupyter_client replaces a bare "python"/"python3" argv[0] with the launching interpreter.
+    if argv0 in {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}:
+        return True
+    try:
+        return Path(argv0).parent.resolve() == Path(sys.executable).parent.resolve()
+    except OSError:
+        return False
+
+
+def resolve_kernel_name(kernel_name: str | None = None) -> str:
+    """The kernel papermill should use: the given one, else "reidlab" (``make install``) or "python3",
+    whichever runs this very interpreter (so notebooks see the same installed reidlab)."""
+    if kernel_name:
+        return kernel_name
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    for name in ("reidlab", "python3"):
+        try:
+            spec = manager.get_kernel_spec(name)
+        except NoSuchKernel:
+            continue
+        if spec.argv and _runs_this_interpreter(spec.argv[0]):
+            return name
+    raise RuntimeError(
+        f"no Jupyter kernel runs {sys.executable}; install one with "
+        f"`{sys.executable} -m ipykernel install --sys-prefix --name reidlab` or pass kernel_name="
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _error_record(exc: BaseException) -> dict:
+    """The error as the index shows it: for a failed notebook cell, papermill's ename/evalue and the cell."""
+    record = {"error": f"{type(exc).__name__}: {exc}".strip(), "traceback": "".join(traceback.format_exception(exc))}
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename:
+        record["error"] = f"{ename}: {evalue}"
+        record["error_cell"] = getattr(exc, "cell_index", None)
+        record["traceback"] = "\n".join(getattr(exc, "traceback", []) or [])
+    # Notebook tracebacks carry ANSI colour codes; the index is plain HTML.
+    record["traceback"] = re.sub(r"\x1b\[[0-9;]*m", "", record["traceback"])
+    return record
+
+
+def run_notebook(
+    name: str | os.PathLike,
+    parameters: Mapping[str, Any] | None = None,
+    output_dir: str | os.PathLike = "reports/run",
+    kernel_name: str | None = None,
+    timeout: float | None = None,
+    log_output: bool = False,
+    progress_bar: bool = False,
+) -> dict:
+    """Execute a notebook with papermill into ``output_dir/<name>.ipynb`` and return the run record.
+
+    ``output_dir`` is passed to the notebook as its ``output_dir`` parameter (when it declares one) and is
+    the kernel's working directory. ``status.json`` records ok/failed; on failure the papermill error is
+    re-raised after the partially executed notebook (with its error cell) has been saved.
+    """
+    import papermill
+
+    source = notebook_path(name)
+    parameters = dict(parameters or {})
+    check_parameters(source, parameters)
+    out = Path(output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if "output_dir" in notebook_parameters(source):
+        parameters.setdefault("output_dir", str(out))
+    executed = out / source.name
+    _write_json(out / PARAMS_FILE, {"notebook": source.stem, "parameters": parameters})
+    status = {"status": "running", "notebook": executed.name, "started": _now()}
+    _write_json(out / STATUS_FILE, status)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(executed),
+            parameters=_jsonable(parameters),
+            kernel_name=resolve_kernel_name(kernel_name),
+            execution_timeout=timeout,
+            log_output=log_output,
+            progress_bar=progress_bar,
+            cwd=str(out),
+        )
+    except BaseException as exc:
+        status.update(status="failed", finished=_now(), duration_s=round(time.perf_counter() - start, 2))
+        status.update(_error_record(exc))
+        _write_json(out / STATUS_FILE, status)
+        raise
+    status.update(status="ok", finished=_now(), duration_s=round(time.perf_counter() - start, 2))
+    _write_json(out / STATUS_FILE, status)
+    return {**status, "output_dir": str(out), "metrics": _read_json(out / METRICS_FILE)}
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=+-]+", "_", text).strip("_")
+
+
+def point_name(parameters: Mapping[str, Any]) -> str:
+    """A readable, stable folder name for a grid point (long ones get a hash suffix)."""
+    if not parameters:
+        return "default"
+    text = ",".join(f"{k}={json.dumps(v, sort_keys=True, default=str)}" for k, v in sorted(parameters.items()))
+    slug = _slug(text.replace('"', ""))
+    if len(slug) > 80:
+        slug = slug[:70] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return slug
+
+
+def expand_grid(grid: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, dict]:
+    """Grid points by name. ``grid`` is one of:
+
+    - ``{"sp-h": {...params}, "adasp": {...}}``: named points;
+    - ``{"lr": [1e-3, 1e-4], "loss": ["a", "b"]}``: the cartesian product of the value lists;
+    - ``[{...params}, {...}]``: explicit points, named from their parameters.
+    """
+    if isinstance(grid, Mapping):
+        values = list(grid.values())
+        if values and all(isinstance(v, Mapping) for v in values):
+            return {str(k): dict(v) for k, v in grid.items()}
+        if all(isinstance(v, (list, tuple)) for v in values):
+            keys = list(grid)
+            points = [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+            return {point_name(p): p for p in points}
+        raise ValueError(
+            "grid must map names to parameter dicts, or parameter names to lists of values "
+            f"(got value types {sorted({type(v).__name__ for v in values})})"
+        )
+    points = [dict(p) for p in grid]
+    named = {point_name(p): p for p in points}
+    if len(named) != len(points):
+        raise ValueError("grid has duplicate points")
+    return named
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name: str | None, timeout: float | None) -> dict:
+    """Run one point; never raises: the outcome is written to ``status.json`` and returned."""
+    if isinstance(runner, str):
+        try:
+            return run_notebook(runner, parameters, run_dir, kernel_name=kernel_name, timeout=timeout)
+        except Exception:  # noqa: BLE001 - recorded by run_notebook in status.json
+            return _read_json(run_dir / STATUS_FILE) | {"output_dir": str(run_dir)}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runner_name = f"{getattr(runner, '__module__', '?')}.{getattr(runner, '__qualname__', repr(runner))}"
+    _write_json(run_dir / PARAMS_FILE, {"runner": runner_name, "parameters": parameters})
+    status = {"status": "running", "started": _now()}
+    _write_json(run_dir / STATUS_FILE, status)
+    start = time.perf_counter()
+    try:
+        metrics = dict(runner(dict(parameters), run_dir) or {})
+        if metrics:
+            _write_json(run_dir / METRICS_FILE, metrics)
+        status.update(status="ok")
+    except Exception as exc:  # noqa: BLE001 - a failed run is data, the sweep goes on
+        metrics = {}
+        status.update(status="failed", **_error_record(exc))
+    status.update(finished=_now(), duration_s=round(time.perf_counter() - start, 2))
+    _write_json(run_dir / STATUS_FILE, status)
+    return {**status, "output_dir": str(run_dir), "metrics": metrics}
+
+
+def is_complete(run_dir: str | os.PathLike) -> bool:
+    """A run is complete when its metrics exist and it was not recorded as failed."""
+    run_dir = Path(run_dir)
+    return (run_dir / METRICS_FILE).exists() and _read_json(run_dir / STATUS_FILE).get("status", "ok") == "ok"
+
+
+def sweep(
+    grid: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    seeds: Iterable[int] = (0,),
+    notebook: str | Runner = "train",
+    output_root: str | os.PathLike = "reports/sweep",
+    base_parameters: Mapping[str, Any] | None = None,
+    workers: int = 1,
+    threads_per_worker: int | None = None,
+    kernel_name: str | None = None,
+    timeout: float | None = None,
+    print_fn: Callable[[str], None] | None = None,
+) -> "pandas.DataFrame":  # noqa: F821
+    """One run per grid point x seed under ``output_root/<point>/seed<k>``; returns :func:`collect` of it.
+
+    ``notebook`` is a notebook name (executed with papermill, one kernel per run) or a callable
+    ``runner(parameters, output_dir) -> metrics`` executed in-process (``workers`` > 1: in worker processes,
+    so it must be a module-level function). Each run gets ``base_parameters | point | {"seed": seed}``.
+    Complete runs are skipped, so calling ``sweep`` again resumes; failed runs are recorded and retried
+    by the next call.
+    """
+    points = expand_grid(grid)
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed")
+    root = Path(output_root).resolve()
+    jobs: list[tuple[dict, Path]] = []
+    for name, point in points.items():
+        for seed in seeds:
+            parameters = {**(base_parameters or {}), **point, "seed": seed}
+            if isinstance(notebook, str):
+                check_parameters(notebook, parameters)
+            jobs.append((parameters, root / name / f"seed{seed}"))
+    todo = [(p, d) for p, d in jobs if not is_complete(d)]
+    if print_fn:
+        print_fn(f"sweep: {len(jobs)} runs ({len(points)} points x {len(seeds)} seeds), {len(jobs) - len(todo)} done, {len(todo)} to run")
+
+    def report_done(result: dict, done: int) -> None:
+        if print_fn:
+            metrics = result.get("metrics") or {}
+            headline = "  ".join(f"{k}={metrics[k]:.3f}" for k in HEADLINE_METRICS[:2] if isinstance(metrics.get(k), (int, float)))
+            what = headline if result.get("status") == "ok" else f"FAILED {result.get('error', '')[:200]}"
+            print_fn(f"  [{done}/{len(todo)}] {Path(result['output_dir']).relative_to(root)}  {result.get('duration_s', 0):.0f}s  {what}")
+
+    if workers <= 1 or len(todo) <= 1:
+        for i, (parameters, run_dir) in enumerate(todo, 1):
+            report_done(_execute(notebook, parameters, run_dir, kernel_name, timeout), i)
+    else:
+        if isinstance(notebook, str):  # each run is its own kernel process already
+            pool = ThreadPoolExecutor(max_workers=workers)
+        else:
+            import multiprocessing
+
+            threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+            pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker, initargs=(threads,),
+            )
+        with pool:
+            futures: list[Future] = [pool.submit(_execute, notebook, p, d, kernel_name, timeout) for p, d in todo]
+            for i, future in enumerate(futures, 1):
+                report_done(future.result(), i)
+    return collect(root)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _flatten(prefix: str, value: Any, out: dict) -> None:
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = json.dumps(value, default=str)
+    else:
+        out[prefix] = value
+
+
+def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    ordered = {k: scalars.pop(k) for k in HEADLINE_METRICS if k in scalars}
+    return ordered | dict(sorted(scalars.items()))
+
+
+def find_runs(root: str | os.PathLike) -> list[Path]:
+    """Run folders under ``root`` (any depth): folders holding ``params.json`` or ``metrics.json``."""
+    root = Path(root)
+    found = {p.parent for name in (PARAMS_FILE, METRICS_FILE) for p in root.rglob(name)}
+    # A run's own metrics.json is enough; ignore nested folders of a run that has params.json (checkpoints...).
+    return sorted(found)
+
+
+def collect(root: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
+    """One row per run under ``root``: ``run`` (relative path), ``point``, ``seed``, ``status``, ``error``,
+    ``duration_s``, then the parameters as ``param.<name>`` columns (nested dicts dotted) and the scalar
+    metrics (headline ones first)."""
+    import pandas as pd
+
+    root = Path(root).resolve()
+    rows = []
+    for run_dir in find_runs(root):
+        params = _read_json(run_dir / PARAMS_FILE)
+        status = _read_json(run_dir / STATUS_FILE)
+        metrics = _read_json(run_dir / METRICS_FILE)
+        parameters = params.get("parameters", {})
+        rel = run_dir.relative_to(root).as_posix() if run_dir != root else "."
+        point = run_dir.parent.name if re.fullmatch(r"seed-?\d+", run_dir.name) else run_dir.name
+        row: dict[str, Any] = {
+            "run": rel,
+            "point": point,
+            "seed": parameters.get("seed", metrics.get("seed")),
+            "kind": params.get("notebook") or params.get("runner") or "run",
+            "status": status.get("status", "ok" if metrics else "unknown"),
+            "error": status.get("error"),
+            "duration_s": status.get("duration_s"),
+        }
+        flat: dict[str, Any] = {}
+        _flatten("", parameters, flat)
+        row.update({f"param.{k}": v for k, v in flat.items()})
+        row.update(_scalar_metrics(metrics))
+        rows.append(row)
+    base = ["run", "point", "seed", "kind", "status", "error", "duration_s"]
+    frame = pd.DataFrame(rows, columns=None if rows else base)
+    return frame
+
+
+def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, int]:
+    """Mean and half-width of the two-sided Student-t confidence interval (nan half-width for n < 2)."""
+    import numpy as np
+    from scipy import stats
+
+    x = np.asarray([v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))], float)
+    n = x.size
+    if n == 0:
+        return math.nan, math.nan, 0
+    if n < 2:
+        return float(x.mean()), math.nan, 1
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / math.sqrt(n)
+    return float(x.mean()), float(half), n
+
+
+def welch_p(a: Iterable[float], b: Iterable[float]) -> float:
+    """Two-sided Welch t-test p-value (unequal variances); nan when it is undefined (n < 2 or no spread)."""
+    import numpy as np
+    from scipy import stats
+
+    a, b = np.asarray(list(a), float), np.asarray(list(b), float)
+    if a.size < 2 or b.size < 2 or (a.std() == 0 and b.std() == 0):
+        return math.nan
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def compare_to_baseline(
+    frame: "pandas.DataFrame",  # noqa: F821
+    rows: Mapping[str, str],
+    baseline: str,
+    metrics: Sequence[str] = ("mAP", "rank1"),
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+    scale: float = 100.0,
+) -> "pandas.DataFrame":  # noqa: F821
+    """A results table: per row label (``rows`` maps label -> grid point name), per metric the mean and
+    t-interval over seeds, the delta of the means against ``baseline`` and Welch's two-sided p-value.
+    A delta "exceeds the noise" when p < alpha. Values are multiplied by ``scale`` (percent)."""
+    import pandas as pd
+
+    def values(point: str, metric: str) -> list[float]:
+        sel = frame[(frame["point"] == point) & (frame["status"] == "ok")]
+        return [] if metric not in sel else [float(v) * scale for v in sel[metric].dropna()]
+
+    records = []
+    for label, point in rows.items():
+        record: dict[str, Any] = {"row": label, "runs": len(values(point, metrics[0]))}
+        for metric in metrics:
+            mean, half, _ = mean_ci(values(point, metric), confidence)
+            base = values(baseline, metric)
+            record[f"{metric} mean"] = mean
+            record[f"{metric} ±CI"] = half
+            if point == baseline:
+                record[f"{metric} Δ"], record[f"{metric} p"], record[f"{metric} sig"] = math.nan, math.nan, ""
+                continue
+            base_mean = mean_ci(base, confidence)[0]
+            p = welch_p(values(point, metric), base)
+            record[f"{metric} Δ"] = mean - base_mean
+            record[f"{metric} p"] = p
+            record[f"{metric} sig"] = "" if math.isnan(p) else ("yes" if p < alpha else "no")
+        records.append(record)
+    return pd.DataFrame(records).set_index("row")
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_notebook(notebook: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """Export an executed notebook to HTML without code cells (outputs and markdown only); stderr streams
+    (progress bars, warnings) are dropped from the HTML, errors are kept."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebook = Path(notebook)
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    output = Path(output) if output else notebook.with_suffix(".html")
+    output.write_text(body, encoding="utf-8")
+    return output
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{value:.4g}"
+    return str(value)
+
+
+_INDEX_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
+h1{margin-bottom:.2rem}.sub{color:#666;margin-top:0}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1rem}
+.card{border:1px solid #ddd;border-radius:8px;padding:1rem;background:#fafafa}
+.card img{width:100%;border:1px solid #eee;background:#fff;border-radius:4px}
+.card h3{margin:.1rem 0 .5rem}.ok{color:#1a7f37;font-weight:600}.failed{color:#cf222e;font-weight:600}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1.5rem}
+th,td{border-bottom:1px solid #e5e5e5;padding:.25rem .6rem;text-align:left;vertical-align:top}
+th{background:#f3f3f3;position:sticky;top:0}tr.failed td{background:#fff0f0}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+pre.err{white-space:pre-wrap;max-height:9rem;overflow:auto;background:#fff0f0;padding:.4rem;font-size:.75rem;margin:.3rem 0}
+code{background:#f0f0f0;padding:0 .2rem;border-radius:3px}
+"""
+
+
+def _figure_for(run_dir: Path) -> Path | None:
+    """The figure an index card shows: ``figures/summary.png`` if the notebook made one, else the first PNG."""
+    preferred = run_dir / "figures" / "summary.png"
+    if preferred.exists():
+        return preferred
+    pngs = sorted(run_dir.glob("figures/*.png")) or sorted(run_dir.glob("*.png"))
+    return pngs[0] if pngs else None
+
+
+def _params_html(row: Mapping[str, Any]) -> str:
+    items = [(k[6:], v) for k, v in row.items() if k.startswith("param.") and not _missing(v) and k != "param.output_dir"]
+    return "<br>".join(f"<code>{html.escape(k)}</code>={html.escape(_format_value(v))}" for k, v in items)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: str = "") -> Path:
+    """``root/index.html``: a card per executed notebook (figure, parameters, headline metrics, link to its
+    HTML) and a table per sweep with every run, its parameters, status and metrics; failed runs show their
+    error."""
+    root = Path(root).resolve()
+    frame = collect(root)
+    metric_cols = [c for c in frame.columns if c not in {"run", "point", "seed", "kind", "status", "error", "duration_s"} and not c.startswith("param.")]
+    headline = [m for m in HEADLINE_METRICS if m in metric_cols]
+    parts = [f"<h1>{html.escape(title)}</h1><p class='sub'>generated {_now()} · {len(frame)} runs"
+             f" · {int((frame['status'] == 'failed').sum()) if len(frame) else 0} failed</p>"]
+    if notes:
+        parts.append(f"<p>{notes}</p>")
+    records = frame.to_dict("records")
+    notebook_runs = [r for r in records if (root / r["run"] / f"{r['kind']}.ipynb").exists()]
+    if notebook_runs:
+        parts.append("<h2>Notebooks</h2><div class='cards'>")
+        for r in notebook_runs:
+            run_dir = root / r["run"]
+            page = run_dir / f"{r['kind']}.html"
+            link = page.relative_to(root).as_posix() if page.exists() else f"{r['run']}/{r['kind']}.ipynb"
+            figure = _figure_for(run_dir)
+            metrics = " · ".join(f"{m} {r[m] * 100:.1f}" if m in {"mAP", "rank1", "rank5", "mINP", "mAP_rerank", "rank1_rerank"} and r[m] <= 1 else f"{m} {_format_value(r[m])}"
+                                 for m in headline if not _missing(r.get(m)))
+            parts.append("<div class='card'>")
+            parts.append(f"<h3><a href='{html.escape(link)}'>{html.escape(r['kind'])}</a> <span class='{r['status']}'>{html.escape(str(r['status']))}</span></h3>")
+            if figure:
+                parts.append(f"<a href='{html.escape(link)}'><img src='{html.escape(figure.relative_to(root).as_posix())}' alt='{html.escape(r['kind'])} figure'></a>")
+            if metrics:
+                parts.append(f"<p><b>{html.escape(metrics)}</b></p>")
+            if not _missing(r.get("duration_s")):
+                parts.append(f"<p class='sub'>{r['duration_s']:.0f} s · <code>{html.escape(r['run'])}</code></p>")
+            parts.append(f"<p>{_params_html(r)}</p>")
+            if r["status"] == "failed":
+                parts.append(f"<pre class='err'>{html.escape(str(r.get('error') or ''))}</pre>")
+            parts.append("</div>")
+        parts.append("</div>")
+    sweep_runs = [r for r in records if r not in notebook_runs]
+    groups: dict[str, list[dict]] = {}
+    for r in sweep_runs:
+        parts_of_path = Path(r["run"]).parts
+        group = "/".join(parts_of_path[:-2]) if len(parts_of_path) > 2 else (parts_of_path[0] if parts_of_path else ".")
+        groups.setdefault(group, []).append(r)
+    for group, runs in groups.items():
+        param_cols = sorted({k for r in runs for k, v in r.items() if k.startswith("param.") and not _missing(v) and k not in {"param.seed", "param.output_dir"}})
+        cols = [m for m in metric_cols if any(not _missing(r.get(m)) for r in runs)]
+        parts.append(f"<h2>Runs in <code>{html.escape(group)}</code> ({len(runs)})</h2><table><tr><th>run</th><th>status</th><th>s</th>")
+        parts.extend(f"<th>{html.escape(c[6:])}</th>" for c in param_cols)
+        parts.extend(f"<th>{html.escape(c)}</th>" for c in cols)
+        parts.append("</tr>")
+        for r in runs:
+            run_link = f"{r['run']}/"
+            parts.append(f"<tr class='{html.escape(str(r['status']))}'><td><a href='{html.escape(run_link)}'>{html.escape(r['point'])}/seed{html.escape(_format_value(r['seed']))}</a></td>")
+            status_cell = f"<span class='{r['status']}'>{html.escape(str(r['status']))}</span>"
+            if r["status"] == "failed":
+                status_cell += f"<pre class='err'>{html.escape(str(r.get('error') or ''))}</pre>"
+            parts.append(f"<td>{status_cell}</td><td class='num'>{_format_value(r.get('duration_s')) if not _missing(r.get('duration_s')) else ''}</td>")
+            parts.extend(f"<td>{html.escape(_format_value(r.get(c))) if not _missing(r.get(c)) else ''}</td>" for c in param_cols)
+            parts.extend(f"<td class='num'>{_format_value(r.get(c)) if not _missing(r.get(c)) else ''}</td>" for c in cols)
+            parts.append("</tr>")
+        parts.append("</table>")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_INDEX_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    index = root / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def render(root: str | os.PathLike = "reports", title: str = "reidlab study", notes: str = "") -> Path:
+    """HTML (no code cells) for every executed notebook in the run folders under ``root``, then
+    ``root/index.html``. Returns the index path."""
+    root = Path(root)
+    for run_dir in find_runs(root):
+        kind = _read_json(run_dir / PARAMS_FILE).get("notebook")
+        executed = run_dir / f"{kind}.ipynb" if kind else None
+        if executed is not None and executed.exists():
+            render_notebook(executed)
+    return write_index(root, title=title, notes=notes)
