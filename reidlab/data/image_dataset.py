@@ -1,0 +1,68 @@
+"""Decoding images: the torch Dataset that feeds loaders, and ``check_data`` that finds unreadable files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from .datasets import Record, build_dataset
+
+
+def load_image(path: str) -> Image.Image:
+    """Decode an image as RGB; any failure becomes an OSError that names the file."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except Exception as error:  # PIL raises many types (OSError, SyntaxError, ValueError, DecompressionBombError)
+        raise OSError(f"cannot decode image {path}: {error} (run `reidlab check-data` to list bad files)") from error
+
+
+class ReIDImageDataset(Dataset):
+    """Records -> dicts ``image, pid, camid, sceneid, index, path`` for a DataLoader.
+
+    ``transform`` maps a PIL image to a float Tensor[3, H, W] (see ``build_transforms``); without one the
+    image is only converted to a float tensor in [0, 1].
+    """
+
+    def __init__(self, records: Sequence[Record], transform: Callable | None = None) -> None:
+        self.records = list(records)
+        self.transform = transform or v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        image = self.transform(load_image(record.path))
+        return {
+            "image": image,
+            "pid": record.pid,
+            "camid": record.camid,
+            "sceneid": record.sceneid,
+            "index": index,
+            "path": record.path,
+        }
+
+
+def _decode_error(path: str) -> str | None:
+    try:
+        load_image(path)
+    except OSError as error:
+        return str(error.__cause__ or error)
+    return None
+
+
+def check_data(name: str, root: str | os.PathLike, num_workers: int = 2, **dataset_kwargs) -> list[tuple[str, str]]:
+    """Decode every image of a dataset (all splits); return ``(path, error)`` for each one that fails."""
+    dataset = build_dataset(name, root, **dataset_kwargs)
+    paths = list(dict.fromkeys(r.path for r in dataset.train + dataset.query + dataset.gallery))
+    # PIL releases the GIL while decoding, so threads use several cores without pickling paths around.
+    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
+        errors = list(pool.map(_decode_error, paths))
+    return [(path, error) for path, error in zip(paths, errors) if error is not None]

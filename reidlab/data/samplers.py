@@ -1,0 +1,143 @@
+"""Batch samplers for metric learning: P identities x K images per batch, deterministic and DDP-aware.
+
+Every rank builds the same epoch plan from (seed, epoch) and keeps every ``world_size``-th batch, so ranks
+see disjoint batches and the same number of them without any communication. ``EpochBatchSampler`` holds
+that shared logic (sharding, ``set_epoch``, ``state_dict``); a subclass only writes ``plan(epoch)``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+def group_by_identity(pids: Sequence[int]) -> dict[int, list[int]]:
+    """pid -> dataset indices of its images (indices in dataset order, pids in sorted order)."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for index, pid in enumerate(pids):
+        groups[int(pid)].append(index)
+    return {pid: groups[pid] for pid in sorted(groups)}
+
+
+def identity_chunks(indices: Sequence[int], k: int, rng: np.random.Generator) -> list[list[int]]:
+    """Shuffle one identity's images and cut them into groups of K (an incomplete last group is dropped).
+
+    An identity with fewer than K images gives one group: all its images plus random repeats.
+    """
+    indices = rng.permutation(np.asarray(indices))
+    if len(indices) < k:
+        indices = rng.permutation(np.concatenate([indices, rng.choice(indices, k - len(indices), replace=True)]))
+    return [indices[i : i + k].tolist() for i in range(0, len(indices) - k + 1, k)]
+
+
+def shard_batches(batches: list[list[int]], rank: int, world_size: int, drop_last: bool = True) -> list[list[int]]:
+    """This rank's share of a plan: every ``world_size``-th batch starting at ``rank``.
+
+    ``drop_last`` drops the tail that would give ranks unequal counts; otherwise the plan is padded by
+    repeating its first batches (as DistributedSampler does).
+    """
+    if drop_last:
+        usable = len(batches) - len(batches) % world_size
+        return batches[rank:usable:world_size]
+    total = -(-len(batches) // world_size) * world_size
+    padded = [batches[i % len(batches)] for i in range(total)] if batches else []
+    return padded[rank::world_size]
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Base batch sampler: subclasses implement ``plan(epoch)``, the full list of batches for one epoch,
+    deterministic given ``(self.seed, epoch)`` (use ``self.generator(epoch)``). This class shards it across
+    ranks and caches it; a subclass whose plan depends on other inputs (e.g. classifier weights) calls
+    ``clear_plan()`` when they change.
+    """
+
+    def __init__(self, seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = True) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        self.seed, self.rank, self.world_size, self.drop_last = int(seed), rank, world_size, drop_last
+        self.epoch = 0
+        self._cache: tuple[tuple[int, int], list[list[int]]] | None = None
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        raise NotImplementedError
+
+    def generator(self, epoch: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, epoch])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def clear_plan(self) -> None:
+        self._cache = None
+
+    def rank_batches(self) -> list[list[int]]:
+        key = (self.seed, self.epoch)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, shard_batches(self.plan(self.epoch), self.rank, self.world_size, self.drop_last))
+        return self._cache[1]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.rank_batches()
+
+    def __len__(self) -> int:
+        return len(self.rank_batches())
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed = int(state["seed"])
+        self.set_epoch(state["epoch"])
+
+
+class PKSampler(EpochBatchSampler):
+    """Batches of ``p`` identities x ``k`` images (dataset indices), for losses that need positives in a batch.
+
+    Epoch plan: each identity's images are shuffled and cut into groups of K (identities with fewer than K
+    images are filled up with replacement); batches draw P distinct identities at random among those with
+    groups left, until fewer than P remain. An epoch thus visits (almost) every image once. ``pids`` is the
+    identity of every dataset item, e.g. ``[r.pid for r in dataset.train]``.
+    """
+
+    def __init__(
+        self,
+        pids: Sequence[int],
+        p: int,
+        k: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = True,
+    ) -> None:
+        super().__init__(seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+        if p < 1 or k < 1:
+            raise ValueError(f"p and k must be >= 1, got p={p}, k={k}")
+        self.images_of = group_by_identity(pids)
+        if p > len(self.images_of):
+            raise ValueError(
+                f"p={p} identities per batch but the dataset has only {len(self.images_of)}; lower p "
+                "(batch size = p * k) or use a larger training set"
+            )
+        self.p, self.k = p, k
+        if len(self) == 0:
+            raise ValueError(
+                f"an epoch of {len(self.plan(0))} PxK batches cannot be shared by {self.world_size} ranks with "
+                "drop_last=True; lower p or k, or use fewer ranks"
+            )
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        rng = self.generator(epoch)
+        chunks = {pid: identity_chunks(indices, self.k, rng) for pid, indices in self.images_of.items()}
+        available = list(chunks)
+        batches = []
+        while len(available) >= self.p:
+            picks = rng.choice(len(available), size=self.p, replace=False)
+            batches.append([index for i in picks for index in chunks[available[i]].pop()])
+            for i in sorted(picks, reverse=True):  # swap-remove exhausted identities, largest position first
+                if not chunks[available[i]]:
+                    available[i] = available[-1]
+                    available.pop()
+        return batches
