@@ -1,0 +1,160 @@
+"""Charts of a run and of a study: training curves, CMC, results tables with confidence intervals."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+# Metric-curve keys shown first (eval records), in percent.
+EVAL_KEYS = ("mAP", "rank1", "rank5", "mINP")
+
+
+def save_figure(fig: plt.Figure, output_dir: str | os.PathLike, name: str, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``output_dir/figures/<name>.png`` (the folder the report index looks in)."""
+    path = Path(output_dir) / "figures" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def _numeric_keys(records: Sequence[Mapping[str, Any]], exclude: set[str]) -> list[str]:
+    keys: dict[str, None] = {}
+    for r in records:
+        for k, v in r.items():
+            if k not in exclude and isinstance(v, (int, float)) and not isinstance(v, bool):
+                keys[k] = None
+    return list(keys)
+
+
+def training_curves(records: Sequence[Mapping[str, Any]], title: str | None = None) -> plt.Figure:
+    """Loss terms and learning rate per logged step, evaluation metrics per epoch, from metrics.jsonl
+    records (``{"type": "step"|"epoch"|"eval", "step": ..., ...}``)."""
+    steps = [r for r in records if r.get("type") == "step"]
+    evals = [r for r in records if r.get("type") == "eval"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    ax_loss, ax_lr, ax_eval = axes
+    skip = {"step", "epoch", "lr", "iter", "time", "throughput", "images_per_s", "data_time", "batch_time"}
+    loss_keys = [k for k in _numeric_keys(steps, skip) if "loss" in k or k.startswith("scene")]
+    x = np.array([r["step"] for r in steps])
+    for key in loss_keys:
+        y = np.array([r.get(key, np.nan) if r.get(key) is not None else np.nan for r in steps], float)
+        style = "-" if key in ("loss", "loss/total", "total") else "--"
+        if "acc" in key:
+            continue
+        ax_loss.plot(x, y, style, label=key, lw=1.6 if style == "-" else 1.1)
+    ax_loss.set(title="training losses", xlabel="iteration")
+    if loss_keys:
+        ax_loss.legend(fontsize=8)
+    lr_key = next((k for k in ("lr", "learning_rate") if any(k in r for r in steps)), None)
+    if lr_key:
+        ax_lr.plot(x, [r.get(lr_key, np.nan) for r in steps], color="tab:purple")
+    acc_keys = [k for k in _numeric_keys(steps, skip) if "acc" in k]
+    if acc_keys:
+        twin = ax_lr.twinx()
+        for key in acc_keys:
+            twin.plot(x, [r.get(key, np.nan) if r.get(key) is not None else np.nan for r in steps], alpha=0.7, label=key)
+        twin.set_ylabel("accuracy")
+        twin.legend(fontsize=8, loc="center right")
+    ax_lr.set(title="learning rate" + (" / accuracies" if acc_keys else ""), xlabel="iteration", ylabel="lr")
+    for key in EVAL_KEYS:
+        pts = [(r.get("epoch", r["step"]), r[key]) for r in evals if isinstance(r.get(key), (int, float))]
+        if pts:
+            ex, ey = zip(*pts)
+            ax_eval.plot(ex, np.array(ey) * 100, "o-", label=key)
+    ax_eval.set(title="evaluation (query vs gallery)", xlabel="epoch", ylabel="%")
+    if evals:
+        ax_eval.legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def cmc_curve(cmcs: Mapping[str, Sequence[float]], max_rank: int = 20, ax: plt.Axes | None = None) -> plt.Axes:
+    """CMC (fraction of queries whose first correct match is within rank r) for one or more labelled runs."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.8))
+    for label, cmc in cmcs.items():
+        cmc = np.asarray(cmc, float)[:max_rank] * 100
+        ax.plot(np.arange(1, len(cmc) + 1), cmc, "o-", ms=3, label=f"{label} (R1 {cmc[0]:.1f})")
+    ax.set(xlabel="rank", ylabel="matching rate (%)", title="CMC", xlim=(0.5, max_rank + 0.5))
+    ax.set_ylim(top=100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def format_ci_table(table: "pandas.DataFrame", metrics: Sequence[str] = ("mAP", "rank1"), decimals: int = 1) -> "pandas.DataFrame":  # noqa: F821
+    """A compact, paper-shaped view of :func:`reidlab.study.compare_to_baseline`: one text column per
+    metric ``mean ± CI`` and one ``Δ`` column with a star when the delta exceeds the noise."""
+    import pandas as pd
+
+    out = pd.DataFrame(index=table.index)
+    out["runs"] = table["runs"]
+    for m in metrics:
+        mean, half = table[f"{m} mean"], table[f"{m} ±CI"]
+        out[m] = [
+            "–" if math.isnan(a) else (f"{a:.{decimals}f}" if math.isnan(b) else f"{a:.{decimals}f} ± {b:.{decimals}f}")
+            for a, b in zip(mean, half)
+        ]
+        deltas = []
+        for d, p in zip(table[f"{m} Δ"], table[f"{m} p"]):
+            if math.isnan(d):
+                deltas.append("")
+            else:
+                star = "" if math.isnan(p) else ("*" if p < 0.05 else "")
+                deltas.append(f"{d:+.{decimals}f}{star}" + ("" if math.isnan(p) else f" (p={p:.2f})"))
+        out[f"Δ{m}"] = deltas
+    return out
+
+
+def style_ci_table(table: "pandas.DataFrame", caption: str = "") -> Any:  # noqa: F821
+    """A pandas Styler of :func:`format_ci_table` output: significant deltas in bold green/red."""
+
+    def colour(value: str) -> str:
+        if not isinstance(value, str) or "*" not in value:
+            return ""
+        return "font-weight:bold;color:#1a7f37" if value.startswith("+") else "font-weight:bold;color:#cf222e"
+
+    delta_cols = [c for c in table.columns if str(c).startswith("Δ")]
+    styler = table.style.map(colour, subset=delta_cols) if delta_cols else table.style
+    styler = styler.set_table_styles([
+        {"selector": "th, td", "props": "padding:3px 10px;text-align:right;font-variant-numeric:tabular-nums"},
+        {"selector": "caption", "props": "caption-side:top;font-weight:bold;text-align:left;padding-bottom:4px"},
+    ])
+    return styler.set_caption(caption) if caption else styler
+
+
+def metric_vs_knob(
+    frame: "pandas.DataFrame",  # noqa: F821
+    knob: str,
+    group: str,
+    metric: str = "mAP",
+    confidence: float = 0.95,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """Mean and t-interval (error bars) of ``metric`` (in %) against a numeric ``knob`` column, one line per
+    ``group`` value (e.g. the loss)."""
+    from reidlab.study import mean_ci
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    ok = frame[frame["status"] == "ok"]
+    for name, sub in ok.groupby(group, sort=False):
+        levels = sorted(sub[knob].unique())
+        stats = [mean_ci(sub[sub[knob] == lv][metric] * 100, confidence) for lv in levels]
+        means = np.array([s[0] for s in stats])
+        halves = np.nan_to_num(np.array([s[1] for s in stats]))
+        ax.errorbar(levels, means, yerr=halves, marker="o", capsize=4, label=str(name))
+    ax.set(xlabel=knob, ylabel=f"{metric} (%)", title=f"{metric} vs {knob} (mean, {confidence:.0%} CI)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
