@@ -25,7 +25,7 @@ def _uniform(low: float, high: float) -> float:
 
 class GrayscalePatchReplacement(nn.Module):
     """With probability ``p``, replace one random rectangle of a float image [..., 3, H, W] by its grayscale
-    version (ITU-R 601-2 luma in all three channels); the rest of the image stays in colour.
+    version (luma 0.2989 R + 0.587 G + 0.114 B, as torchvision, in all three channels); the rest stays in colour.
 
     The rectangle is drawn like random erasing: its area is a fraction in ``scale`` of the image and its
     aspect ratio (height / width) is log-uniform in ``ratio``; up to 10 draws until one fits.
