@@ -64,7 +64,9 @@ def check_parameters(name: str | os.PathLike, parameters: Mapping[str, Any]) -> 
     unknown = sorted(set(parameters) - set(valid))
     if unknown:
         listing = "\n".join(
-            f"  {key} = {spec['default']}  ({spec['inferred_type_name']}){'  # ' + spec['help'] if spec['help'] else ''}"
+            f"  {key} = {spec['default']}"
+            + (f"  ({spec['inferred_type_name']})" if spec["inferred_type_name"] not in (None, "None") else "")
+            + (f"  # {spec['help']}" if spec["help"] else "")
             for key, spec in valid.items()
         )
         raise ValueError(

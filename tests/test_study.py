@@ -1,0 +1,153 @@
+"""reidlab.study: parameter checking, run records, sweep resume and failure recording, CI statistics,
+rendering without code cells. A toy notebook keeps these fast; tests/test_notebooks.py runs the real ones."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import nbformat
+import pytest
+
+from reidlab import study
+
+TOY_SOURCE = "TOY_CELL_SOURCE_MARKER = 1"
+
+
+def write_toy_notebook(path):
+    """A notebook with a parameters cell that writes metrics.json (mAP = x / 10) and fails when fail=True."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("x = 1\nseed = 0\nfail = False\noutput_dir = '.'  # where results go")
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        f"{TOY_SOURCE}\nimport json, pathlib\n"
+        "if fail:\n    raise RuntimeError(f'toy failure x={x}')\n"
+        "pathlib.Path(output_dir, 'metrics.json').write_text(json.dumps({'mAP': x / 10, 'rank1': 0.5}))\n"
+        "print('done', x)"
+    )
+    nb.cells = [nbformat.v4.new_markdown_cell("# Toy"), params, body]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def toy(tmp_path):
+    return write_toy_notebook(tmp_path / "toy.ipynb")
+
+
+def test_unknown_parameter_lists_valid_ones(toy, tmp_path):
+    with pytest.raises(ValueError) as err:
+        study.run_notebook(toy, {"x": 2, "typo": 3}, tmp_path / "run")
+    message = str(err.value)
+    assert "typo" in message and "x = 1" in message and "fail = False" in message and "output_dir" in message
+    assert not (tmp_path / "run").exists(), "nothing may be executed or written for bad parameters"
+
+
+def test_unknown_notebook_names_available(tmp_path):
+    with pytest.raises(FileNotFoundError, match="available"):
+        study.notebook_path("no_such_notebook")
+
+
+def test_run_notebook_records_and_render_hides_code(toy, tmp_path):
+    result = study.run_notebook(toy, {"x": 3}, tmp_path / "runs" / "a")
+    assert result["status"] == "ok" and result["metrics"]["mAP"] == pytest.approx(0.3)
+    run = tmp_path / "runs" / "a"
+    assert json.loads((run / "params.json").read_text())["parameters"]["output_dir"] == str(run.resolve())
+    with pytest.raises(Exception, match="toy failure"):
+        study.run_notebook(toy, {"fail": True, "x": 7}, tmp_path / "runs" / "b")
+    status = json.loads((tmp_path / "runs" / "b" / "status.json").read_text())
+    assert status["status"] == "failed" and "toy failure x=7" in status["error"]
+
+    index = study.render(tmp_path / "runs")
+    page = (run / "toy.html").read_text()
+    assert "done 3" in page and TOY_SOURCE not in page, "outputs shown, code cells hidden"
+    failed_page = (tmp_path / "runs" / "b" / "toy.html").read_text()
+    assert "toy failure x=7" in failed_page, "the error cell is rendered"
+    text = index.read_text()
+    assert "a/toy.html" in text and "b/toy.html" in text and "toy failure x=7" in text
+    assert "failed" in text and "30.0" in text  # mAP shown in percent
+
+
+def runner_ok_or_fail(parameters, output_dir):
+    """In-process sweep runner: fails for lr == 0, counts its calls in a file."""
+    calls = output_dir.parent.parent / "calls.txt"
+    with open(calls, "a") as f:
+        f.write(f"{parameters['lr']},{parameters['seed']}\n")
+    if parameters["lr"] == 0:
+        raise ValueError("lr must be > 0")
+    return {"mAP": parameters["lr"] + parameters["seed"] / 100, "rank1": 0.9}
+
+
+def test_sweep_resumes_and_records_failures(tmp_path):
+    grid = {"lr": [0.1, 0], "k": [4]}
+    frame = study.sweep(grid, seeds=[0, 1], notebook=runner_ok_or_fail, output_root=tmp_path / "sw")
+    assert len(frame) == 4
+    assert sorted(frame["status"]) == ["failed", "failed", "ok", "ok"]
+    failed = frame[frame["status"] == "failed"]
+    assert failed["error"].str.contains("lr must be > 0").all()
+    assert (frame[frame["status"] == "ok"]["mAP"].sort_values().tolist()) == pytest.approx([0.1, 0.11])
+    assert set(frame["param.lr"]) == {0.1, 0} and set(frame["seed"]) == {0, 1}
+    assert len((tmp_path / "sw" / "calls.txt").read_text().splitlines()) == 4
+    # Second call: the two complete runs are skipped, the two failed ones are retried.
+    study.sweep(grid, seeds=[0, 1], notebook=runner_ok_or_fail, output_root=tmp_path / "sw")
+    lines = (tmp_path / "sw" / "calls.txt").read_text().splitlines()
+    assert len(lines) == 6 and sorted(lines[4:]) == ["0,0", "0,1"]
+
+
+def test_sweep_runs_notebooks_and_skips_existing(toy, tmp_path):
+    frame = study.sweep({"small": {"x": 2}}, seeds=[0], notebook=str(toy), output_root=tmp_path / "sw")
+    assert frame.loc[0, "status"] == "ok" and frame.loc[0, "mAP"] == pytest.approx(0.2)
+    executed = tmp_path / "sw" / "small" / "seed0" / "toy.ipynb"
+    stamp = executed.stat().st_mtime_ns
+    study.sweep({"small": {"x": 2}}, seeds=[0], notebook=str(toy), output_root=tmp_path / "sw")
+    assert executed.stat().st_mtime_ns == stamp, "a complete run is not executed again"
+    with pytest.raises(ValueError, match="valid parameters"):
+        study.sweep({"bad": {"nope": 1}}, seeds=[0], notebook=str(toy), output_root=tmp_path / "sw2")
+
+
+def test_expand_grid_forms():
+    assert list(study.expand_grid({"a": {"x": 1}, "b": {"x": 2}})) == ["a", "b"]
+    assert len(study.expand_grid({"x": [1, 2], "y": ["u", "v", "w"]})) == 6
+    assert len(study.expand_grid([{"x": 1}, {"x": 2}])) == 2
+    with pytest.raises(ValueError, match="grid must map"):
+        study.expand_grid({"x": 1})
+    with pytest.raises(ValueError, match="seeds"):
+        study.sweep({"x": [1]}, seeds=[], notebook=runner_ok_or_fail)
+
+
+def test_mean_ci_matches_t_interval_by_hand():
+    values = [0.61, 0.64, 0.58]
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    t_975_df2 = 4.302652729911275  # Student t quantile, 2 degrees of freedom
+    got_mean, half, count = study.mean_ci(values)
+    assert count == 3 and got_mean == pytest.approx(mean) and half == pytest.approx(t_975_df2 * sd / math.sqrt(n))
+    assert math.isnan(study.mean_ci([0.5])[1])
+
+
+def test_welch_p_by_hand():
+    a, b = [1.0, 2.0, 3.0, 4.0], [3.0, 5.0, 7.0]
+    ma, mb = sum(a) / 4, sum(b) / 3
+    va = sum((x - ma) ** 2 for x in a) / 3
+    vb = sum((x - mb) ** 2 for x in b) / 2
+    t = (ma - mb) / math.sqrt(va / 4 + vb / 3)
+    dof = (va / 4 + vb / 3) ** 2 / ((va / 4) ** 2 / 3 + (vb / 3) ** 2 / 2)
+    from scipy import stats
+
+    assert study.welch_p(a, b) == pytest.approx(2 * stats.t.sf(abs(t), dof))
+    assert math.isnan(study.welch_p([1.0, 1.0], [1.0, 1.0]))
+
+
+def test_compare_to_baseline_table():
+    import pandas as pd
+
+    rows = [{"point": p, "status": "ok", "mAP": m, "rank1": m} for p, ms in
+            {"base": [0.50, 0.51, 0.49], "big": [0.70, 0.71, 0.69], "same": [0.50, 0.52, 0.48]}.items() for m in ms]
+    rows.append({"point": "big", "status": "failed", "mAP": None, "rank1": None})
+    table = study.compare_to_baseline(pd.DataFrame(rows), {"Baseline": "base", "+Big": "big", "+Same": "same"}, "base")
+    assert table.loc["+Big", "runs"] == 3
+    assert table.loc["+Big", "mAP Δ"] == pytest.approx(20.0)
+    assert table.loc["+Big", "mAP sig"] == "yes" and table.loc["+Same", "mAP sig"] == "no"
+    assert math.isnan(table.loc["Baseline", "mAP Δ"])
