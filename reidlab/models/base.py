@@ -1,0 +1,73 @@
+"""What every reidlab model shares: the train-mode output dict, the scene adversary hook, classifier access.
+
+Why: the trainer, the losses and the hard-batch sampler talk to all models the same way (COMMON.md
+contract): eval mode returns the retrieval feature [B, D]; train mode returns
+``{"features": [...], "logits": [...], "global_feature": ..., "feat": ..., "scene_logits"?: ...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+__all__ = ["ReIDModel", "classifier_weight_of", "finish_model"]
+
+
+class ReIDModel(nn.Module):
+    """Base class. Subclasses set ``feature_dim`` (retrieval D), ``global_feature_dim`` (what a scene
+    adversary sees), ``feature_weights`` / ``logit_weights`` (the published per-group loss weights) and
+    implement ``forward(images, camids=None, labels=None)`` and ``classifier_weight()``."""
+
+    uses_camids: bool = False
+    feature_dim: int
+    global_feature_dim: int
+    feature_weights: tuple[float, ...] = (1.0,)
+    logit_weights: tuple[float, ...] = (1.0,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scene_adversary: nn.Module | None = None
+
+    def attach_scene_adversary(self, num_scenes: int, lambda_: float = 1.0) -> None:
+        """Put ``reidlab.losses.SceneAdversary`` (gradient reversal + scene classifier) on the global feature;
+        train mode then adds ``scene_logits`` [B, num_scenes] to the output dict (HBReID scene removal)."""
+        from reidlab.losses import SceneAdversary  # the losses package owns the module
+
+        if isinstance(num_scenes, bool) or not isinstance(num_scenes, int) or num_scenes < 2:
+            raise ValueError(f"num_scenes must be an int >= 2 for a scene adversary, got {num_scenes!r}")
+        self.scene_adversary = SceneAdversary(self.global_feature_dim, num_scenes, lambda_)
+
+    def classifier_weight(self) -> Tensor:
+        """Weight rows [num_classes, L] of the (global) identity classifier, for hard batch mining."""
+        raise NotImplementedError
+
+    def _train_output(
+        self,
+        features: Sequence[Tensor],
+        logits: Sequence[Tensor | None],
+        global_feature: Tensor,
+        feat: Tensor,
+    ) -> dict[str, object]:
+        out: dict[str, object] = {
+            "features": list(features),
+            "logits": [t for t in logits if t is not None],
+            "global_feature": global_feature,
+            "feat": feat,
+        }
+        if self.scene_adversary is not None:
+            out["scene_logits"] = self.scene_adversary(global_feature)
+        return out
+
+
+def finish_model(model: ReIDModel, num_scenes: int | None, scene_lambda: float) -> ReIDModel:
+    """Builder epilogue: attach the scene adversary when ``num_scenes`` is given."""
+    if num_scenes is not None:
+        model.attach_scene_adversary(num_scenes, scene_lambda)
+    return model
+
+
+def classifier_weight_of(classifier: nn.Module | None) -> Tensor:
+    if classifier is None:
+        raise ValueError("this model was built with num_classes=0 and has no classifier weights")
+    return classifier.weight
