@@ -82,6 +82,13 @@ class RankingProblem:
         self._order = np.argsort(g_pids, kind="stable")
         self._pids, self._starts, self._counts = np.unique(g_pids[self._order], return_index=True,
                                                            return_counts=True)
+        self._device_pids: dict[torch.device, torch.Tensor] = {}
+
+    def device_labels(self, device: torch.device) -> torch.Tensor:
+        """Gallery pids (compacted) as a tensor on ``device``, cached."""
+        if device not in self._device_pids:
+            self._device_pids[device] = torch.from_numpy(self.g_pids).to(device)
+        return self._device_pids[device]
 
     def same_pid_members(self, rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Gallery entries sharing the pid of queries ``rows``: (row in chunk, gallery index, same camera)."""
@@ -112,38 +119,28 @@ def _pack_rows(row_of: np.ndarray, values: np.ndarray, num_rows: int, pad: int) 
     return packed, counts
 
 
-def _count_preceding(sorted_keys: torch.Tensor, sorted_idx: torch.Tensor, keys: torch.Tensor,
-                     key_idx: torch.Tensor | None) -> torch.Tensor:
-    """For each (key, index) pair, how many entries of its row of the (key, index)-sorted list precede it.
+def _order_codes(values: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Non-negative int64 codes with the same order and ties as ``values``, and how many bits they need.
 
-    ``key_idx`` None means the index of a key is its column (a full gallery row).  Exact ties in the
-    key are broken by gallery index, as a stable sort of the gallery would.
+    float32: the IEEE bit pattern made monotone (``-0.0`` folded onto ``+0.0``); other dtypes: dense ranks.
     """
-    width = sorted_keys.shape[1]
-    below = torch.searchsorted(sorted_keys, keys, side="left")
-    tie = (sorted_keys.gather(1, below.clamp(max=width - 1)) == keys) & (below < width)
-    rows, cols = tie.nonzero(as_tuple=True)
-    if len(rows):
-        tied_keys = keys[rows, cols]
-        tied_idx = cols if key_idx is None else key_idx[rows, cols]
-        pos = below[rows, cols]
-        extra = torch.zeros_like(pos)
-        while True:  # walk the tie group (ascending index) while its entries come before ours
-            p = pos.clamp(max=width - 1)
-            before = (pos < width) & (sorted_keys[rows, p] == tied_keys) & (sorted_idx[rows, p] < tied_idx)
-            if not before.any():
-                break
-            extra += before
-            pos = torch.where(before, pos + 1, width)
-        below[rows, cols] += extra
-    return below
+    if values.dtype == torch.float32:
+        bits = (values + 0.0).view(torch.int32).long()
+        return torch.where(bits >= 0, bits + (1 << 31), (1 << 31) - 1 - (bits & 0x7FFFFFFF)), 32
+    distinct, codes = torch.unique(values, sorted=True, return_inverse=True)
+    return codes, max(1, (len(distinct) - 1).bit_length())
 
 
 def match_ranks(keys: torch.Tensor, problem: RankingProblem, rows: slice) -> tuple[np.ndarray, np.ndarray]:
     """1-based ranks of every true match of queries ``rows`` given their ranking keys [b, num_gallery].
 
-    Returns (ranks [b, width] int64, zero-padded, ascending per row; number of matches per row).
-    Smaller key = ranked first; the gallery is the compacted one (junk removed).
+    Returns (ranks [b, width] int64, ascending per row, zero-padded; number of matches per row).
+    Smaller key = ranked first, exact ties in gallery order; the gallery is the compacted one (junk removed).
+
+    Only entries with a key not above the query's last match can precede a match; they are gathered,
+    encoded as (row, key, gallery index) in one int64 (so ties need no special case) and placed among the
+    matches' codes with a single 1-D ``searchsorted``.  The rank of the j-th match is ``j + 1`` plus the
+    number of non-matching entries placed at or before j.  Same-pid same-camera entries are neither.
     """
     b, n = keys.shape
     device = keys.device
@@ -151,30 +148,40 @@ def match_ranks(keys: torch.Tensor, problem: RankingProblem, rows: slice) -> tup
     good_idx, good_count = _pack_rows(row_of[~same_cam], members[~same_cam], b, pad=n)
     width = good_idx.shape[1]
     good_idx_t = torch.from_numpy(good_idx).to(device)
-    pad = good_idx_t == n
-    pad_key = torch.inf if keys.is_floating_point() else torch.iinfo(keys.dtype).max
-    good_keys = keys.gather(1, good_idx_t.clamp(max=n - 1)).masked_fill(pad, pad_key)
-    sorted_keys, perm = torch.sort(good_keys, dim=1, stable=True)  # padding sits last: index n > all
-    sorted_idx = good_idx_t.gather(1, perm)
+    real = good_idx_t < n
+    good_keys = keys.gather(1, good_idx_t.clamp(max=n - 1))
+    neg_inf = -torch.inf if keys.is_floating_point() else torch.iinfo(keys.dtype).min
+    last_good = good_keys.masked_fill(~real, neg_inf).amax(1, keepdim=True)
+    cand_rows, cand_cols = (keys <= last_good).nonzero(as_tuple=True)
+    g_rows, g_slot = real.nonzero(as_tuple=True)
+    g_cols = good_idx_t[g_rows, g_slot]
 
-    below = _count_preceding(sorted_keys, sorted_idx, keys, None)
-    row_offset = torch.arange(b, device=device).mul_(width + 1).unsqueeze(1)
-    hist = torch.bincount((below + row_offset).view(-1), minlength=b * (width + 1)).view(b, width + 1)
-    # remove the matches themselves (the j-th match precedes exactly j matches) ...
-    hist[:, :width] -= (~pad).long()
-    # ... and the same-pid same-camera entries, which the protocol drops
-    if same_cam.any():
-        ex_rows, ex_members = row_of[same_cam], members[same_cam]
-        ex_idx, _ = _pack_rows(ex_rows, ex_members, b, pad=n)
-        ex_idx_t = torch.from_numpy(ex_idx).to(device)
-        ex_real = ex_idx_t < n
-        ex_keys = keys.gather(1, ex_idx_t.clamp(max=n - 1))
-        ex_below = _count_preceding(sorted_keys, sorted_idx, ex_keys, ex_idx_t)
-        r, c = ex_real.nonzero(as_tuple=True)
-        hist.index_put_((r, ex_below[r, c]), torch.tensor(-1, device=device, dtype=hist.dtype), accumulate=True)
+    codes, value_bits = _order_codes(torch.cat([keys[cand_rows, cand_cols], good_keys[g_rows, g_slot]]))
+    index_bits = max(1, n.bit_length())
+    row_bits = max(1, (b - 1).bit_length())
+    if row_bits + value_bits + index_bits > 63:
+        raise ValueError(f"ranking chunk too large to encode ({b} rows x {n} gallery entries); use a smaller chunk")
+
+    def encode(r: torch.Tensor, code: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+        return (r << (value_bits + index_bits)) | (code << index_bits) | col
+
+    num_cand = len(cand_rows)
+    good_code, order = torch.sort(encode(g_rows, codes[num_cand:], g_cols))
+    g_rows_sorted = g_rows[order]
+    counts_t = torch.from_numpy(good_count).to(device)
+    row_start = counts_t.cumsum(0) - counts_t
+    slot = torch.arange(len(order), device=device) - row_start[g_rows_sorted]  # j of each sorted match
+
+    g_pids = problem.device_labels(device)
+    q_pids = torch.from_numpy(problem.q_pids[rows]).to(device)
+    negative = g_pids[cand_cols] != q_pids[cand_rows]
+    neg_rows = cand_rows[negative]
+    placed = torch.searchsorted(good_code, encode(neg_rows, codes[:num_cand][negative], cand_cols[negative]))
+    placed -= row_start[neg_rows]
+    hist = torch.bincount(neg_rows * (width + 1) + placed, minlength=b * (width + 1)).view(b, width + 1)
     negatives_before = hist[:, :width].cumsum(1)
-    ranks = torch.arange(1, width + 1, device=device) + negatives_before
-    ranks = ranks.masked_fill(pad, 0)
+    ranks = torch.zeros(b, width, dtype=torch.long, device=device)
+    ranks[g_rows_sorted, slot] = slot + 1 + negatives_before[g_rows_sorted, slot]
     return ranks.cpu().numpy(), good_count
 
 
@@ -192,7 +199,7 @@ class MetricAccumulator:
         steps = np.arange(1, ranks.shape[1] + 1, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             precision = np.where(ranks > 0, steps / np.maximum(ranks, 1), 0.0)
-            ap = precision.sum(1) / counts
+            ap = precision.cumsum(1)[:, -1] / counts  # sequential sum: independent of padding width
             last = ranks[np.arange(len(counts)), np.maximum(counts - 1, 0)]
             inp = counts / np.maximum(last, 1)
         self.ap[rows] = np.where(valid, ap, np.nan)

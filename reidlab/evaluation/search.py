@@ -1,0 +1,113 @@
+"""Feature-level evaluation: chunked query x gallery search feeding the exact ranking metrics.
+
+Never holds the whole distance matrix: query chunks are multiplied against the gallery in torch (on the
+features' device, so on GPU when they are CUDA tensors) and each chunk goes straight to
+:func:`reidlab.evaluation.rank.match_ranks`, which finds the ranks of the true matches without sorting.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reidlab.evaluation.query_expansion import average_query_expansion
+from reidlab.evaluation.rank import MetricAccumulator, RankingProblem, check_max_rank, match_ranks
+from reidlab.evaluation.rerank import KReciprocalReranker
+
+__all__ = ["evaluate", "as_feature_tensor", "ranking_features"]
+
+METRICS = ("cosine", "euclidean")
+#: tolerance on |norm - 1| under which features count as L2-normalized (see :func:`ranking_features`)
+UNIT_NORM_ATOL = 1e-4
+
+
+def as_feature_tensor(feats, name: str, device=None) -> torch.Tensor:
+    """A 2-D float tensor (float64 kept, other dtypes -> float32) on ``device``; rejects NaN/inf."""
+    x = feats if isinstance(feats, torch.Tensor) else torch.from_numpy(np.asarray(feats))
+    x = x.detach()
+    if device is not None:
+        x = x.to(device)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [num_images, dim], got shape {tuple(x.shape)}")
+    x = x if x.dtype == torch.float64 else x.float()
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).any(1).nonzero()[0])
+        raise ValueError(f"{name} has NaN or infinite values (first in row {bad}); check the model's output")
+    return x
+
+
+def _is_unit_norm(x: torch.Tensor) -> bool:
+    return bool(((x.norm(dim=1) - 1).abs() <= UNIT_NORM_ATOL).all())
+
+
+def ranking_features(q: torch.Tensor, g: torch.Tensor, metric: str
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(query, negated gallery, per-gallery offset or None): ``q @ neg_g.T + offset`` orders like the metric.
+
+    cosine: features are L2-normalized unless they already are; the key is ``-q.g``.  euclidean on
+    unit-norm features: ``|q - g|^2 = 2 - 2 q.g``, so the key is the same ``-q.g`` - cosine and squared
+    Euclidean rank from one similarity and cannot disagree by rounding.  euclidean otherwise:
+    ``|g|^2 - 2 q.g`` (the per-query constant ``|q|^2`` is left out: it cannot change the order).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    unit = _is_unit_norm(q) and _is_unit_norm(g)
+    if unit:
+        return q, -g, None
+    if metric == "cosine":
+        return F.normalize(q, dim=1), -F.normalize(g, dim=1), None
+    return q, -2.0 * g, (g * g).sum(1)
+
+
+def _default_chunk(num_gallery: int, device: torch.device) -> int:
+    elements = 1 << (26 if device.type == "cuda" else 24)
+    return max(1, elements // max(num_gallery, 1))
+
+
+def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50, rerank: bool = False,
+             metric: str = "cosine", chunk_size: int | None = None, device=None, rerank_kwargs: dict | None = None,
+             query_expansion: dict | None = None, return_per_query: bool = False) -> dict:
+    """Metrics of :func:`reidlab.evaluation.evaluate_rank` straight from features, chunk by chunk.
+
+    ``metric``: "cosine" or "euclidean" (squared; identical rankings on L2-normalized features).
+    ``rerank``: k-reciprocal re-ranking (``rerank_kwargs`` go to :class:`KReciprocalReranker`: k1, k2,
+    lambda_value), which is defined on Euclidean distances (``metric`` is not used then); its distances
+    are produced chunk by chunk, never as a whole matrix, and equal ``re_ranking(...)`` with the same
+    ``chunk_size``.
+    ``query_expansion``: keyword arguments of :func:`average_query_expansion` (e.g. ``dict(k=5, alpha=3)``),
+    applied before the search / re-ranking.  ``chunk_size``: query rows per chunk (default: about 16M
+    distances per chunk on CPU).  ``device``: where to compute (default: the features' device).
+
+    Equal to ``evaluate_rank`` on the dense matrix computed the same way (same keys, same ties).
+    """
+    max_rank = check_max_rank(max_rank)
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    q = as_feature_tensor(q_feats, "q_feats", device)
+    g = as_feature_tensor(g_feats, "g_feats", q.device)
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"q_feats have dimension {q.shape[1]} but g_feats have {g.shape[1]}")
+    if q.dtype != g.dtype:
+        q, g = q.double(), g.double()
+    problem = RankingProblem(q_pids, g_pids, q_camids, g_camids, num_query=len(q), num_gallery=len(g))
+    if query_expansion:
+        q, g = average_query_expansion(q, g, **query_expansion)
+    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    acc = MetricAccumulator(problem.num_query)
+    if rerank:
+        reranker = KReciprocalReranker(q, g, chunk_size=chunk_size, **(rerank_kwargs or {}))
+        columns = None if problem.kept_columns is None else torch.from_numpy(problem.kept_columns)
+        for rows, block in reranker.iter_query_rows():
+            keys = torch.from_numpy(block)
+            acc.add(rows, *match_ranks(keys if columns is None else keys[:, columns], problem, rows))
+        return acc.result(max_rank, return_per_query)
+    if problem.kept_columns is not None:
+        g = g[torch.from_numpy(problem.kept_columns).to(g.device)]
+    q, neg_g, offset = ranking_features(q, g, metric)
+    neg_g_t = neg_g.T
+    for rows in problem.chunks(chunk_size or _default_chunk(len(g), q.device)):
+        keys = q[rows] @ neg_g_t if offset is None else torch.addmm(offset.unsqueeze(0), q[rows], neg_g_t)
+        acc.add(rows, *match_ranks(keys, problem, rows))
+    return acc.result(max_rank, return_per_query)
