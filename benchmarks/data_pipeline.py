@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 
@@ -62,7 +63,7 @@ def main() -> None:
         root = args.root
         if root is None:
             start = time.perf_counter()
-            root = synth.generate(tmp, seed=0)
+            root = synth.generate(os.path.join(tmp, "synthreid"), seed=0)
             generate_seconds = round(time.perf_counter() - start, 2)
         dataset = build_dataset(args.dataset, root)
         result = {

@@ -59,7 +59,8 @@ def test_market1501_published_counts(real_layouts):
     assert {r.camid for r in dataset.query} == set(range(6))
     assert all(r.sceneid == r.camid for r in dataset.gallery)
     first = dataset.train[0]
-    assert first == Record(str(real_layouts / "Market-1501-v15.09.15/bounding_box_train/0002_c1s1_000451_03.jpg"), 0, 0, 0)
+    expected_path = real_layouts / "Market-1501-v15.09.15/bounding_box_train/0002_c1s1_000451_03.jpg"
+    assert first == Record(str(expected_path), 0, 0, 0)
     text = dataset.summary(print_fn=None)
     assert "12936" in text and "15913" in text and "note" not in text
     # the dataset folder itself is accepted too
@@ -212,7 +213,10 @@ def test_list_dataset(tmp_path):
     write_lines(tmp_path / "query.txt", ["imgs/c.jpg 11 0"])
     write_lines(tmp_path / "gallery.txt", ["imgs/d.jpg 11 0", "/abs/e.jpg 11 3 1"])
     dataset = build_dataset("list", tmp_path)
-    assert dataset.train == [Record(str(tmp_path / "imgs/a.jpg"), 0, 0, 2), Record(str(tmp_path / "imgs/b.jpg"), 1, 1, 1)]
+    assert dataset.train == [
+        Record(str(tmp_path / "imgs/a.jpg"), 0, 0, 2),
+        Record(str(tmp_path / "imgs/b.jpg"), 1, 1, 1),
+    ]
     assert dataset.gallery[1] == Record("/abs/e.jpg", 11, 3, 1)
     assert dataset.num_cameras == 4 and dataset.num_scenes == 3
     write_lines(tmp_path / "query.txt", ["imgs/c.jpg 11", "imgs/c.jpg x 0", "imgs/c.jpg 1 -1", "imgs/f.jpg 1 0"])
@@ -274,8 +278,12 @@ def test_registry_adds_a_dataset_in_one_small_class(tmp_path):
 def write_folder_with_images(root: Path) -> list[str]:
     rng = np.random.default_rng(0)
     paths = []
-    for split, name in [("bounding_box_train", "0001_c1s1_000001_00.jpg"), ("bounding_box_train", "0002_c2s1_000001_00.png"),
-                        ("query", "0001_c2s1_000002_00.jpg"), ("bounding_box_test", "0001_c1s1_000003_00.jpg")]:
+    for split, name in [
+        ("bounding_box_train", "0001_c1s1_000001_00.jpg"),
+        ("bounding_box_train", "0002_c2s1_000001_00.png"),
+        ("query", "0001_c2s1_000002_00.jpg"),
+        ("bounding_box_test", "0001_c1s1_000003_00.jpg"),
+    ]:
         path = root / split / name
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (40, 20, 3), dtype=np.uint8)).save(path)
@@ -316,7 +324,8 @@ def test_synthreid_scenes_from_meta(synth_root):
         assert record.sceneid == scene_of_camid[record.camid]
     train_raw = {pid for pid, info in meta["identities"].items() if info["split"] == "train"}
     assert dataset.num_train_pids == len(train_raw)
-    assert {r.pid for r in dataset.query} <= {int(pid) for pid, info in meta["identities"].items() if info["split"] == "test"}
+    test_raw = {int(pid) for pid, info in meta["identities"].items() if info["split"] == "test"}
+    assert {r.pid for r in dataset.query} <= test_raw
     by_camera = build_dataset("synthreid", root, sceneid="camera")
     assert all(r.sceneid == r.camid for r in by_camera.gallery)
     assert dataset.meta["format"] == "synthreid-v1"

@@ -19,8 +19,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
 MARKET_PATTERN = r"([-\d]+)_c(\d+)"
@@ -162,6 +165,25 @@ def mismatch_error(what: str, where: str, expected: str, offenders: Sequence[str
     return ValueError(f"{len(offenders)} {what} in {where} do not match {expected}: {shown}. Rename or remove them.")
 
 
+def parse_list_file(path: Path, parse_fields: Callable[[list[str]], T], expected: str) -> list[T]:
+    """``parse_fields`` applied to the whitespace-split fields of every line (blank and ``#`` lines skipped).
+
+    Lines on which it raises ValueError/IndexError/KeyError are collected and reported in one ValueError.
+    """
+    items, bad = [], []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        try:
+            items.append(parse_fields(fields))
+        except (ValueError, IndexError, KeyError):
+            bad.append(f"line {number}: {line.strip()!r}")
+    if bad:
+        raise mismatch_error("line(s)", str(path), expected, bad)
+    return items
+
+
 def parse_image_folder(
     directory: str | os.PathLike,
     pattern: str | re.Pattern,
@@ -169,7 +191,6 @@ def parse_image_folder(
     example: str,
     camera_base: int = 1,
     scene_of_camera: Callable[[int], int] | None = None,
-    drop_junk: bool = True,
 ) -> list[Record]:
     """Records of a Market-style folder: ``pattern`` is matched at the start of each image name and
     captures (pid, camera number); camera numbers start at ``camera_base``. pid -1 (junk) is dropped."""
@@ -182,7 +203,7 @@ def parse_image_folder(
             bad.append(name)
             continue
         pid = int(match.group(1))
-        if pid == -1 and drop_junk:
+        if pid == -1:
             continue
         sceneid = scene_of_camera(camid) if scene_of_camera else camid
         records.append(Record(os.path.join(directory, name), pid, camid, sceneid))
@@ -339,25 +360,16 @@ class ListDataset(ReIDDataset):
 
     @staticmethod
     def parse_list(base: Path, name: str) -> list[Record]:
-        records, bad = [], []
-        for number, line in enumerate((base / name).read_text().splitlines(), start=1):
-            fields = line.split()
-            if not fields or fields[0].startswith("#"):
-                continue
-            try:
-                if len(fields) not in (3, 4):
-                    raise ValueError
-                pid, camid = int(fields[1]), int(fields[2])
-                sceneid = int(fields[3]) if len(fields) == 4 else camid
-                if camid < 0 or sceneid < 0:
-                    raise ValueError
-            except ValueError:
-                bad.append(f"line {number}: {line.strip()!r}")
-                continue
-            records.append(Record(str(base / fields[0]), pid, camid, sceneid))
-        if bad:
-            raise mismatch_error("line(s)", str(base / name), "'path pid camid [sceneid]' (camid >= 0)", bad)
-        return records
+        def parse(fields: list[str]) -> Record:
+            if len(fields) not in (3, 4):
+                raise ValueError
+            pid, camid = int(fields[1]), int(fields[2])
+            sceneid = int(fields[3]) if len(fields) == 4 else camid
+            if camid < 0 or sceneid < 0:
+                raise ValueError
+            return Record(str(base / fields[0]), pid, camid, sceneid)
+
+        return parse_list_file(base / name, parse, "'path pid camid [sceneid]' (camid >= 0)")
 
 
 MSMT17_TIMES = {"morning": 0, "noon": 1, "afternoon": 2}
@@ -396,27 +408,17 @@ class MSMT17(ReIDDataset):
         super().__init__(train, query, gallery, root=base, num_scenes=len(MSMT17_TIMES) if sceneid == "time" else None)
 
     def parse_list(self, list_path: Path, image_dir: Path, pid_offset: int = 0) -> list[Record]:
-        records, bad = [], []
-        for number, line in enumerate(list_path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                relative, label = line.split()
-                fields = os.path.basename(relative).split("_")
-                camid = int(fields[2]) - 1
-                time = MSMT17_TIMES[fields[3].lstrip("0123456789")]
-                if camid < 0:
-                    raise ValueError
-            except (ValueError, IndexError, KeyError):
-                bad.append(f"line {number}: {line.strip()!r}")
-                continue
+        def parse(fields: list[str]) -> Record:
+            relative, label = fields
+            name_fields = os.path.basename(relative).split("_")
+            camid = int(name_fields[2]) - 1
+            time = MSMT17_TIMES[name_fields[3].lstrip("0123456789")]
+            if camid < 0:
+                raise ValueError
             sceneid = time if self.sceneid == "time" else camid
-            records.append(Record(str(image_dir / relative), int(label) + pid_offset, camid, sceneid))
-        if bad:
-            raise mismatch_error(
-                "line(s)", str(list_path), "'PPPP/PPPP_NNN_CC_DDDDmorning|noon|afternoon_FFFF_N.jpg label'", bad
-            )
-        return records
+            return Record(str(image_dir / relative), int(label) + pid_offset, camid, sceneid)
+
+        return parse_list_file(list_path, parse, "'PPPP/PPPP_NNN_CC_DDDDmorning|noon|afternoon_FFFF_N.jpg label'")
 
 
 @register_dataset("vehicleid")
@@ -452,15 +454,10 @@ class VehicleID(ReIDDataset):
 
     @staticmethod
     def parse_list(base: Path, name: str) -> list[tuple[str, int]]:
-        items, bad = [], []
-        for number, line in enumerate((base / name).read_text().splitlines(), start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or not fields[1].isdigit():
-                bad.append(f"line {number}: {line.strip()!r}")
-                continue
-            items.append((str(base / "image" / f"{fields[0]}.jpg"), int(fields[1])))
-        if bad:
-            raise mismatch_error("line(s)", str(base / name), "'<image id> <vehicle id>'", bad)
-        return items
+        def parse(fields: list[str]) -> tuple[str, int]:
+            image_id, vehicle_id = fields
+            if not vehicle_id.isdigit():
+                raise ValueError
+            return str(base / "image" / f"{image_id}.jpg"), int(vehicle_id)
+
+        return parse_list_file(base / name, parse, "'<image id> <vehicle id>'")

@@ -32,7 +32,9 @@ class ReIDImageDataset(Dataset):
 
     def __init__(self, records: Sequence[Record], transform: Callable | None = None) -> None:
         self.records = list(records)
-        self.transform = transform or v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+        if transform is None:
+            transform = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.records)
