@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -24,20 +28,29 @@ def touch(path: Path) -> None:
 
 def placeholders_from_name_lists(folder: Path, prefix: str) -> None:
     """Empty files under every real file name (loaders must never open images)."""
-    for split in ("train", "query", "test"):
-        for line in (NAME_LISTS / f"{prefix}_{split}.csv").read_text().splitlines():
-            touch(folder / line.split(",", 1)[1])
+    names = [
+        line.split(",", 1)[1]
+        for split in ("train", "query", "test")
+        for line in (NAME_LISTS / f"{prefix}_{split}.csv").read_text().splitlines()
+    ]
+    for directory in {os.path.dirname(name) for name in names}:
+        (folder / directory).mkdir(parents=True)
+    for name in names:
+        os.close(os.open(folder / name, os.O_CREAT | os.O_WRONLY, 0o644))
 
 
 @pytest.fixture(scope="module")
 def real_layouts(tmp_path_factory):
+    """Market-1501 and DukeMTMC-reID placeholders (72k empty files), on a RAM disk where there is one."""
     if not NAME_LISTS.is_dir():
         pytest.skip(f"name lists not found at {NAME_LISTS}")
-    root = tmp_path_factory.mktemp("real")
+    ram_disk = Path("/dev/shm")
+    root = Path(tempfile.mkdtemp(dir=ram_disk)) if ram_disk.is_dir() else tmp_path_factory.mktemp("real")
     placeholders_from_name_lists(root / "Market-1501-v15.09.15", "market1501")
     (root / "Market-1501-v15.09.15" / "bounding_box_test" / "Thumbs.db").touch()  # real Market ships these
     placeholders_from_name_lists(root / "DukeMTMC-reID", "dukeMTMC")
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def split_counts(dataset) -> tuple:
@@ -294,7 +307,7 @@ def write_folder_with_images(root: Path) -> list[str]:
 def test_image_dataset_items_and_decode_errors(tmp_path):
     write_folder_with_images(tmp_path)
     dataset = build_dataset("folder", tmp_path)
-    images = ReIDImageDataset(dataset.train)
+    images = pickle.loads(pickle.dumps(ReIDImageDataset(dataset.train)))  # spawn-started workers pickle it
     item = images[1]
     assert set(item) == {"image", "pid", "camid", "sceneid", "index", "path"}
     assert item["image"].shape == (3, 40, 20) and item["image"].dtype == torch.float32
