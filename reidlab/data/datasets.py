@@ -221,19 +221,23 @@ class MarketLayoutDataset(ReIDDataset):
     split_dirs = ("bounding_box_train", "query", "bounding_box_test")
     pattern = MARKET_PATTERN
     example = "0002_c1s1_000451_03.jpg"
+    camera_base = 1
 
     def __init__(self, root: str | os.PathLike) -> None:
         base = self.locate(root)
-        train, query, gallery = (self.parse_split(base / d) for d in self.split_dirs)
-        super().__init__(train, query, gallery, root=base)
+        super().__init__(*self.parse_splits(base), root=base)
 
     def locate(self, root: str | os.PathLike, extra: Sequence[str] = ()) -> Path:
         layout = [*self.split_dirs, *extra]
         description = f"{self.name} folders {', '.join(d + '/' for d in layout)} (files like {self.example})"
         return find_dataset_dir(root, self.folder_names, [layout], description)[0]
 
-    def parse_split(self, directory: Path) -> list[Record]:
-        return parse_image_folder(directory, self.pattern, example=self.example)
+    def parse_splits(self, base: Path, scene_of_camera: Callable[[int], int] | None = None) -> list[list[Record]]:
+        return [
+            parse_image_folder(base / d, self.pattern, example=self.example, camera_base=self.camera_base,
+                               scene_of_camera=scene_of_camera)
+            for d in self.split_dirs
+        ]
 
 
 @register_dataset("market1501")
@@ -300,10 +304,10 @@ class SynthReID(MarketLayoutDataset):
                 raise ValueError(f"{base / 'meta.json'} has no entry for camera {camid + 1}")
             return camera_scene[camid]
 
-        mapper = scene_of_camera if sceneid == "scene" else None
-        splits = [parse_image_folder(base / d, self.pattern, example=self.example, scene_of_camera=mapper)
-                  for d in self.split_dirs]
-        num_scenes = len(self.meta["scenes"]) if sceneid == "scene" else None
+        if sceneid == "scene":
+            splits, num_scenes = self.parse_splits(base, scene_of_camera), len(self.meta["scenes"])
+        else:
+            splits, num_scenes = self.parse_splits(base), None
         ReIDDataset.__init__(self, *splits, root=base, num_scenes=num_scenes)
 
 
@@ -331,9 +335,6 @@ class FolderDataset(MarketLayoutDataset):
         self.split_dirs = (train_dir, query_dir, gallery_dir)
         self.example = f"names matching {pattern!r}"
         super().__init__(root)
-
-    def parse_split(self, directory: Path) -> list[Record]:
-        return parse_image_folder(directory, self.pattern, example=self.example, camera_base=self.camera_base)
 
 
 @register_dataset("list")
