@@ -600,3 +600,285 @@ def render(root: str | os.PathLike = "reports", title: str = "reidlab study", no
         if executed is not None and executed.exists():
             render_notebook(executed)
     return write_index(root, title=title, notes=notes)
+
+
+# --------------------------------------------------------------------------- training runs
+
+
+def as_override_dict(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
+    """``{"a.b": 1}`` or ``["a.b=1"]`` (values typed by YAML, as on the command line) -> a flat dict."""
+    import yaml
+
+    if not overrides:
+        return {}
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    if isinstance(overrides, str):
+        raise ValueError(f"overrides must be a dict or a list of 'key=value' strings, got the string {overrides!r}")
+    flat = {}
+    for text in overrides:
+        if "=" not in text:
+            raise ValueError(f"override {text!r} is not of the form key=value")
+        key, raw = text.split("=", 1)
+        flat[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return flat
+
+
+def training_config(
+    preset: str = "synth_cpu",
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    seed: int | None = None,
+    epochs: int | None = None,
+    data_root: str | None = None,
+    output_dir: str | os.PathLike | None = None,
+):
+    """The engine's ``TrainConfig`` for a notebook's parameters: preset + overrides, then the explicit
+    ``seed`` / ``epochs`` / ``data_root`` / ``output_dir`` arguments (None keeps the preset's value)."""
+    from reidlab.engine import load_config
+
+    merged = as_override_dict(overrides)
+    for key, value in (("seed", seed), ("epochs", epochs), ("data.root", data_root), ("output_dir", output_dir)):
+        if value is not None:
+            merged[key] = str(value) if key in ("data.root", "output_dir") else value
+    return load_config(preset, merged)
+
+
+def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
+    """Sweep runner: train one configuration in this process and return its final metrics.
+
+    ``parameters``: ``preset``, ``overrides``, ``seed``, ``epochs``, ``data_root`` as in
+    :func:`training_config`; ``rerank`` (also evaluate with k-reciprocal re-ranking, adding ``mAP_rerank``
+    and ``rank1_rerank``); ``keep_checkpoints`` (default False: a sweep needs the numbers, not the weights).
+    """
+    import dataclasses
+    import shutil
+
+    from reidlab.engine import evaluate_checkpoint, train
+
+    parameters = dict(parameters)
+    unknown = set(parameters) - {"preset", "overrides", "seed", "epochs", "data_root", "rerank", "keep_checkpoints"}
+    if unknown:
+        raise ValueError(f"train_run got unknown parameters {sorted(unknown)}; valid: preset, overrides, seed, epochs, data_root, rerank, keep_checkpoints")
+    config = training_config(
+        parameters.get("preset", "synth_cpu"), parameters.get("overrides"), parameters.get("seed"),
+        parameters.get("epochs"), parameters.get("data_root"), output_dir,
+    )
+    metrics = dict(train(config, print_fn=None))
+    if parameters.get("rerank"):
+        reranked = dataclasses.replace(config, eval=dataclasses.replace(config.eval, rerank=True))
+        extra = evaluate_checkpoint(reranked, metrics["checkpoint"], print_fn=None)
+        metrics.update({f"{k}_rerank": extra[k] for k in ("mAP", "rank1", "mINP") if k in extra})
+    if not parameters.get("keep_checkpoints", False):
+        shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
+        metrics.pop("checkpoint", None)
+        metrics.pop("best_checkpoint", None)
+    return metrics
+
+
+# --------------------------------------------------------------------------- the default study
+
+# Small enough that `reidlab report` (four notebooks, every ablation cell over 3 seeds) finishes in well
+# under 15 minutes on 2 CPU cores: a 64 x 32 SynthReID generated once, a ResNet-18-shaped network with
+# 1/4 of the channels, 8 x 4 batches, a few epochs. Real-dataset studies pass their own preset instead.
+STUDY_SYNTH_KNOBS: dict[str, Any] = {
+    "num_train_ids": 64, "num_test_ids": 64, "num_cameras": 6, "num_scenes": 3, "image_size": [64, 32],
+    "images_per_camera": [1, 3], "num_distractors": 60, "num_junk": 10,
+}
+STUDY_OVERRIDES: dict[str, Any] = {
+    "data.size": [64, 32], "data.num_workers": 0, "data.test_batch_size": 256,
+    "model.name": "resnet18",
+    "model.kwargs": {"channels": [16, 32, 64, 128], "stem_width": 16, "last_stride": 2},
+    "sampler.p": 8, "sampler.k": 4, "sampler.hard_warmup_epochs": 1,
+    "epochs": 4, "optim.warmup_epochs": 0.5, "scene.ramp_epochs": 1,
+    "eval.every": 0, "progress": False, "log_every": 5,
+}
+STUDY_SEEDS = (0, 1, 2)
+VARIATION_LEVELS = (0.1, 0.5, 0.9)
+
+# Ablation cells: overrides on top of the preset. The AdaSP README rows train the metric loss alone
+# (AdaSP's "single" setting) against a triplet and a cross-entropy baseline.
+ADASP_ROWS: dict[str, dict[str, Any]] = {
+    "SP-H": {"loss.metric": "sp-h", "loss.ce_weight": 0.0},
+    "SP-LH": {"loss.metric": "sp-lh", "loss.ce_weight": 0.0},
+    "AdaSP": {"loss.metric": "adasp", "loss.ce_weight": 0.0},
+    "Triplet": {"loss.metric": "triplet", "loss.ce_weight": 0.0, "loss.margin": 0.3},
+    "CE": {"loss.metric": "none", "loss.ce_weight": 1.0},
+}
+# HBReID: the baseline is CE + soft-margin triplet with a random P x K sampler (its TransReID§ row);
+# GS = grayscale patch replacement, HM = hard batch mining, SR = adversarial scene removal.
+_HB_BASE = {"loss.metric": "triplet", "loss.margin": 0.0, "loss.ce_weight": 1.0, "loss.label_smoothing": 0.0,
+            "sampler.name": "pk", "scene.enabled": False}
+_GS, _HM, _SR = {"data.aug.gray_patch_p": 0.5}, {"sampler.name": "hard"}, {"scene.enabled": True}
+HBREID_TABLE2_ROWS: dict[str, dict[str, Any]] = {
+    "baseline": _HB_BASE,
+    "+GS": {**_HB_BASE, **_GS},
+    "+GS +HM": {**_HB_BASE, **_GS, **_HM},
+    "+GS +SR": {**_HB_BASE, **_GS, **_SR},
+    "+GS +HM +SR": {**_HB_BASE, **_GS, **_HM, **_SR},
+}
+HBREID_TABLE1_ROWS: dict[str, dict[str, Any]] = {
+    "Default": _HB_BASE,
+    "+CJ": {**_HB_BASE, "data.aug.color_jitter_p": 0.5},
+    "+GB": {**_HB_BASE, "data.aug.blur_p": 0.5},
+    "+GT": {**_HB_BASE, "data.aug.gamma_p": 0.5},
+    "+GS": {**_HB_BASE, **_GS},
+}
+VARIATION_LOSSES = ("SP-H", "SP-LH", "AdaSP")
+
+
+def point_key(overrides: Mapping[str, Any], data_root: str | None = None, rerank: bool = False) -> str:
+    """The grid-point name of a set of overrides: identical cells of different tables share one run."""
+    return point_name({"o": dict(sorted(overrides.items())), "d": data_root, "r": rerank})
+
+
+def ablation_plan(
+    tables: Sequence[str] = ("adasp", "hbreid2", "hbreid1", "variation"),
+    preset: str = "synth_cpu",
+    overrides: Mapping[str, Any] | None = None,
+    epochs: int | None = None,
+    data_root: str | None = None,
+    variation_roots: Mapping[float, str] | None = None,
+    default_variation: float | None = None,
+    only: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[dict[str, dict], dict[str, dict[str, str]]]:
+    """The sweep grid of the ablation notebook and, per table, row label -> grid point name.
+
+    Tables: ``adasp`` (SP-H, SP-LH, AdaSP, triplet, CE), ``hbreid2`` (baseline, +GS, +HM, +SR; evaluated
+    with and without re-ranking), ``hbreid1`` (augmentations), ``variation`` (SP-H / SP-LH / AdaSP on
+    SynthReID copies that differ only in the intra-class variation knob; ``variation_roots`` maps level
+    -> dataset folder; rows are labelled ``"<loss>@<level>"``). Cells with the same settings share a run.
+    ``only`` keeps a subset of rows per table (``{"adasp": ["AdaSP", "Triplet"], "variation": ["AdaSP"]}``;
+    variation rows are selected by loss).
+    """
+    known = {"adasp", "hbreid2", "hbreid1", "variation"}
+    if set(tables) - known:
+        raise ValueError(f"unknown ablation tables {sorted(set(tables) - known)}; choose from {sorted(known)}")
+    base = as_override_dict(overrides)
+    grid: dict[str, dict] = {}
+    rows: dict[str, dict[str, str]] = {}
+
+    only = {table: set(labels) for table, labels in (only or {}).items()}
+    for table, labels in only.items():
+        valid = set(VARIATION_LOSSES if table == "variation" else {"adasp": ADASP_ROWS, "hbreid2": HBREID_TABLE2_ROWS,
+                                                                     "hbreid1": HBREID_TABLE1_ROWS}.get(table, {}))
+        if table not in known or labels - valid:
+            raise ValueError(f"only={{{table!r}: {sorted(labels)}}}: unknown table or rows; rows of {table!r}: {sorted(valid)}")
+
+    def add(table: str, label: str, cell: Mapping[str, Any], root: str | None, rerank: bool = False) -> None:
+        if table in only and label.split("@")[0] not in only[table]:
+            return
+        merged = {**base, **cell}
+        name = point_key(merged, root, rerank)
+        params = {"preset": preset, "overrides": merged, "rerank": rerank}
+        if epochs is not None:
+            params["epochs"] = epochs
+        if root is not None:
+            params["data_root"] = root
+        grid[name] = params
+        rows.setdefault(table, {})[label] = name
+
+    hb_rerank = "hbreid2" in tables
+    for table, cells in (("adasp", ADASP_ROWS), ("hbreid2", HBREID_TABLE2_ROWS), ("hbreid1", HBREID_TABLE1_ROWS)):
+        if table in tables:
+            for label, cell in cells.items():
+                add(table, label, cell, data_root, rerank=hb_rerank and table != "adasp")
+    if "variation" in tables:
+        if not variation_roots:
+            raise ValueError("the variation table needs variation_roots: {level: SynthReID folder generated with that variation}")
+        for level, root in sorted(variation_roots.items()):
+            same_as_default = default_variation is not None and abs(level - default_variation) < 1e-9 and root == data_root
+            for loss in VARIATION_LOSSES:
+                add("variation", f"{loss}@{level:g}", ADASP_ROWS[loss], data_root if same_as_default else root)
+    # Rename points to readable, stable folder names (first table and label that uses them).
+    readable: dict[str, str] = {}
+    for table, labels in rows.items():
+        for label, name in labels.items():
+            readable.setdefault(name, _slug(f"{table}-" + label.replace("+", "").strip().replace(" ", "-")))
+    grid = {readable[name]: params for name, params in grid.items()}
+    rows = {table: {label: readable[name] for label, name in labels.items()} for table, labels in rows.items()}
+    return grid, rows
+
+
+def variation_datasets(data_dir: str | os.PathLike, levels: Sequence[float] = VARIATION_LEVELS, seed: int = 0,
+                       knobs: Mapping[str, Any] | None = None) -> dict[float, str]:
+    """Generate (or reuse) one SynthReID per intra-class variation level; level -> folder."""
+    from reidlab.data import synth
+
+    knobs = dict(STUDY_SYNTH_KNOBS if knobs is None else knobs)
+    roots = {}
+    for level in levels:
+        root = Path(data_dir) / f"synthreid-variation{level:g}"
+        synth.generate(root, seed=seed, **{**knobs, "variation": float(level)})
+        roots[float(level)] = str(root.resolve())
+    return roots
+
+
+def study_overrides(data_root: str | None = None, **extra: Any) -> dict[str, Any]:
+    """STUDY_OVERRIDES with the SynthReID knobs (so a missing dataset is regenerated identically) + extra."""
+    overrides = {**STUDY_OVERRIDES, "data.synth_knobs": dict(STUDY_SYNTH_KNOBS), **extra}
+    if data_root is not None:
+        overrides["data.root"] = str(data_root)
+    return overrides
+
+
+def report(
+    output_root: str | os.PathLike = "reports",
+    data_dir: str | os.PathLike = "data/study",
+    seeds: Sequence[int] = STUDY_SEEDS,
+    workers: int = 2,
+    notebooks: Sequence[str] = ("ablation", "train", "positive_pairs", "class_similarity"),
+    kernel_name: str | None = None,
+    timeout: float | None = None,
+    print_fn: Callable[[str], None] = print,
+) -> Path:
+    """The default study on SynthReID, rendered: what ``reidlab report`` / ``make report`` run.
+
+    Generates the study's SynthReID copies (once; reused afterwards), executes the notebooks with the tiny
+    CPU settings (ablation over ``seeds`` with ``workers`` processes; train; positive pairs on the train
+    run's checkpoints; class similarity), then renders every executed notebook and ``index.html``.
+    A failing notebook is recorded in the index and the study goes on. Re-running resumes: finished
+    ablation runs are skipped. Returns the index path.
+    """
+    started = time.perf_counter()
+    root = Path(output_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    kernel = resolve_kernel_name(kernel_name)
+    print_fn(f"reidlab study -> {root} (kernel {kernel!r})")
+    roots = variation_datasets(data_dir, VARIATION_LEVELS)
+    default_root = roots[0.5]
+    print_fn(f"SynthReID copies ready in {time.perf_counter() - started:.0f} s: {', '.join(roots.values())}")
+    threads = max(1, (os.cpu_count() or 1))
+    plans: dict[str, dict[str, Any]] = {
+        "ablation": {
+            "overrides": study_overrides(), "seeds": list(seeds), "data_dir": str(Path(data_dir).resolve()),
+            "synth_knobs": dict(STUDY_SYNTH_KNOBS), "variation_levels": list(VARIATION_LEVELS),
+            "default_variation": 0.5, "workers": workers,
+        },
+        "train": {
+            "overrides": study_overrides(default_root, **{"eval.every": 1, "epochs": 6, "save_every": 1, "threads": threads}),
+            "seed": 0,
+        },
+        "positive_pairs": {"run_dir": str(root / "train")},
+        "class_similarity": {"overrides": study_overrides(default_root, **{"epochs": 6, "threads": threads}), "seed": 0},
+    }
+    unknown = set(notebooks) - set(plans)
+    if unknown:
+        raise ValueError(f"unknown study notebooks {sorted(unknown)}; choose from {list(plans)}")
+    timings = {}
+    for name in notebooks:
+        step = time.perf_counter()
+        print_fn(f"[{name}] running notebooks/{name}.ipynb ...")
+        try:
+            result = run_notebook(name, plans[name], root / name, kernel_name=kernel, timeout=timeout)
+            print_fn(f"[{name}] ok in {result['duration_s']:.0f} s")
+        except Exception as exc:  # noqa: BLE001 - recorded in status.json; the index shows it
+            print_fn(f"[{name}] FAILED: {_error_record(exc)['error'][:300]}")
+        timings[name] = time.perf_counter() - step
+    total = time.perf_counter() - started
+    notes = (f"Default study on SynthReID (64 x 32, {len(seeds)} seeds) in {total / 60:.1f} min: "
+             + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    index = render(root, title="reidlab study report", notes=html.escape(notes))
+    _write_json(root / "study.json", {"seconds": round(total, 1), "timings_s": {k: round(v, 1) for k, v in timings.items()},
+                                      "seeds": list(seeds), "workers": workers, "finished": _now()})
+    print_fn(f"{notes}\nreport: {index}")
+    return index
