@@ -29,14 +29,12 @@ class ReIDModel(nn.Module):
         super().__init__()
         self.scene_adversary: nn.Module | None = None
 
-    def attach_scene_adversary(self, num_scenes: int, lambda_: float = 1.0) -> None:
+    def attach_scene_adversary(self, num_scenes: int, lambda_: float = 1.0, hidden: int | None = None) -> None:
         """Put ``reidlab.losses.SceneAdversary`` (gradient reversal + scene classifier) on the global feature;
         train mode then adds ``scene_logits`` [B, num_scenes] to the output dict (HBReID scene removal)."""
         from reidlab.losses import SceneAdversary  # the losses package owns the module
 
-        if isinstance(num_scenes, bool) or not isinstance(num_scenes, int) or num_scenes < 2:
-            raise ValueError(f"num_scenes must be an int >= 2 for a scene adversary, got {num_scenes!r}")
-        self.scene_adversary = SceneAdversary(self.global_feature_dim, num_scenes, lambda_)
+        self.scene_adversary = SceneAdversary(self.global_feature_dim, num_scenes, lambda_, hidden=hidden)
 
     def classifier_weight(self) -> Tensor:
         """Weight rows [num_classes, L] of the (global) identity classifier, for hard batch mining."""
@@ -60,10 +58,12 @@ class ReIDModel(nn.Module):
         return out
 
 
-def finish_model(model: ReIDModel, num_scenes: int | None, scene_lambda: float) -> ReIDModel:
+def finish_model(
+    model: ReIDModel, num_scenes: int | None, scene_lambda: float = 1.0, scene_hidden: int | None = None
+) -> ReIDModel:
     """Builder epilogue: attach the scene adversary when ``num_scenes`` is given."""
     if num_scenes is not None:
-        model.attach_scene_adversary(num_scenes, scene_lambda)
+        model.attach_scene_adversary(num_scenes, scene_lambda, scene_hidden)
     return model
 
 

@@ -54,6 +54,7 @@ def _create_baseline(
     inference_feature: FeatureChoice = "after",
     num_scenes: int | None = None,
     scene_lambda: float = 1.0,
+    scene_hidden: int | None = None,
     **backbone_kwargs,
 ) -> Baseline:
     backbone = create_resnet(variant, ibn=ibn, last_stride=last_stride, pretrained=pretrained, **backbone_kwargs)
@@ -69,7 +70,7 @@ def _create_baseline(
         metric_feature=metric_feature,
         inference_feature=inference_feature,
     )
-    return finish_model(model, num_scenes, scene_lambda)
+    return finish_model(model, num_scenes, scene_lambda, scene_hidden)
 
 
 @register_model

@@ -110,6 +110,7 @@ def _create_mgn(
     inference_feature: FeatureChoice = "after",
     num_scenes: int | None = None,
     scene_lambda: float = 1.0,
+    scene_hidden: int | None = None,
     **backbone_kwargs,
 ) -> MGN:
     if global_last_stride not in (1, 2):
@@ -128,7 +129,7 @@ def _create_mgn(
         metric_feature=metric_feature,
         inference_feature=inference_feature,
     )
-    return finish_model(model, num_scenes, scene_lambda)
+    return finish_model(model, num_scenes, scene_lambda, scene_hidden)
 
 
 @register_model

@@ -229,6 +229,7 @@ def _create_transreid(
     inference_feature: FeatureChoice = "before",
     num_scenes: int | None = None,
     scene_lambda: float = 1.0,
+    scene_hidden: int | None = None,
     **vit_kwargs,
 ) -> TransReID:
     path = check_pretrained_arg(pretrained)
@@ -261,7 +262,7 @@ def _create_transreid(
         metric_feature=metric_feature,
         inference_feature=inference_feature,
     )
-    return finish_model(model, num_scenes, scene_lambda)
+    return finish_model(model, num_scenes, scene_lambda, scene_hidden)
 
 
 @register_model
