@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -38,6 +39,31 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from reidlab.engine import load_config, train
+
+    metrics = train(load_config(args.config, args.overrides))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"results: {metrics['output_dir']}/metrics.json (mAP {metrics['mAP']:.4f}, rank1 {metrics.get('rank1', 0):.4f})")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from reidlab.engine import evaluate_checkpoint, load_config
+
+    evaluate_checkpoint(load_config(args.config, args.overrides))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from reidlab import study
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    study.report(args.output, data_dir=args.data_dir, seeds=seeds, workers=args.workers, notebooks=args.notebooks or
+                 ("ablation", "train", "positive_pairs", "class_similarity"), kernel_name=args.kernel)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reidlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_cmd_check_data)
+
+    p = sub.add_parser("train", help="train a preset (torchrun --nproc_per_node N -m reidlab train ... for DDP)")
+    p.add_argument("-c", "--config", default="synth_cpu", help="preset name in reidlab/configs or a .yaml path")
+    p.add_argument("overrides", nargs="*", default=[], help="key=value overrides, dotted keys (data.root=/x)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint: reidlab eval -c PRESET checkpoint=PATH [key=value ...]")
+    p.add_argument("-c", "--config", default="synth_cpu", help="preset name in reidlab/configs or a .yaml path")
+    p.add_argument("overrides", nargs="*", default=[], help="key=value overrides; checkpoint=PATH is required")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("report", help="run the default study on SynthReID and render reports/index.html")
+    p.add_argument("--output", default="reports", help="report folder (default: reports)")
+    p.add_argument("--data-dir", default="data/study", help="where the study's SynthReID copies are generated")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated ablation seeds (default: 0,1,2)")
+    p.add_argument("--workers", type=int, default=2, help="parallel ablation runs (default: 2)")
+    p.add_argument("--kernel", default=None, help="Jupyter kernel (default: 'reidlab' or this interpreter's python3)")
+    p.add_argument("notebooks", nargs="*", help="subset of: ablation train positive_pairs class_similarity")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

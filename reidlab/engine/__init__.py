@@ -1,1 +1,63 @@
-"""Trainer, checkpoints and distributed helpers."""
+"""Trainer, checkpoints and distributed helpers.
+
+Notebook/CLI entry points: `load_config(preset_or_path, overrides)`, `train(config)`,
+`evaluate_checkpoint(config, checkpoint)`, `load_trained(output_dir)`; `Callback` for per-epoch hooks;
+`read_metrics(output_dir)` for the metrics.jsonl curves.
+"""
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import (
+    ConfigError,
+    DataConfig,
+    EvalConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    SamplerConfig,
+    SceneConfig,
+    TrainConfig,
+    list_presets,
+    load_config,
+    parse_overrides,
+)
+from .distributed import DistContext, init_distributed
+from .logging import read_metrics
+from .schedulers import build_scheduler, lr_factor
+from .trainer import (
+    Callback,
+    NonFiniteLossError,
+    Trainer,
+    TrainedRun,
+    evaluate_checkpoint,
+    load_trained,
+    train,
+)
+
+__all__ = [
+    "Callback",
+    "ConfigError",
+    "DataConfig",
+    "DistContext",
+    "EvalConfig",
+    "LossConfig",
+    "ModelConfig",
+    "NonFiniteLossError",
+    "OptimConfig",
+    "SamplerConfig",
+    "SceneConfig",
+    "TrainConfig",
+    "TrainedRun",
+    "Trainer",
+    "build_scheduler",
+    "evaluate_checkpoint",
+    "init_distributed",
+    "list_presets",
+    "load_checkpoint",
+    "load_config",
+    "load_trained",
+    "lr_factor",
+    "parse_overrides",
+    "read_metrics",
+    "save_checkpoint",
+    "train",
+]

@@ -1,0 +1,108 @@
+"""HBReID hard batch mining: batches of mutually similar identities, by classifier-weight similarity.
+
+Warm-up epochs use the random P x K plan of `PKSampler`. After that, each epoch repeats rounds of: draw one
+random anchor class, rank every class by the cosine similarity of its classifier weight row to the
+anchor's row, and cut the ranked list into consecutive groups of P classes; each group becomes one batch of
+K images per class (sampled with replacement only for classes with fewer than K images). Similar classes
+therefore share batches and the batch-hard negatives become globally hard. Rounds continue until the epoch
+has as many batches as the random plan would have, so the epoch length (and an lr schedule built on it)
+does not change when mining starts.
+
+The trainer calls `update_weights(classifier_weight)` at each epoch start. The plan depends only on
+(seed, epoch, weights): every DDP rank builds the same plan from the same (synchronised) weights and keeps
+its share, exactly as `PKSampler` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .samplers import PKSampler
+
+
+class HardBatchSampler(PKSampler):
+    """P x K batches of similar identities after `warmup_epochs` random epochs (HBReID, DESIGN section 5).
+
+    ``pids`` must be the relabelled train identities 0..C-1, so that pid ``c`` is row ``c`` of the
+    classifier weight matrix given to ``update_weights``.
+    """
+
+    def __init__(
+        self,
+        pids: Sequence[int],
+        p: int,
+        k: int,
+        warmup_epochs: int = 1,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = True,
+    ) -> None:
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        self.class_weights: np.ndarray | None = None
+        self.warmup_epochs = 1 << 62  # PKSampler.__init__ checks the random plan, which has the mined plan's length
+        super().__init__(pids, p, k, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+        self.warmup_epochs = warmup_epochs
+        self.clear_plan()
+        self.classes = np.asarray(list(self.images_of), dtype=np.int64)
+        if self.classes.min() < 0:
+            raise ValueError("HardBatchSampler needs relabelled train pids >= 0 (rows of the classifier weights)")
+
+    def update_weights(self, weight_matrix: torch.Tensor | np.ndarray) -> None:
+        """Set the classifier weights [C, L] (row c = identity c) that rank the classes from now on."""
+        weights = weight_matrix.detach().cpu().double().numpy() if torch.is_tensor(weight_matrix) else np.asarray(
+            weight_matrix, dtype=np.float64
+        )
+        if weights.ndim != 2 or weights.shape[0] <= self.classes.max():
+            raise ValueError(
+                f"classifier weights must be [num_classes, dim] with a row for every train pid "
+                f"(max pid {int(self.classes.max())}), got shape {tuple(weights.shape)}"
+            )
+        if not np.isfinite(weights).all():
+            raise ValueError("classifier weights contain NaN or inf; cannot rank classes by similarity")
+        norms = np.maximum(np.linalg.norm(weights, axis=1, keepdims=True), 1e-12)
+        self.class_weights = weights / norms
+        self.clear_plan()
+
+    def is_mining(self, epoch: int) -> bool:
+        return epoch >= self.warmup_epochs
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        random_plan = super().plan(epoch)
+        if not self.is_mining(epoch):
+            return random_plan
+        if self.class_weights is None:
+            raise RuntimeError(
+                f"HardBatchSampler epoch {epoch} mines hard batches but has no classifier weights: "
+                "call update_weights(model classifier weight) before iterating"
+            )
+        return self.mined_plan(epoch, num_batches=len(random_plan))
+
+    def mined_plan(self, epoch: int, num_batches: int) -> list[list[int]]:
+        """`num_batches` batches from rounds of similarity-sorted classes (see the module docstring)."""
+        rng = np.random.default_rng([self.seed, epoch, 1])  # a stream apart from the random plan's
+        unit = self.class_weights[self.classes]
+        batches: list[list[int]] = []
+        while len(batches) < num_batches:
+            anchor = rng.integers(len(self.classes))
+            order = self.classes[np.argsort(-(unit @ unit[anchor]), kind="stable")]
+            for start in range(0, len(order) - self.p + 1, self.p):
+                batch = []
+                for pid in order[start : start + self.p]:
+                    images = self.images_of[int(pid)]
+                    batch.extend(rng.choice(images, size=self.k, replace=len(images) < self.k).tolist())
+                batches.append(batch)
+                if len(batches) == num_batches:
+                    break
+        return batches
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "warmup_epochs": self.warmup_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.warmup_epochs = int(state.get("warmup_epochs", self.warmup_epochs))
+        super().load_state_dict(state)

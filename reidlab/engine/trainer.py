@@ -1,0 +1,757 @@
+"""The training loop: plain PyTorch, resumable, deterministic on CPU, DDP-aware.
+
+`Trainer(config)` turns a `TrainConfig` into plain library objects (dataset, model, loss, sampler,
+optimizer, schedule) and `fit()` runs epochs: train, evaluate every `eval.every` epochs, write
+`checkpoints/last.pt` (and `best.pt` by mAP), log to `metrics.jsonl`. `train(config)` and
+`evaluate_checkpoint(config, path)` are the entry points for the CLI and notebooks; `load_trained(dir)`
+rebuilds a finished run's model and dataset.
+
+Exact resume: the sampler plan is a function of (seed, epoch), the loader's generator is reseeded from
+(seed, rank, epoch) each epoch, and the checkpoint holds every rank's RNG states, so a run killed after an
+epoch and resumed computes bit-identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
+
+from reidlab.data import ReIDImageDataset, build_dataset, build_transforms
+from reidlab.data.hard_batch_sampler import HardBatchSampler
+from reidlab.data.samplers import PKSampler
+from reidlab.losses import CombinedLoss, build_loss
+from reidlab.losses.distributed import gather_with_grad
+from reidlab.models import build_model
+
+from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from .config import ConfigError, TrainConfig, check_paths, config_from_dict, config_to_dict, save_config
+from .distributed import DistContext, barrier, broadcast_object, cleanup, init_distributed, resolve_device
+from .logging import MetricsLogger, truncate_metrics
+from .schedulers import build_scheduler
+
+PrintFn = Callable[[str], object] | None
+CHECKPOINT_FORMAT = "reidlab-checkpoint-v1"
+# Settings that may differ between a run and its resumption without changing what it computes.
+RESUME_SAFE_KEYS = {"resume", "progress", "device", "threads", "log_every", "tensorboard", "checkpoint", "data.num_workers"}
+
+
+class Callback:
+    """Hooks into a training run; subclass and override what you need (all are no-ops here).
+
+    Epoch numbers are 1-based counts of completed epochs; `trainer.model` is the unwrapped model.
+    """
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, step: int, batch: dict, logs: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None: ...
+
+    def on_train_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None: ...
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message names the step and the loss terms."""
+
+
+# --------------------------------------------------------------------------------------- building
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def prepare_dataset(config: TrainConfig, ctx: DistContext = DistContext()):
+    """Build the dataset of a config. With `data.generate` (synthreid), rank 0 first makes sure SynthReID with
+    the configured seed and knobs is at `data.root` (generate() reuses an identical one, replaces another)."""
+    check_paths(config)
+    root = Path(config.data.root)
+    if config.data.generate and config.data.name == "synthreid":
+        if ctx.is_main:
+            from reidlab.data import synth
+
+            synth.generate(root, seed=config.data.synth_seed, **config.data.synth_knobs)
+        barrier(ctx)
+    return build_dataset(config.data.name, root, **config.data.dataset_kwargs)
+
+
+def build_reid_model(config: TrainConfig, dataset) -> nn.Module:
+    """The model of a config for a dataset: identity classes, cameras and scenes come from the data."""
+    kwargs = dict(config.model.kwargs)
+    if "transreid" in config.model.name:  # the ViTs size their position embedding from the input
+        kwargs.setdefault("img_size", tuple(config.data.size))
+    if config.model.camera_embedding:
+        kwargs["num_cameras"] = dataset.num_cameras
+    if config.model.pretrained is not None:
+        kwargs["pretrained"] = config.model.pretrained
+    if config.scene.enabled:
+        if dataset.num_scenes < 2:
+            raise ConfigError(
+                f"scene.enabled=true needs at least 2 scenes, but {config.data.name} has {dataset.num_scenes}; "
+                "choose another data.dataset_kwargs.sceneid or set scene.enabled=false"
+            )
+        kwargs["num_scenes"] = dataset.num_scenes
+        kwargs["scene_lambda"] = config.scene.grl_lambda if config.scene.ramp_epochs <= 0 else 0.0
+    return build_model(config.model.name, dataset.num_train_pids, **kwargs)
+
+
+def build_reid_loss(config: TrainConfig, model: nn.Module) -> ModelWeightedLoss:
+    """`reidlab.losses.build_loss` from the config, with the model's published per-group weights."""
+    loss = build_loss(
+        ce_weight=config.loss.ce_weight,
+        label_smoothing=config.loss.label_smoothing,
+        metric=None if config.loss.metric == "none" else config.loss.metric,
+        metric_weight=config.loss.metric_weight,
+        temperature=config.loss.temperature,
+        margin=config.loss.margin,
+        gamma=config.loss.gamma,
+        hard_mining=config.loss.hard_mining,
+        normalize=config.loss.normalize,
+        scene_weight=config.scene.weight if config.scene.enabled else 0.0,
+        gather=config.loss.gather,
+    )
+    return ModelWeightedLoss(loss, {"features": model.feature_weights, "logits": model.logit_weights})
+
+
+class ModelWeightedLoss(nn.Module):
+    """Applies a model's per-group loss weights (MGN: 0.2 per metric group, 0.125 per CE head; TransReID JPM:
+    0.5 global + 0.5 / k per local group) to the terms of a `CombinedLoss`.
+
+    Uniform weights become a mean over the groups times their sum; non-uniform ones split the term into
+    one term per group (outputs `source.g`), logged as `name.g` plus their weighted sum under `name`.
+    """
+
+    def __init__(self, loss: CombinedLoss, group_weights: dict[str, Sequence[float]]) -> None:
+        super().__init__()
+        self.split: dict[str, tuple[str, int]] = {}  # source -> (term name, number of groups)
+        terms = []
+        for term in loss.terms:
+            weights = group_weights.get(term.source)
+            if weights is None:
+                terms.append(term)
+            elif len(set(weights)) == 1:
+                terms.append(replace(term, group_reduction="mean", weight=term.weight * sum(weights)))
+            else:
+                self.split[term.source] = (term.name, len(weights))
+                for g, w in enumerate(weights):
+                    terms.append(replace(term, name=f"{term.name}.{g}", source=f"{term.source}.{g}", weight=term.weight * w))
+        self.combined = CombinedLoss(terms)
+        self.weights = {t.name: t.weight for t in terms}
+
+    def forward(self, outputs: dict, labels: torch.Tensor, scene_labels: torch.Tensor | None = None):
+        if self.split:
+            outputs = dict(outputs)
+            for source, (_, groups) in self.split.items():
+                if len(outputs[source]) != groups:
+                    raise ValueError(f"model output {source!r} has {len(outputs[source])} groups, expected {groups}")
+                outputs.update({f"{source}.{g}": value for g, value in enumerate(outputs[source])})
+        total, logs = self.combined(outputs, labels, scene_labels)
+        for name, groups in self.split.values():
+            parts = [f"{name}.{g}" for g in range(groups) if f"{name}.{g}" in logs]
+            if parts:
+                weight = sum(self.weights[p] for p in parts)
+                logs[name] = sum(self.weights[p] * logs[p] for p in parts) / weight
+        return total, logs
+
+
+# Top-level modules that are not "backbone": they train from the first iteration.
+HEAD_MODULES = ("head", "heads", "local_heads", "scene_adversary")
+
+
+def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters frozen during `model.freeze_backbone_iters` (all but the embedding heads and the adversary)."""
+    return [p for name, p in model.named_parameters() if name.split(".")[0] not in HEAD_MODULES]
+
+
+def _shard(dataset, ctx: DistContext):
+    """This rank's contiguous slice of an evaluation set (concatenating ranks restores the order)."""
+    if not ctx.distributed:
+        return dataset
+    n = len(dataset)
+    start, stop = n * ctx.rank // ctx.world_size, n * (ctx.rank + 1) // ctx.world_size
+    return Subset(dataset, range(start, stop))
+
+
+def eval_loader(records, config: TrainConfig, ctx: DistContext = DistContext()) -> DataLoader:
+    transform = build_transforms(False, size=tuple(config.data.size))
+    return DataLoader(
+        _shard(ReIDImageDataset(records, transform), ctx),
+        batch_size=config.data.test_batch_size,
+        shuffle=False,
+        num_workers=config.data.num_workers,
+        pin_memory=ctx.device.type == "cuda",
+    )
+
+
+def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or config.optim.amp == "none":
+        return None
+    return torch.bfloat16 if config.optim.amp == "bf16" else torch.float16
+
+
+def run_evaluation(model: nn.Module, dataset, config: TrainConfig, ctx: DistContext = DistContext()) -> dict[str, Any]:
+    """Query/gallery retrieval metrics (fractions) of `model`; every rank extracts its share of the images,
+    rank 0 gathers and ranks, every rank gets the result."""
+    from reidlab.evaluation import evaluate, extract_features
+
+    if not dataset.query or not dataset.gallery:
+        raise ValueError(f"{config.data.name} has an empty query or gallery split; nothing to evaluate")
+    amp = _autocast_dtype(config, ctx.device)
+    parts = []
+    for records in (dataset.query, dataset.gallery):
+        feats, pids, camids = extract_features(
+            model, eval_loader(records, config, ctx), device=ctx.device, flip=config.eval.flip, amp=amp
+        )
+        if ctx.distributed:
+            labels = torch.stack([torch.as_tensor(pids), torch.as_tensor(camids)], dim=1).to(ctx.device)
+            with torch.no_grad():
+                feats, labels = gather_with_grad(feats.to(ctx.device), labels)
+            pids, camids = labels[:, 0].cpu().numpy(), labels[:, 1].cpu().numpy()
+        parts.append((feats.cpu(), pids, camids))
+    metrics = None
+    if ctx.is_main:
+        (qf, qp, qc), (gf, gp, gc) = parts
+        result = evaluate(
+            qf, gf, qp, gp, qc, gc,
+            max_rank=config.eval.max_rank,
+            rerank=config.eval.rerank,
+            rerank_kwargs=dict(k1=config.eval.rerank_k1, k2=config.eval.rerank_k2, lambda_value=config.eval.rerank_lambda),
+            device=ctx.device,
+        )
+        cmc = result["cmc"]
+        metrics = {"mAP": float(result["mAP"]), "mINP": float(result["mINP"])}
+        for k in (1, 5, 10):
+            if len(cmc) >= k:
+                metrics[f"rank{k}"] = float(cmc[k - 1])
+        metrics["num_valid_queries"] = int(result["num_valid_queries"])
+        metrics["rerank"] = config.eval.rerank
+    return broadcast_object(metrics, ctx)
+
+
+def _stream_seed(*keys: int) -> int:
+    """A 63-bit seed derived from integers (numpy SeedSequence: well mixed, stable across runs)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> 1)
+
+
+# ----------------------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """One training run of a `TrainConfig`. Build it, then call `fit()`.
+
+    ctx: where this process sits (rank, world size, device); default: single process on `config.device`.
+    callbacks: `Callback` objects (or anything with some of its methods).
+    print_fn: where progress messages go (None: silent; metrics.jsonl is written either way).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        callbacks: Sequence[Callback] = (),
+        ctx: DistContext | None = None,
+        print_fn: PrintFn = None,
+    ) -> None:
+        self.config = config
+        self.ctx = ctx or DistContext(device=resolve_device(config.device))
+        self.callbacks = list(callbacks)
+        self.print_fn = print_fn
+        self.output_dir = Path(config.output_dir)
+        self.checkpoint_dir = self.output_dir / "checkpoints"
+        device = self.ctx.device
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        if config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = not config.deterministic
+        seed_everything(config.seed)
+
+        self.dataset = prepare_dataset(config, self.ctx)
+        self._check_batch_shape()
+        self.model = build_reid_model(config, self.dataset).to(device)
+        self.channels_last = config.model.channels_last and device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if config.model.sync_bn and self.ctx.distributed:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.loss_fn = build_reid_loss(config, self.model).to(device)
+        self.train_model = self.model
+        if self.ctx.distributed:
+            self.train_model = DistributedDataParallel(
+                self.model,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=config.loss.ce_weight <= 0,  # classifier heads then get no gradient
+            )
+        self.sampler = self._build_sampler()
+        self.loader_generator = torch.Generator()
+        self.train_loader = DataLoader(
+            ReIDImageDataset(self.dataset.train, build_transforms(True, size=tuple(config.data.size), **config.data.aug)),
+            batch_sampler=self.sampler,
+            num_workers=config.data.num_workers,
+            pin_memory=device.type == "cuda",
+            generator=self.loader_generator,
+        )
+        self.iters_per_epoch = len(self.sampler)
+        if config.max_iters_per_epoch:
+            self.iters_per_epoch = min(self.iters_per_epoch, config.max_iters_per_epoch)
+        self.optimizer = self._build_optimizer()
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            schedule=config.optim.scheduler,
+            epochs=config.epochs,
+            iters_per_epoch=self.iters_per_epoch,
+            warmup_epochs=(config.optim.warmup_iters / self.iters_per_epoch if config.optim.warmup_iters
+                           else config.optim.warmup_epochs),
+            warmup_factor=config.optim.warmup_factor,
+            milestones=config.optim.milestones,
+            gamma=config.optim.gamma,
+            flat_epochs=config.optim.flat_epochs,
+            min_factor=config.optim.min_lr_factor,
+        )
+        self.amp_dtype = _autocast_dtype(config, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.frozen = backbone_parameters(self.model) if config.model.freeze_backbone_iters > 0 else []
+
+        self.epoch = 0  # completed epochs
+        self.global_step = 0
+        self.best = {"mAP": -1.0, "epoch": 0}
+        self.last_eval: dict[str, Any] = {}
+        self.logger: MetricsLogger | None = None
+
+    # ------------------------------------------------------------------ construction helpers
+
+    def _check_batch_shape(self) -> None:
+        p, num_ids = self.config.sampler.p, self.dataset.num_train_pids
+        if p > num_ids:
+            raise ConfigError(
+                f"sampler.p={p} identities per batch but {self.config.data.name} has only {num_ids} training "
+                f"identities (batch = p x k = {p} x {self.config.sampler.k}); lower sampler.p"
+            )
+
+    def _build_sampler(self) -> PKSampler:
+        cfg, ctx = self.config.sampler, self.ctx
+        pids = [record.pid for record in self.dataset.train]
+        common = dict(seed=self.config.seed, rank=ctx.rank, world_size=ctx.world_size)
+        if cfg.name == "hard":
+            return HardBatchSampler(pids, cfg.p, cfg.k, warmup_epochs=cfg.hard_warmup_epochs, **common)
+        return PKSampler(pids, cfg.p, cfg.k, **common)
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config.optim
+        decay_bias = cfg.weight_decay if cfg.weight_decay_bias is None else cfg.weight_decay_bias
+        weights, biases = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (biases if name.endswith(".bias") else weights).append(param)
+        groups = [{"params": weights, "weight_decay": cfg.weight_decay}]
+        if biases:
+            groups.append({"params": biases, "weight_decay": decay_bias, "lr": cfg.lr * cfg.bias_lr_factor})
+        params = [p for p in self.loss_fn.parameters() if p.requires_grad]
+        if params:  # a loss with learnable parameters
+            groups.append({"params": params, "weight_decay": cfg.weight_decay})
+        if cfg.name == "sgd":
+            return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        optimizer_cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
+        return optimizer_cls(groups, lr=cfg.lr)
+
+    # ------------------------------------------------------------------ messages and hooks
+
+    def _say(self, text: str) -> None:
+        if self.print_fn is not None and self.ctx.is_main:
+            self.print_fn(text)
+
+    def _hook(self, name: str, *args) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, name, None)
+            if method is not None:
+                method(self, *args)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        rng = get_rng_state()
+        if self.ctx.distributed:
+            states = [None] * self.ctx.world_size
+            dist.all_gather_object(states, rng)
+            rng_states = states
+        else:
+            rng_states = [rng]
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_states,
+            "best": dict(self.best),
+            "metrics": dict(self.last_eval),
+            "num_classes": self.dataset.num_train_pids,
+            "config": config_to_dict(self.config),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.best = dict(state["best"])
+        self.last_eval = dict(state["metrics"])
+        rng_states = state["rng"]
+        if len(rng_states) == self.ctx.world_size:
+            set_rng_state(rng_states[self.ctx.rank])
+        else:  # a different number of processes: fresh but deterministic streams
+            seed_everything(self.config.seed + 1_000_003 * self.epoch + self.ctx.rank)
+
+    def _save(self) -> None:
+        state = self.state_dict()  # every rank takes part (RNG states are gathered)
+        if not self.ctx.is_main:
+            return
+        save_checkpoint(state, self.checkpoint_dir / "last.pt")
+        if self.config.save_every and self.epoch % self.config.save_every == 0:
+            save_checkpoint(state, self.checkpoint_dir / f"epoch_{self.epoch:03d}.pt")
+        if self.best["epoch"] == self.epoch and self.last_eval:
+            save_checkpoint(state, self.checkpoint_dir / "best.pt")
+
+    def _maybe_resume(self) -> None:
+        path = self.checkpoint_dir / "last.pt"
+        if not self.config.resume:
+            return
+        if not path.is_file():
+            self._say(f"resume=true but no checkpoint at {path}; starting from scratch")
+            return
+        state = load_checkpoint(path, map_location=self.ctx.device)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a reidlab training checkpoint (format {state.get('format')!r})")
+        differing = _config_differences(state["config"], config_to_dict(self.config)) - RESUME_SAFE_KEYS
+        differing.discard("epochs")
+        if differing:
+            raise ConfigError(
+                f"resume=true but the settings differ from the run in {self.output_dir} at: {', '.join(sorted(differing))}; "
+                "resume with the same settings, or train into a new output_dir"
+            )
+        self.load_state_dict(state)
+        self._say(f"resumed from {path} after epoch {self.epoch} (step {self.global_step})")
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs, evaluate, write checkpoints and OUTPUT_DIR/metrics.json; return the final metrics."""
+        config = self.config
+        self._maybe_resume()
+        if self.ctx.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.output_dir / "config.yaml")
+            if config.resume:
+                truncate_metrics(self.output_dir, self.epoch)
+            elif (self.output_dir / "metrics.jsonl").exists():
+                (self.output_dir / "metrics.jsonl").unlink()
+        self.logger = MetricsLogger(self.output_dir, tensorboard=config.tensorboard, enabled=self.ctx.is_main)
+        if self.logger.tensorboard_missing:
+            self._say("tensorboard=true but the tensorboard package is not installed; logging to metrics.jsonl only")
+        started = time.perf_counter()
+        try:
+            self._hook("on_train_start")
+            while self.epoch < config.epochs:
+                epoch_metrics = self.train_epoch()
+                self.epoch += 1
+                if config.eval.every and self.epoch % config.eval.every == 0:
+                    epoch_metrics.update({k: v for k, v in self.evaluate().items() if k != "epoch"})
+                self._save()
+                self._hook("on_epoch_end", self.epoch, epoch_metrics)
+            if not self.last_eval or self.last_eval.get("epoch") != self.epoch:
+                self.evaluate()
+                self._save()
+            final = self._final_metrics(time.perf_counter() - started)
+            self._hook("on_train_end", final)
+        finally:
+            self.logger.close()
+        return final
+
+    def _final_metrics(self, seconds: float) -> dict[str, Any]:
+        final = {
+            **{k: v for k, v in self.last_eval.items() if k != "epoch"},
+            "epochs_completed": self.epoch,
+            "global_step": self.global_step,
+            "best_mAP": self.best["mAP"],
+            "best_epoch": self.best["epoch"],
+            "preset": self.config.preset,
+            "seed": self.config.seed,
+            "output_dir": str(self.output_dir),
+            "checkpoint": str(self.checkpoint_dir / "last.pt"),
+            "best_checkpoint": str(self.checkpoint_dir / "best.pt"),
+            "train_seconds_this_session": round(seconds, 3),
+        }
+        if self.ctx.is_main:
+            path = self.output_dir / "metrics.json"
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(final, indent=2))
+            os.replace(tmp, path)
+            self._say(
+                f"finished {self.epoch} epochs: mAP {final['mAP']:.1%}, rank-1 {final.get('rank1', float('nan')):.1%}; "
+                f"metrics in {path}, checkpoints in {self.checkpoint_dir}"
+            )
+        return final
+
+    def _lambda(self) -> float:
+        cfg = self.config.scene
+        if cfg.ramp_epochs <= 0:
+            return cfg.grl_lambda
+        return cfg.grl_lambda * min(1.0, self.global_step / max(cfg.ramp_epochs * self.iters_per_epoch, 1.0))
+
+    def train_epoch(self) -> dict[str, Any]:
+        """One epoch of `iters_per_epoch` steps (`self.epoch` is the number completed before it)."""
+        from tqdm.auto import tqdm
+
+        config, ctx = self.config, self.ctx
+        epoch = self.epoch
+        self.sampler.set_epoch(epoch)
+        if isinstance(self.sampler, HardBatchSampler):
+            weights = self.model.classifier_weight().detach().float().clone()
+            if ctx.distributed:
+                dist.broadcast(weights, src=0)  # one plan on every rank, bit for bit
+            self.sampler.update_weights(weights)
+        self.loader_generator.manual_seed(_stream_seed(config.seed, ctx.rank, epoch))
+        self._hook("on_epoch_start", epoch + 1)
+        self.train_model.train()
+        adversary = self.model.scene_adversary
+        sums: dict[str, torch.Tensor] = {}
+        window: dict[str, torch.Tensor] = {}
+        window_images, window_start = 0, time.perf_counter()
+        epoch_images, epoch_start = 0, window_start
+        bar = tqdm(
+            total=self.iters_per_epoch,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not (config.progress and ctx.is_main),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        iterator = iter(self.train_loader)
+        try:
+            for step_in_epoch in range(self.iters_per_epoch):
+                batch = next(iterator)
+                if adversary is not None:
+                    adversary.lambda_ = self._lambda()
+                logs = self.train_step(batch)
+                batch_size = batch["image"].shape[0]
+                window_images += batch_size
+                epoch_images += batch_size
+                for key, value in logs.items():
+                    window[key] = window.get(key, 0.0) + value
+                    sums[key] = sums.get(key, 0.0) + value
+                self.global_step += 1
+                if self.global_step % config.log_every == 0 or step_in_epoch == self.iters_per_epoch - 1:
+                    n = step_in_epoch % config.log_every + 1 if step_in_epoch == self.iters_per_epoch - 1 else config.log_every
+                    values = {k: float(v) / n for k, v in window.items()}
+                    elapsed = time.perf_counter() - window_start
+                    self.logger.log(
+                        "step",
+                        self.global_step,
+                        epoch=epoch + 1,
+                        lr=self.optimizer.param_groups[0]["lr"],
+                        img_per_s=window_images * ctx.world_size / max(elapsed, 1e-9),
+                        **({"scene_lambda": adversary.lambda_} if adversary is not None else {}),
+                        **values,
+                    )
+                    bar.set_postfix(loss=f"{values['total']:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+                    window, window_images, window_start = {}, 0, time.perf_counter()
+                bar.update(1)
+                self._hook("on_step_end", self.global_step, batch, {k: float(v) for k, v in logs.items()})
+        finally:
+            bar.close()
+            del iterator
+        seconds = time.perf_counter() - epoch_start
+        metrics = {k: float(v) / self.iters_per_epoch for k, v in sums.items()}
+        metrics.update(
+            epoch=epoch + 1,
+            lr=self.optimizer.param_groups[0]["lr"],
+            img_per_s=epoch_images * ctx.world_size / max(seconds, 1e-9),
+            epoch_seconds=seconds,
+        )
+        self.logger.log("epoch", self.global_step, **metrics)
+        self._say(
+            f"epoch {epoch + 1}/{config.epochs}: loss {metrics['total']:.4f}, "
+            f"{metrics['img_per_s']:.0f} img/s, {seconds:.1f} s"
+        )
+        return metrics
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Forward, loss, non-finite check, backward, (frozen backbone), clip, optimizer and lr step.
+        Returns the loss terms as detached tensors."""
+        config, device = self.config, self.ctx.device
+        images = batch["image"].to(device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        pids = batch["pid"].to(device, non_blocking=True)
+        scenes = batch["sceneid"].to(device, non_blocking=True)
+        camids = batch["camid"].to(device, non_blocking=True) if self.model.uses_camids else None
+        with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            outputs = self.train_model(images, camids=camids, labels=pids)
+            total, logs = self.loss_fn(outputs, pids, scenes if config.scene.enabled else None)
+        if not torch.isfinite(total):
+            self._non_finite(logs)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.frozen and self.global_step < config.model.freeze_backbone_iters:
+            for param in self.frozen:
+                param.grad = None
+        if config.optim.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.optim.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return logs
+
+    def _non_finite(self, logs: dict[str, torch.Tensor]) -> None:
+        bad = [name for name, value in logs.items() if name != "total" and not torch.isfinite(value)]
+        values = ", ".join(f"{name}={float(logs[name])}" for name in bad) or f"total={float(logs['total'])}"
+        message = (
+            f"non-finite loss at step {self.global_step + 1} (epoch {self.epoch + 1}, "
+            f"iteration {self.global_step - self.epoch * self.iters_per_epoch + 1} of {self.iters_per_epoch}): "
+            f"{values}. The last good checkpoint is {self.checkpoint_dir / 'last.pt'}"
+            + ("" if (self.checkpoint_dir / "last.pt").exists() else " (none written yet)")
+            + "; lower optim.lr, enable optim.clip_grad_norm, or check the data"
+        )
+        self.logger.log("error", self.global_step + 1, epoch=self.epoch + 1, message=message, terms=bad)
+        raise NonFiniteLossError(message)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self) -> dict[str, Any]:
+        """Evaluate the current model on query/gallery, log it and track the best mAP."""
+        metrics = run_evaluation(self.model, self.dataset, self.config, self.ctx)
+        metrics["epoch"] = self.epoch
+        self.last_eval = metrics
+        if metrics["mAP"] > self.best["mAP"]:
+            self.best = {"mAP": metrics["mAP"], "epoch": self.epoch}
+        self.logger.log("eval", self.global_step, **metrics)
+        self._say(
+            f"eval after epoch {self.epoch}: mAP {metrics['mAP']:.1%}, rank-1 {metrics.get('rank1', float('nan')):.1%}, "
+            f"mINP {metrics['mINP']:.1%}"
+        )
+        self.train_model.train()
+        return metrics
+
+
+def _config_differences(saved: dict, current: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key in set(saved) | set(current):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key not in ("kwargs", "dataset_kwargs", "aug", "synth_knobs"):
+            keys |= _config_differences(a, b, f"{prefix}{key}.")
+        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+# ------------------------------------------------------------------------------------ entry points
+
+
+def train(config: TrainConfig, callbacks: Sequence[Callback] = (), print_fn: PrintFn = print) -> dict[str, Any]:
+    """Train a config (single process, or DDP when launched by torchrun) and return the final metrics,
+    also written to OUTPUT_DIR/metrics.json."""
+    created = not (dist.is_available() and dist.is_initialized())
+    ctx = init_distributed(config.device)
+    try:
+        return Trainer(config, callbacks=callbacks, ctx=ctx, print_fn=print_fn).fit()
+    finally:
+        if created:
+            cleanup(ctx)
+
+
+def _load_model(config: TrainConfig, dataset, checkpoint: str | os.PathLike, device: torch.device) -> nn.Module:
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    weights = state["model"] if "model" in state and isinstance(state["model"], dict) else state
+    model = build_reid_model(replace(config, model=replace(config.model, pretrained=None)), dataset)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ValueError(
+            f"checkpoint {checkpoint} does not fit model {config.model.name!r} on {config.data.name}: {error}"
+        ) from None
+    return model.to(device).eval()
+
+
+def evaluate_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike | None = None, print_fn: PrintFn = print) -> dict[str, Any]:
+    """Evaluate a checkpoint (default: `config.checkpoint`) on the config's query/gallery; the metrics are also
+    written next to it as `<checkpoint>.eval.json`."""
+    checkpoint = checkpoint or config.checkpoint
+    if checkpoint is None:
+        raise ConfigError("no checkpoint to evaluate: pass checkpoint=PATH")
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
+    ctx = init_distributed(config.device)
+    dataset = prepare_dataset(replace(config, model=replace(config.model, pretrained=None)), ctx)
+    model = _load_model(config, dataset, checkpoint, ctx.device)
+    metrics = run_evaluation(model, dataset, config, ctx)
+    metrics["checkpoint"] = str(checkpoint)
+    out = checkpoint.with_name(checkpoint.name + ".eval.json")
+    if ctx.is_main:
+        out.write_text(json.dumps(metrics, indent=2))
+        if print_fn is not None:
+            print_fn(
+                f"{checkpoint}: mAP {metrics['mAP']:.1%}, rank-1 {metrics.get('rank1', float('nan')):.1%}, "
+                f"mINP {metrics['mINP']:.1%}{' (re-ranked)' if config.eval.rerank else ''}; written to {out}"
+            )
+    return metrics
+
+
+class TrainedRun(NamedTuple):
+    """A finished run, rebuilt: the model (eval mode, weights loaded), its config and its dataset."""
+
+    model: nn.Module
+    config: TrainConfig
+    dataset: Any
+    checkpoint: Path
+
+
+def load_trained(output_dir: str | os.PathLike, checkpoint: str = "best", device: str = "cpu") -> TrainedRun:
+    """Rebuild a trained run from OUTPUT_DIR (its config.yaml and `checkpoints/<checkpoint>.pt`; `best` falls
+    back to `last` when no evaluation improved). `checkpoint` may also be a path."""
+    import yaml
+
+    output_dir = Path(output_dir)
+    config_path = output_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: is {str(output_dir)!r} the output_dir of a training run?")
+    config = config_from_dict(yaml.safe_load(config_path.read_text()))
+    path = Path(checkpoint)
+    if not path.is_file():
+        path = output_dir / "checkpoints" / f"{checkpoint}.pt"
+        if not path.is_file() and checkpoint == "best":
+            path = output_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {checkpoint!r} in {output_dir / 'checkpoints'}")
+    dataset = prepare_dataset(replace(config, model=replace(config.model, pretrained=None)))
+    model = _load_model(config, dataset, path, resolve_device(device))
+    return TrainedRun(model, config, dataset, path)
+
