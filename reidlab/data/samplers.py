@@ -141,3 +141,6 @@ class PKSampler(EpochBatchSampler):
                     available[i] = available[-1]
                     available.pop()
         return batches
+
+
+from .hard_batch_sampler import HardBatchSampler  # noqa: E402
