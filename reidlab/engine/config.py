@@ -241,6 +241,11 @@ def _check_value(key: str, value: Any, tp: Any, choices: tuple | None) -> Any:
             raise ConfigError(f"config key {key!r} expects a mapping, got {value!r}")
         return dict(value)
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key {key!r} expects a float, got {value!r}")
         return float(value)
