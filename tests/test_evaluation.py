@@ -7,6 +7,14 @@ import pytest
 import torch
 
 from reidlab.evaluation import evaluate_rank
+from reidlab.evaluation import rank as rank_module
+
+
+@pytest.fixture(params=["sparse", "dense"], autouse=True)
+def placement(request, monkeypatch):
+    """Run every test with both ways of placing gallery entries among the matches."""
+    monkeypatch.setattr(rank_module, "DENSE_CANDIDATE_FRACTION", 1.0 if request.param == "sparse" else 0.0)
+    return request.param
 
 
 def reference_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):

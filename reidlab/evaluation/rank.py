@@ -82,13 +82,6 @@ class RankingProblem:
         self._order = np.argsort(g_pids, kind="stable")
         self._pids, self._starts, self._counts = np.unique(g_pids[self._order], return_index=True,
                                                            return_counts=True)
-        self._device_pids: dict[torch.device, torch.Tensor] = {}
-
-    def device_labels(self, device: torch.device) -> torch.Tensor:
-        """Gallery pids (compacted) as a tensor on ``device``, cached."""
-        if device not in self._device_pids:
-            self._device_pids[device] = torch.from_numpy(self.g_pids).to(device)
-        return self._device_pids[device]
 
     def same_pid_members(self, rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Gallery entries sharing the pid of queries ``rows``: (row in chunk, gallery index, same camera)."""
@@ -131,16 +124,71 @@ def _order_codes(values: torch.Tensor) -> tuple[torch.Tensor, int]:
     return codes, max(1, (len(distinct) - 1).bit_length())
 
 
+def _count_preceding(sorted_keys: torch.Tensor, sorted_idx: torch.Tensor, keys: torch.Tensor,
+                     key_idx: torch.Tensor | None) -> torch.Tensor:
+    """For each (key, index) pair, how many entries of its row of the (key, index)-sorted list precede it.
+
+    Dense 2-D ``searchsorted``; ``key_idx`` None means a key's index is its column (a full gallery row).
+    Exact ties in the key are broken by gallery index, as a stable sort of the gallery would.
+    """
+    width = sorted_keys.shape[1]
+    below = torch.searchsorted(sorted_keys, keys, side="left")
+    tie = (sorted_keys.gather(1, below.clamp(max=width - 1)) == keys) & (below < width)
+    rows, cols = tie.nonzero(as_tuple=True)
+    if len(rows):
+        tied_keys = keys[rows, cols]
+        tied_idx = cols if key_idx is None else key_idx[rows, cols]
+        pos = below[rows, cols]
+        extra = torch.zeros_like(pos)
+        while True:  # walk the tie group (ascending index) while its entries come before ours
+            p = pos.clamp(max=width - 1)
+            before = (pos < width) & (sorted_keys[rows, p] == tied_keys) & (sorted_idx[rows, p] < tied_idx)
+            if not before.any():
+                break
+            extra += before
+            pos = torch.where(before, pos + 1, width)
+        below[rows, cols] += extra
+    return below
+
+
+def _place_candidates(keys: torch.Tensor, flat: torch.Tensor, sorted_keys: torch.Tensor,
+                      sorted_idx: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, number of preceding matches) of the entries ``flat`` (row-major positions in ``keys``).
+
+    Each entry and each match is encoded as one int64 ``(row, key code, gallery index)``, so ties need no
+    special case and a single 1-D ``searchsorted`` places every entry among the matches of all rows.
+    """
+    b, n = keys.shape
+    cand_rows = torch.div(flat, n, rounding_mode="floor")
+    cand_cols = flat - cand_rows * n
+    g_rows = real.nonzero(as_tuple=True)[0]
+    codes, value_bits = _order_codes(torch.cat([keys.reshape(-1)[flat], sorted_keys[real]]))
+    index_bits = max(1, n.bit_length())
+    if max(1, (b - 1).bit_length()) + value_bits + index_bits > 63:
+        raise ValueError(f"ranking chunk too large to encode ({b} rows x {n} gallery entries); use a smaller chunk")
+    shift = value_bits + index_bits
+    num_cand = len(flat)
+    match_codes = (g_rows << shift) | (codes[num_cand:] << index_bits) | sorted_idx[real]
+    cand_codes = (cand_rows << shift) | (codes[:num_cand] << index_bits) | cand_cols
+    counts = real.sum(1)
+    row_start = counts.cumsum(0) - counts
+    return cand_rows, torch.searchsorted(match_codes, cand_codes) - row_start[cand_rows]
+
+
+#: a chunk where more than this fraction of entries can precede a match is placed densely (whole rows)
+DENSE_CANDIDATE_FRACTION = 0.25
+
+
 def match_ranks(keys: torch.Tensor, problem: RankingProblem, rows: slice) -> tuple[np.ndarray, np.ndarray]:
     """1-based ranks of every true match of queries ``rows`` given their ranking keys [b, num_gallery].
 
     Returns (ranks [b, width] int64, ascending per row, zero-padded; number of matches per row).
     Smaller key = ranked first, exact ties in gallery order; the gallery is the compacted one (junk removed).
 
-    Only entries with a key not above the query's last match can precede a match; they are gathered,
-    encoded as (row, key, gallery index) in one int64 (so ties need no special case) and placed among the
-    matches' codes with a single 1-D ``searchsorted``.  The rank of the j-th match is ``j + 1`` plus the
-    number of non-matching entries placed at or before j.  Same-pid same-camera entries are neither.
+    Each gallery entry is placed among the query's matches sorted by (key, index); the rank of the j-th
+    match is ``j + 1`` plus the number of non-matching kept entries placed at or before j.  Only entries
+    with a key not above the last match can precede one: when they are few they alone are placed
+    (:func:`_place_candidates`), otherwise whole rows are (:func:`_count_preceding`).
     """
     b, n = keys.shape
     device = keys.device
@@ -148,40 +196,36 @@ def match_ranks(keys: torch.Tensor, problem: RankingProblem, rows: slice) -> tup
     good_idx, good_count = _pack_rows(row_of[~same_cam], members[~same_cam], b, pad=n)
     width = good_idx.shape[1]
     good_idx_t = torch.from_numpy(good_idx).to(device)
-    real = good_idx_t < n
+    real = good_idx_t < n  # real matches fill the first good_count slots of each row
     good_keys = keys.gather(1, good_idx_t.clamp(max=n - 1))
-    neg_inf = -torch.inf if keys.is_floating_point() else torch.iinfo(keys.dtype).min
-    last_good = good_keys.masked_fill(~real, neg_inf).amax(1, keepdim=True)
-    cand_rows, cand_cols = (keys <= last_good).nonzero(as_tuple=True)
-    g_rows, g_slot = real.nonzero(as_tuple=True)
-    g_cols = good_idx_t[g_rows, g_slot]
+    if keys.is_floating_point():
+        pad_key, low_key = torch.inf, -torch.inf
+    else:
+        pad_key, low_key = torch.iinfo(keys.dtype).max, torch.iinfo(keys.dtype).min
+    sorted_keys, perm = torch.sort(good_keys.masked_fill(~real, pad_key), dim=1, stable=True)
+    sorted_idx = good_idx_t.gather(1, perm)  # padding (index n, after every real index) stays last
 
-    codes, value_bits = _order_codes(torch.cat([keys[cand_rows, cand_cols], good_keys[g_rows, g_slot]]))
-    index_bits = max(1, n.bit_length())
-    row_bits = max(1, (b - 1).bit_length())
-    if row_bits + value_bits + index_bits > 63:
-        raise ValueError(f"ranking chunk too large to encode ({b} rows x {n} gallery entries); use a smaller chunk")
-
-    def encode(r: torch.Tensor, code: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-        return (r << (value_bits + index_bits)) | (code << index_bits) | col
-
-    num_cand = len(cand_rows)
-    good_code, order = torch.sort(encode(g_rows, codes[num_cand:], g_cols))
-    g_rows_sorted = g_rows[order]
-    counts_t = torch.from_numpy(good_count).to(device)
-    row_start = counts_t.cumsum(0) - counts_t
-    slot = torch.arange(len(order), device=device) - row_start[g_rows_sorted]  # j of each sorted match
-
-    g_pids = problem.device_labels(device)
-    q_pids = torch.from_numpy(problem.q_pids[rows]).to(device)
-    negative = g_pids[cand_cols] != q_pids[cand_rows]
-    neg_rows = cand_rows[negative]
-    placed = torch.searchsorted(good_code, encode(neg_rows, codes[:num_cand][negative], cand_cols[negative]))
-    placed -= row_start[neg_rows]
-    hist = torch.bincount(neg_rows * (width + 1) + placed, minlength=b * (width + 1)).view(b, width + 1)
+    last_good = good_keys.masked_fill(~real, low_key).amax(1, keepdim=True)
+    candidates = (keys <= last_good).view(-1).nonzero().squeeze(1)
+    if len(candidates) > DENSE_CANDIDATE_FRACTION * b * n:
+        placed = _count_preceding(sorted_keys, sorted_idx, keys, None)
+        placed += torch.arange(b, device=device).mul_(width + 1).unsqueeze(1)
+        hist = torch.bincount(placed.view(-1), minlength=b * (width + 1))
+    else:
+        cand_rows, placed = _place_candidates(keys, candidates, sorted_keys, sorted_idx, real)
+        hist = torch.bincount(cand_rows * (width + 1) + placed, minlength=b * (width + 1))
+    hist = hist.view(b, width + 1)
+    # entries placed at m (after every match) never matter; remove the matches themselves (the j-th
+    # match precedes exactly j matches) and the same-pid same-camera entries the protocol drops
+    hist[:, :width] -= real.long()
+    if same_cam.any():
+        ex_idx, _ = _pack_rows(row_of[same_cam], members[same_cam], b, pad=n)
+        ex_idx_t = torch.from_numpy(ex_idx).to(device)
+        ex_below = _count_preceding(sorted_keys, sorted_idx, keys.gather(1, ex_idx_t.clamp(max=n - 1)), ex_idx_t)
+        r, c = (ex_idx_t < n).nonzero(as_tuple=True)
+        hist.index_put_((r, ex_below[r, c]), torch.tensor(-1, device=device, dtype=hist.dtype), accumulate=True)
     negatives_before = hist[:, :width].cumsum(1)
-    ranks = torch.zeros(b, width, dtype=torch.long, device=device)
-    ranks[g_rows_sorted, slot] = slot + 1 + negatives_before[g_rows_sorted, slot]
+    ranks = (torch.arange(1, width + 1, device=device) + negatives_before).masked_fill(~real, 0)
     return ranks.cpu().numpy(), good_count
 
 
