@@ -219,7 +219,7 @@ def run_evaluation(model: nn.Module, dataset, config: TrainConfig, ctx: DistCont
     parts = []
     for records in (dataset.query, dataset.gallery):
         feats, pids, camids = extract_features(
-            model, eval_loader(records, config, ctx), device=ctx.device, flip=config.eval.flip, amp=amp
+            model, eval_loader(records, config, ctx), device=ctx.device, flip=config.eval.flip, amp=amp is not None
         )
         if ctx.distributed:
             labels = torch.stack([torch.as_tensor(pids), torch.as_tensor(camids)], dim=1).to(ctx.device)

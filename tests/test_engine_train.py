@@ -1,0 +1,188 @@
+"""Training runs on a small SynthReID: learning, kill + resume, hooks, bad input, hard mining + scene removal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from reidlab.engine import Callback, ConfigError, NonFiniteLossError, load_config, load_trained, read_metrics, train
+from reidlab.engine.checkpoint import load_checkpoint
+from reidlab.engine.trainer import Trainer, run_evaluation
+
+# CPU-sized settings shared by these tests: 64 x 32 inputs, one thread (bit-identical runs), no workers.
+FAST = [
+    "data.generate=false",
+    "data.size=[64, 32]",
+    "data.num_workers=0",
+    "data.test_batch_size=64",
+    "progress=false",
+    "threads=1",
+    "model.name=resnet18",
+    "sampler.p=4",
+    "sampler.k=4",
+    "log_every=1",
+]
+COMPARED = ("mAP", "mINP", "rank1", "rank5", "epochs_completed", "global_step", "best_mAP", "best_epoch")
+
+
+def overrides(root: Path, out: Path, *extra: str) -> list[str]:
+    return [f"data.root={root}", f"output_dir={out}", *FAST, *extra]
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.epochs, self.steps = [], []
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        self.epochs.append((epoch, dict(metrics)))
+
+    def on_step_end(self, trainer, step, batch, logs):
+        self.steps.append(step)
+
+
+def test_short_training_clearly_beats_the_untrained_model(synth_root, tmp_path):
+    config = load_config(
+        "synth_cpu",
+        overrides(synth_root, tmp_path, "epochs=8", "sampler.p=8", "optim.lr=3e-3", "optim.warmup_epochs=0",
+                  "data.aug={erasing_p: 0.0, padding: 0}", "eval.every=0"),
+    )
+    trainer = Trainer(config)
+    untrained = run_evaluation(trainer.model, trainer.dataset, config, trainer.ctx)
+    final = trainer.fit()
+    assert final["epochs_completed"] == 8
+    assert final["mAP"] > max(2.5 * untrained["mAP"], untrained["mAP"] + 0.08), (untrained, final)
+    assert json.loads((tmp_path / "metrics.json").read_text())["mAP"] == final["mAP"]
+    epochs = read_metrics(tmp_path, "epoch")
+    assert epochs[-1]["total"] < epochs[0]["total"]
+
+
+RESUME_RUN = ("epochs=4", "max_iters_per_epoch=2", "eval.every=2")
+
+
+@pytest.fixture(scope="module")
+def reference_run(synth_root, tmp_path_factory):
+    """An uninterrupted run (in this process), its final metrics and the epochs its callback saw."""
+    out = tmp_path_factory.mktemp("reference")
+    recorder = Recorder()
+    metrics = train(load_config("synth_cpu", overrides(synth_root, out, *RESUME_RUN)), callbacks=[recorder], print_fn=None)
+    return out, metrics, recorder
+
+
+def test_run_outputs_hooks_and_log(reference_run):
+    out, metrics, recorder = reference_run
+    assert [epoch for epoch, _ in recorder.epochs] == [1, 2, 3, 4]
+    assert "mAP" in recorder.epochs[1][1] and "mAP" not in recorder.epochs[0][1]  # eval every 2 epochs
+    assert 0.0 <= metrics["mAP"] <= 1.0 and 0.0 <= metrics["rank1"] <= 1.0
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"last.pt", "best.pt"}
+    assert (out / "config.yaml").is_file() and json.loads((out / "metrics.json").read_text())["epochs_completed"] == 4
+    steps = read_metrics(out, "step")
+    assert [r["step"] for r in steps] == list(range(1, 9))
+    assert {"total", "ce", "adasp", "ce_accuracy", "lr", "img_per_s", "epoch"} <= set(steps[0])
+    evals = read_metrics(out, "eval")
+    assert [r["epoch"] for r in evals] == [2, 4] and metrics["best_mAP"] == max(r["mAP"] for r in evals)
+
+
+def test_evaluate_checkpoint_cli_and_load_trained(reference_run, capsys):
+    from reidlab.cli import main
+
+    out, metrics, _ = reference_run
+    best = out / "checkpoints" / "best.pt"
+    assert main(["eval", "-c", str(out / "config.yaml"), f"checkpoint={best}", "preset=synth_cpu"]) == 0
+    assert "written to" in capsys.readouterr().out
+    evaluated = json.loads(best.with_name("best.pt.eval.json").read_text())
+    assert evaluated["mAP"] == pytest.approx(metrics["best_mAP"], abs=1e-12)
+    run = load_trained(out)
+    assert not run.model.training and run.checkpoint == best and run.config.epochs == 4
+    state = load_checkpoint(best)["model"]
+    assert all(torch.equal(v, state[k]) for k, v in run.model.state_dict().items())
+    assert len(run.dataset.train) > 0
+
+
+def test_kill_after_an_epoch_then_resume_matches_the_uninterrupted_run(synth_root, tmp_path, reference_run):
+    reference_out, reference, _ = reference_run
+    out = tmp_path / "killed"
+    args = overrides(synth_root, out, *RESUME_RUN)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "reidlab", "train", "-c", "synth_cpu", *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parent.parent)
+    checkpoint = out / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists():
+        if process.poll() is not None:
+            pytest.fail(f"training exited before its first checkpoint: {process.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("no checkpoint within 240 s")
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)  # a real kill, mid-run
+    process.wait()
+    process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    assert not (out / "metrics.json").exists()
+    killed_at = load_checkpoint(checkpoint)["epoch"]
+    assert 1 <= killed_at < 4
+
+    resumed = train(load_config("synth_cpu", args + ["resume=true"]), print_fn=None)
+    assert {k: resumed[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
+    final, expected = load_checkpoint(checkpoint)["model"], load_checkpoint(reference_out / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(final[k], expected[k]) for k in expected)  # bit-identical weights
+    epochs = [r["epoch"] for r in read_metrics(out, "epoch")]
+    assert epochs == [1, 2, 3, 4]  # the log holds each epoch once
+
+
+def test_resume_refuses_different_settings(reference_run, synth_root):
+    out, _, _ = reference_run
+    with pytest.raises(ConfigError, match="optim.lr"):
+        Trainer(load_config("synth_cpu", overrides(synth_root, out, *RESUME_RUN, "resume=true", "optim.lr=0.1"))).fit()
+
+
+def test_non_finite_loss_names_the_step_and_term(synth_root, tmp_path):
+    class PoisonClassifier(Callback):
+        def on_epoch_start(self, trainer, epoch):
+            if epoch == 2:
+                with torch.no_grad():
+                    trainer.model.classifier_weight().fill_(float("nan"))
+
+    config = load_config("synth_cpu", overrides(synth_root, tmp_path, "epochs=3", "max_iters_per_epoch=1", "eval.every=0"))
+    with pytest.raises(NonFiniteLossError, match=r"step 2 \(epoch 2.*ce=nan") as error:
+        Trainer(config, callbacks=[PoisonClassifier()]).fit()
+    assert "adasp" not in str(error.value)  # the metric loss (before the classifier) stayed finite
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")  # the last good checkpoint is intact
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert read_metrics(tmp_path, "error")[0]["terms"] == ["ce"]
+
+
+def test_batch_larger_than_the_identities_is_a_clear_error(synth_root, tmp_path):
+    with pytest.raises(ConfigError, match=r"sampler.p=64 identities per batch but synthreid has only 24"):
+        Trainer(load_config("synth_cpu", overrides(synth_root, tmp_path, "sampler.p=64")))
+
+
+def test_hard_mining_and_scene_removal_are_wired_in(synth_root, tmp_path):
+    class WeightsCheck(Callback):
+        mined = []
+
+        def on_epoch_start(self, trainer, epoch):
+            expected = torch.nn.functional.normalize(trainer.model.classifier_weight().detach().double(), dim=1)
+            self.mined.append(trainer.sampler.is_mining(epoch - 1))
+            assert torch.allclose(torch.from_numpy(trainer.sampler.class_weights), expected)
+
+    config = load_config(
+        "synth_cpu",
+        overrides(synth_root, tmp_path, "epochs=2", "max_iters_per_epoch=2", "eval.every=0", "sampler.name=hard",
+                  "sampler.hard_warmup_epochs=1", "scene.enabled=true", "scene.ramp_epochs=1", "scene.grl_lambda=0.5"),
+    )
+    trainer = Trainer(config, callbacks=[WeightsCheck()])
+    assert trainer.model.scene_adversary.num_scenes == trainer.dataset.num_scenes == 3
+    trainer.fit()
+    assert WeightsCheck.mined == [False, True]
+    steps = read_metrics(tmp_path, "step")
+    assert all({"scene", "scene_accuracy", "scene_lambda"} <= set(r) for r in steps)
+    assert [r["scene_lambda"] for r in steps] == [0.0, 0.25, 0.5, 0.5]  # linear ramp over one epoch of 2 steps
