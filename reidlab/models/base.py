@@ -7,11 +7,17 @@ contract): eval mode returns the retrieval feature [B, D]; train mode returns
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Iterable, Sequence
 
 from torch import Tensor, nn
 
-__all__ = ["ReIDModel", "classifier_weight_of", "finish_model"]
+from .heads import EmbeddingHead
+
+__all__ = ["HEAD_ARGUMENTS", "ReIDModel", "classifier_weight_of", "finish_model", "pop_kwargs"]
+
+# builder keyword arguments that configure the embedding head(s) (pool, embedding_dim, bnneck, classifier, ...)
+HEAD_ARGUMENTS = frozenset(inspect.signature(EmbeddingHead).parameters) - {"in_features", "num_classes"}
 
 
 class ReIDModel(nn.Module):
@@ -71,3 +77,9 @@ def classifier_weight_of(classifier: nn.Module | None) -> Tensor:
     if classifier is None:
         raise ValueError("this model was built with num_classes=0 and has no classifier weights")
     return classifier.weight
+
+
+def pop_kwargs(kwargs: dict, names: Iterable[str]) -> dict:
+    """Move the entries named in ``names`` out of a builder's ``kwargs`` (the rest goes to timm)."""
+    names = set(names)
+    return {key: kwargs.pop(key) for key in list(kwargs) if key in names}

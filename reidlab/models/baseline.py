@@ -10,8 +10,8 @@ import os
 
 from torch import Tensor, nn
 
-from .base import ReIDModel, classifier_weight_of, finish_model
-from .heads import ClassifierType, EmbeddingHead, FeatureChoice, PoolType
+from .base import HEAD_ARGUMENTS, ReIDModel, classifier_weight_of, finish_model, pop_kwargs
+from .heads import EmbeddingHead
 from .registry import register_model
 from .resnet_ibn import create_resnet
 
@@ -44,33 +44,16 @@ def _create_baseline(
     ibn: bool,
     pretrained: str | os.PathLike | None = None,
     last_stride: int = 1,
-    pool: PoolType = "avg",
-    embedding_dim: int = 0,
-    bnneck: bool = True,
-    classifier: ClassifierType = "linear",
-    scale: float = 30.0,
-    margin: float = 0.35,
-    metric_feature: FeatureChoice = "before",
-    inference_feature: FeatureChoice = "after",
     num_scenes: int | None = None,
     scene_lambda: float = 1.0,
     scene_hidden: int | None = None,
-    **backbone_kwargs,
+    **kwargs,
 ) -> Baseline:
-    backbone = create_resnet(variant, ibn=ibn, last_stride=last_stride, pretrained=pretrained, **backbone_kwargs)
-    model = Baseline(
-        backbone,
-        num_classes,
-        pool=pool,
-        embedding_dim=embedding_dim,
-        bnneck=bnneck,
-        classifier=classifier,
-        scale=scale,
-        margin=margin,
-        metric_feature=metric_feature,
-        inference_feature=inference_feature,
-    )
-    return finish_model(model, num_scenes, scene_lambda, scene_hidden)
+    """Head keywords (``pool``, ``embedding_dim``, ``bnneck``, ``classifier``, ``scale``, ``margin``,
+    ``metric_feature``, ``inference_feature``) go to ``EmbeddingHead``; the rest to ``timm.create_model``."""
+    head_kwargs = pop_kwargs(kwargs, HEAD_ARGUMENTS)
+    backbone = create_resnet(variant, ibn=ibn, last_stride=last_stride, pretrained=pretrained, **kwargs)
+    return finish_model(Baseline(backbone, num_classes, **head_kwargs), num_scenes, scene_lambda, scene_hidden)
 
 
 @register_model

@@ -18,8 +18,8 @@ import os
 import torch
 from torch import Tensor, nn
 
-from .base import ReIDModel, classifier_weight_of, finish_model
-from .heads import ClassifierType, EmbeddingHead, FeatureChoice, PoolType
+from .base import HEAD_ARGUMENTS, ReIDModel, classifier_weight_of, finish_model, pop_kwargs
+from .heads import EmbeddingHead
 from .registry import register_model
 from .resnet_ibn import create_resnet, set_stage_stride
 
@@ -100,35 +100,18 @@ def _create_mgn(
     ibn: bool,
     pretrained: str | os.PathLike | None = None,
     global_last_stride: int = 1,
-    pool: PoolType = "gem",
-    embedding_dim: int = 256,
-    bnneck: bool = True,
-    classifier: ClassifierType = "linear",
-    scale: float = 30.0,
-    margin: float = 0.35,
-    metric_feature: FeatureChoice = "after",
-    inference_feature: FeatureChoice = "after",
     num_scenes: int | None = None,
     scene_lambda: float = 1.0,
     scene_hidden: int | None = None,
-    **backbone_kwargs,
+    **kwargs,
 ) -> MGN:
+    """Head keywords go to the 8 ``EmbeddingHead``s (defaults as fast-reid's MGN in AdaSP: GeM, 256-d,
+    metric and retrieval features after the BN); the rest to ``timm.create_model``."""
     if global_last_stride not in (1, 2):
         raise ValueError(f"global_last_stride must be 1 (fast-reid/AdaSP) or 2 (MGN paper), got {global_last_stride}")
-    resnet = create_resnet(variant, ibn=ibn, last_stride=1, pretrained=pretrained, **backbone_kwargs)
-    model = MGN(
-        resnet,
-        num_classes,
-        global_last_stride=global_last_stride,
-        pool=pool,
-        embedding_dim=embedding_dim,
-        bnneck=bnneck,
-        classifier=classifier,
-        scale=scale,
-        margin=margin,
-        metric_feature=metric_feature,
-        inference_feature=inference_feature,
-    )
+    head_kwargs = {"pool": "gem", "embedding_dim": 256, "metric_feature": "after", **pop_kwargs(kwargs, HEAD_ARGUMENTS)}
+    resnet = create_resnet(variant, ibn=ibn, last_stride=1, pretrained=pretrained, **kwargs)
+    model = MGN(resnet, num_classes, global_last_stride=global_last_stride, **head_kwargs)
     return finish_model(model, num_scenes, scene_lambda, scene_hidden)
 
 

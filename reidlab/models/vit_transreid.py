@@ -13,18 +13,19 @@ Three TransReID parts on top of the timm body:
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import os
 from functools import partial
 
 import timm
 import torch
-from timm.layers import PatchEmbed, trunc_normal_
+from timm.layers import PatchEmbed, to_2tuple, trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from .base import ReIDModel, classifier_weight_of, finish_model
-from .heads import ClassifierType, EmbeddingHead, FeatureChoice
+from .base import HEAD_ARGUMENTS, ReIDModel, classifier_weight_of, finish_model, pop_kwargs
+from .heads import EmbeddingHead
 from .registry import register_model
 from .weights import check_pretrained_arg, load_pretrained
 
@@ -138,8 +139,11 @@ class TransReID(ReIDModel):
         self.shuffle_groups = shuffle_groups
         self.rearrange = rearrange
         if jpm:
-            if vit.patch_embed.num_patches < jpm_groups:
-                raise ValueError(f"JPM needs at least {jpm_groups} patches, the grid has {vit.patch_embed.num_patches}")
+            num_patches = vit.patch_embed.num_patches
+            if num_patches < jpm_groups:
+                raise ValueError(f"JPM needs at least {jpm_groups} patches, the grid has {num_patches}")
+            if rearrange and not 1 <= shift_num <= num_patches:
+                raise ValueError(f"shift_num must be in [1, {num_patches}] (the number of patches), got {shift_num}")
             self.local_branch = nn.Sequential(copy.deepcopy(vit.blocks[-1]), copy.deepcopy(vit.norm))
         self.head = EmbeddingHead(embed_dim, num_classes, pool=None, **head_kwargs)
         self.local_heads = nn.ModuleList(
@@ -205,6 +209,9 @@ class TransReID(ReIDModel):
         return classifier_weight_of(self.head.classifier)
 
 
+_TRANSREID_ARGUMENTS = frozenset(inspect.signature(TransReID).parameters) - {"vit", "num_classes", "head_kwargs"}
+
+
 def _create_transreid(
     timm_name: str,
     num_classes: int,
@@ -215,53 +222,31 @@ def _create_transreid(
     pos_embed_interpolation: str = "bilinear",
     strict: bool = True,
     drop_path_rate: float = 0.1,
-    num_cameras: int = 0,
-    sie_coef: float = 3.0,
-    jpm: bool = False,
-    jpm_groups: int = 4,
-    shift_num: int = 5,
-    shuffle_groups: int = 2,
-    rearrange: bool = True,
-    classifier: ClassifierType = "linear",
-    scale: float = 30.0,
-    margin: float = 0.35,
-    metric_feature: FeatureChoice = "before",
-    inference_feature: FeatureChoice = "before",
     num_scenes: int | None = None,
     scene_lambda: float = 1.0,
     scene_hidden: int | None = None,
-    **vit_kwargs,
+    **kwargs,
 ) -> TransReID:
+    """TransReID keywords (``num_cameras``, ``sie_coef``, ``jpm``, ``jpm_groups``, ``shift_num``,
+    ``shuffle_groups``, ``rearrange``) go to ``TransReID``, head keywords to its ``EmbeddingHead``s (retrieval
+    before the BN, as TransReID), the rest to ``timm.create_model`` (e.g. ``attn_drop_rate``)."""
+    head_kwargs = {"inference_feature": "before", **pop_kwargs(kwargs, HEAD_ARGUMENTS)}
+    model_kwargs = pop_kwargs(kwargs, _TRANSREID_ARGUMENTS)
     path = check_pretrained_arg(pretrained)
     vit = timm.create_model(
         timm_name,
         pretrained=False,
         num_classes=0,
         global_pool="",
-        img_size=tuple(img_size),
+        img_size=to_2tuple(img_size),
         embed_layer=partial(OverlapPatchEmbed, stride=stride),
         drop_path_rate=drop_path_rate,
-        **vit_kwargs,
+        **kwargs,
     )
     trunc_normal_(vit.cls_token, std=0.02)  # TransReID's init (timm uses N(0, 1e-6))
     if path is not None:
         load_pretrained(vit, path, strict=strict, pos_embed_interpolation=pos_embed_interpolation)
-    model = TransReID(
-        vit,
-        num_classes,
-        num_cameras=num_cameras,
-        sie_coef=sie_coef,
-        jpm=jpm,
-        jpm_groups=jpm_groups,
-        shift_num=shift_num,
-        shuffle_groups=shuffle_groups,
-        rearrange=rearrange,
-        classifier=classifier,
-        scale=scale,
-        margin=margin,
-        metric_feature=metric_feature,
-        inference_feature=inference_feature,
-    )
+    model = TransReID(vit, num_classes, **model_kwargs, **head_kwargs)
     return finish_model(model, num_scenes, scene_lambda, scene_hidden)
 
 
