@@ -66,7 +66,7 @@ def clustered(seed, num_query=20, num_gallery=70, num_ids=8, dim=16, spread=0.6)
 def test_re_ranking_matches_dense_original(seed, k1, k2, lambda_value):
     q, g, _, _ = clustered(seed, num_query=15 + 5 * seed, num_gallery=60 + 10 * seed)
     want = dense_re_ranking(q, g, k1, k2, lambda_value)
-    got = re_ranking(q, g, k1=k1, k2=k2, lambda_value=lambda_value, chunk_size=7)
+    got = re_ranking(q, g, k1=k1, k2=k2, lambda_value=lambda_value, chunk_size=7, block_size=[2048, 16, 33][seed % 3])
     assert got.shape == want.shape and got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
     assert (want == 1 - lambda_value + 0 * want).sum() < want.size or lambda_value == 0  # not all-far
@@ -75,8 +75,8 @@ def test_re_ranking_matches_dense_original(seed, k1, k2, lambda_value):
 def test_re_ranking_float32_features_and_chunking():
     q, g, _, _ = clustered(11)
     want = dense_re_ranking(q, g, 20, 6, 0.3)
-    for chunk in (None, 1, 13):
-        got = re_ranking(torch.from_numpy(q).float(), torch.from_numpy(g).float(), chunk_size=chunk)
+    for chunk, block in ((None, 2048), (1, 1), (13, 20)):
+        got = re_ranking(torch.from_numpy(q).float(), torch.from_numpy(g).float(), chunk_size=chunk, block_size=block)
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 

@@ -17,8 +17,8 @@ Computes the function of the authors' code (``re_ranking(...)`` of the CVPR 2017
 Where the original holds N x N dense matrices (about 200 GB at MSMT17 scale), this keeps the k-nearest
 neighbours ([N, k]), V as a sparse matrix (non-zeros only: a gallery image sharing no neighbour with the
 query has ``m = 0`` and Jaccard distance exactly 1), and produces the q x g output chunk by chunk.
-The neighbour search is a chunked torch matmul + top-k on the features' device that also records each
-row's maximum distance.  Differences from the original: V is kept in float64 (the release uses float32
+The neighbour search is a blocked torch matmul + running top-k on the features' device over the upper
+triangle of the symmetric distance matrix, recording each row's maximum distance on the way.  Differences from the original: V is kept in float64 (the release uses float32
 or float16), and exact distance ties in the neighbour lists are ordered by index (the original's
 ``np.argsort`` leaves their order unspecified).
 """
@@ -34,15 +34,7 @@ import torch
 __all__ = ["re_ranking", "KReciprocalReranker"]
 
 _CHUNK_ELEMENTS = 1 << 24
-_PAIR_CHUNK = 1 << 14
-
-
-def _stable_topk_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the k smallest entries per row, sorted by (value, index)."""
-    vals, idx = torch.topk(values, k, dim=1, largest=False, sorted=True)
-    by_index = idx.argsort(dim=1)
-    vals, idx = vals.gather(1, by_index), idx.gather(1, by_index)
-    return idx.gather(1, vals.argsort(dim=1, stable=True))
+_PAIR_ROWS = 64
 
 
 def _reciprocal_mask(neighbours: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -58,12 +50,13 @@ def _reciprocal_mask(neighbours: torch.Tensor, chunk: int) -> torch.Tensor:
 class KReciprocalReranker:
     """Sparse state of k-reciprocal re-ranking; query rows of the re-ranked distance on demand.
 
-    Building it costs one pass over all N x N distances (chunked; N x k memory); each call of
-    :meth:`query_rows` then costs one q-chunk x gallery product plus a sparse join.
+    Building it costs one pass over the N x N distances (``block_size`` square blocks, upper triangle
+    only; N x k memory); each call of :meth:`query_rows` then costs one q-chunk x gallery product plus a
+    sparse join.  ``chunk_size``: query rows per output chunk.
     """
 
     def __init__(self, q_feats, g_feats, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
-                 chunk_size: int | None = None, device=None):
+                 chunk_size: int | None = None, device=None, block_size: int = 2048):
         from reidlab.evaluation.search import as_feature_tensor  # search imports this module
 
         for name, value in (("k1", k1), ("k2", k2)):
@@ -84,6 +77,9 @@ class KReciprocalReranker:
         self.num_query, self.num_all = len(q), len(self.features)
         self.sq_norms = (self.features * self.features).sum(1)
         self.chunk_size = chunk_size or max(1, _CHUNK_ELEMENTS // self.num_all)
+        if int(block_size) != block_size or block_size < 1:
+            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        self.block_size = int(block_size)
         neighbours, self.row_max = self._neighbours()
         self.V = self._build_v(neighbours)
         self._gallery_columns = self.V[self.num_query:].tocsc()  # column l -> gallery images using l
@@ -96,17 +92,39 @@ class KReciprocalReranker:
         return torch.addmm(base, x[rows], x[columns].T, alpha=-2.0)
 
     def _neighbours(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """[N, k] nearest neighbours (self included, sorted) and each row's maximum distance, in one pass."""
-        n = self.num_all
+        """[N, k] nearest neighbours (self included, sorted by (distance, index)) and each row's max distance.
+
+        One pass over the upper triangle of the N x N distances in square blocks: block (I, J) updates the
+        running top-k and maxima of rows I and, transposed, of rows J (d is symmetric), so the dominant
+        matrix products cost half of a full N x N pass.
+        """
+        n, x = self.num_all, self.features
         k = min(max(self.k1 + 1, self.k2), n)
-        neighbours = torch.empty(n, k, dtype=torch.long)
-        row_max = torch.empty(n, dtype=self.features.dtype)
-        for start in range(0, n, self.chunk_size):
-            rows = slice(start, min(start + self.chunk_size, n))
-            dist = self._distance_rows(rows)
-            row_max[rows] = dist.amax(1).cpu()
-            neighbours[rows] = _stable_topk_smallest(dist, k).cpu()
-        return neighbours, row_max.to(self.features.device)
+        best_dist = torch.full((n, k), torch.inf, dtype=x.dtype, device=x.device)
+        best_idx = torch.full((n, k), n, dtype=torch.long, device=x.device)
+        row_max = torch.full((n,), -torch.inf, dtype=x.dtype, device=x.device)
+
+        def merge(rows: slice, dist: torch.Tensor, columns: slice) -> None:
+            candidates = torch.cat([best_dist[rows], dist], dim=1)
+            cand_idx = torch.cat([best_idx[rows], torch.arange(columns.start, columns.stop, device=x.device)
+                                  .expand(dist.shape[0], -1)], dim=1)
+            top, pos = torch.topk(candidates, k, dim=1, largest=False)
+            best_dist[rows], best_idx[rows] = top, cand_idx.gather(1, pos)
+            row_max[rows] = torch.maximum(row_max[rows], dist.amax(1))
+
+        starts = range(0, n, self.block_size)
+        for bi in starts:
+            rows = slice(bi, min(bi + self.block_size, n))
+            for bj in starts[bi // self.block_size:]:
+                columns = slice(bj, min(bj + self.block_size, n))
+                dist = self._distance_rows(rows, columns)
+                merge(rows, dist, columns)
+                if bj != bi:
+                    merge(columns, dist.T, rows)
+        by_index = best_idx.argsort(dim=1)  # order ties by index: sort by index, then stably by distance
+        best_dist, best_idx = best_dist.gather(1, by_index), best_idx.gather(1, by_index)
+        neighbours = best_idx.gather(1, best_dist.argsort(dim=1, stable=True))
+        return neighbours.cpu(), row_max
 
     def _expanded_sets(self, neighbours: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(row, column) pairs of every image's expanded k-reciprocal set, sorted, without duplicates."""
@@ -136,16 +154,32 @@ class KReciprocalReranker:
             cols_out.append(members[r, c].numpy())
         return np.concatenate(rows_out), np.concatenate(cols_out)
 
+    def _scaled_pair_distances(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """d(i, j) / row_max(i) for (row, column) pairs sorted by row.
+
+        Per block of rows, one matmul against the union of the block's columns (neighbourhoods overlap,
+        so the union is small), instead of gathering two feature vectors per pair.
+        """
+        x, device = self.features, self.features.device
+        out = np.empty(len(rows))
+        bounds = np.searchsorted(rows, np.arange(0, self.num_all + _PAIR_ROWS, _PAIR_ROWS))
+        for block, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if lo == hi:
+                continue
+            first = block * _PAIR_ROWS
+            block_cols = torch.from_numpy(cols[lo:hi]).to(device)
+            union, position = torch.unique(block_cols, return_inverse=True)
+            local = torch.from_numpy(rows[lo:hi] - first).to(device)
+            row_slice = slice(first, min(first + _PAIR_ROWS, self.num_all))
+            dots = x[row_slice] @ x.index_select(0, union).T
+            dist = self.sq_norms[row_slice][local] + self.sq_norms[block_cols] - 2.0 * dots[local, position]
+            out[lo:hi] = (dist / self.row_max[row_slice][local]).double().cpu().numpy()
+        return out
+
     def _build_v(self, neighbours: torch.Tensor) -> sp.csr_matrix:
         n = self.num_all
         rows, cols = self._expanded_sets(neighbours)
-        x, device = self.features, self.features.device
-        scaled = np.empty(len(rows))
-        for start in range(0, len(rows), _PAIR_CHUNK):
-            r = torch.from_numpy(rows[start:start + _PAIR_CHUNK]).to(device)
-            c = torch.from_numpy(cols[start:start + _PAIR_CHUNK]).to(device)
-            dist = self.sq_norms[r] + self.sq_norms[c] - 2.0 * (x[r] * x[c]).sum(1)
-            scaled[start:start + _PAIR_CHUNK] = (dist / self.row_max[r]).double().cpu().numpy()
+        scaled = self._scaled_pair_distances(rows, cols)
         weight = np.exp(-scaled)
         weight /= np.bincount(rows, weights=weight, minlength=n)[rows]
         v = sp.csr_matrix((weight, (rows, cols)), shape=(n, n))
@@ -190,7 +224,7 @@ class KReciprocalReranker:
 
 
 def re_ranking(q_feats, g_feats, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
-               chunk_size: int | None = None, device=None) -> np.ndarray:
+               chunk_size: int | None = None, device=None, block_size: int = 2048) -> np.ndarray:
     """k-reciprocal re-ranked distances [num_query, num_gallery] (float32 numpy), Zhong et al. CVPR 2017.
 
     Same function as the authors' code on Euclidean features (module docstring); memory grows with
@@ -198,7 +232,7 @@ def re_ranking(q_feats, g_feats, k1: int = 20, k2: int = 6, lambda_value: float 
     ``reidlab.evaluation.evaluate(..., rerank=True)``.
     """
     reranker = KReciprocalReranker(q_feats, g_feats, k1=k1, k2=k2, lambda_value=lambda_value,
-                                   chunk_size=chunk_size, device=device)
+                                   chunk_size=chunk_size, device=device, block_size=block_size)
     out = np.empty((reranker.num_query, reranker.num_all - reranker.num_query), dtype=np.float32)
     for rows, block in reranker.iter_query_rows():
         out[rows] = block
