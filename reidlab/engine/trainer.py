@@ -295,7 +295,10 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if config.model.sync_bn and self.ctx.distributed:
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            if device.type == "cuda":
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            else:
+                self._say("model.sync_bn=true needs CUDA (torch's SyncBatchNorm); ignored on CPU")
         self.loss_fn = build_reid_loss(config, self.model).to(device)
         self.train_model = self.model
         if self.ctx.distributed:
