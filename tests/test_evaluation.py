@@ -149,3 +149,15 @@ def test_evaluate_rank_bad_input(case, message):
         kwargs["max_rank"] = 0
     with pytest.raises(ValueError, match=message):
         evaluate_rank(distmat, **labels, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_signed_zero_and_infinite_distances_tie_like_numbers(dtype):
+    # -0.0 == +0.0 and inf == inf: ties keep gallery order, whatever the dtype
+    if dtype == np.int32:
+        distmat = np.array([[0, 0, 3, 3]], dtype=dtype)
+    else:
+        distmat = np.array([[0.0, -0.0, np.inf, np.inf]], dtype=dtype)
+    out = evaluate_rank(distmat, [5], [1, 5, 2, 5], [0], [1, 1, 1, 1], max_rank=4, return_per_query=True)
+    assert out["first_match_rank"][0] == 2
+    assert out["AP"][0] == pytest.approx((1 / 2 + 2 / 4) / 2)

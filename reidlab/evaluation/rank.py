@@ -7,11 +7,12 @@ counted (``num_invalid_queries``).  CMC comes from the first correct match, AP i
 at each correct match, mINP the mean over queries of ``#correct / rank of the last correct match``.
 
 How: a query's true matches are few, so instead of sorting the whole gallery row we sort only the
-matches' distances (with their gallery index as the tie-breaker), place every gallery entry among them
-with one ``searchsorted``, and histogram the result: the rank of the j-th match is ``j + 1`` plus the
-number of kept non-matches placed before it.  This gives exactly the ranks of a full stable sort, in
-O(gallery x log(matches)) per query.  :func:`evaluate_rank` (dense matrix) and
-:func:`reidlab.evaluation.evaluate` (features) share this code, so they agree bit for bit.
+matches by (distance, gallery index), place gallery entries among them with ``searchsorted`` and
+histogram the placements: the rank of the j-th match is ``j + 1`` plus the number of kept non-matches
+placed before it - exactly the ranks of a full stable sort.  Only entries not farther than the query's
+last match can precede a match, so usually only those few are placed.  :func:`evaluate_rank` (dense
+matrix) and :func:`reidlab.evaluation.evaluate` (features) share this code and agree bit for bit when
+given the same distances.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ class RankingProblem:
         if np.any(self.q_pids < 0):
             raise ValueError("query pids must be >= 0 (pid -1 marks junk images, which are gallery-only)")
         junk = g_pids < 0
-        self.num_gallery_total = len(g_pids)
         self.kept_columns = np.flatnonzero(~junk) if junk.any() else None
         if self.kept_columns is not None:
             g_pids, g_camids = g_pids[self.kept_columns], g_camids[self.kept_columns]
