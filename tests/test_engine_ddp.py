@@ -61,6 +61,6 @@ def test_two_gloo_ranks_see_disjoint_batches_and_keep_identical_weights(synth_ro
     assert {k: v for k, v in ranks[0]["metrics"].items() if k != timing} == {
         k: v for k, v in ranks[1]["metrics"].items() if k != timing}  # gathered features, one evaluation, shared
     assert 0.0 <= ranks[0]["metrics"]["mAP"] <= 1.0
-    assert all(ranks[0]["metrics"][k] == v for k, v in ranks[0]["single"].items())  # gather kept every row, in order
+    assert {k: ranks[0]["metrics"][k] for k in ranks[0]["single"]} == ranks[0]["single"]  # gather kept every row, in order
     # only rank 0 wrote files
     assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()

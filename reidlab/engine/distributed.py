@@ -76,6 +76,15 @@ def broadcast_object(value, ctx: DistContext, src: int = 0):
     return box[0]
 
 
+def broadcast_buffers(module: torch.nn.Module, ctx: DistContext, src: int = 0) -> None:
+    """Copy rank `src`'s buffers (BatchNorm running statistics) to every rank. DDP syncs them at the start of
+    each forward, so after the last training step they differ by one local update; evaluation and
+    checkpoints must all see rank 0's."""
+    if ctx.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=src)
+
+
 def cleanup(ctx: DistContext) -> None:
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()

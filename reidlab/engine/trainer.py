@@ -36,7 +36,15 @@ from reidlab.models import build_model
 
 from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, check_paths, config_from_dict, config_to_dict, save_config
-from .distributed import DistContext, barrier, broadcast_object, cleanup, init_distributed, resolve_device
+from .distributed import (
+    DistContext,
+    barrier,
+    broadcast_buffers,
+    broadcast_object,
+    cleanup,
+    init_distributed,
+    resolve_device,
+)
 from .logging import MetricsLogger, truncate_metrics
 from .schedulers import build_scheduler
 
@@ -650,6 +658,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, Any]:
         """Evaluate the current model on query/gallery, log it and track the best mAP."""
+        broadcast_buffers(self.model, self.ctx)
         metrics = run_evaluation(self.model, self.dataset, self.config, self.ctx)
         metrics["epoch"] = self.epoch
         self.last_eval = metrics
