@@ -69,19 +69,19 @@ def sparse_pairwise_terms(embeddings: Tensor, labels: Tensor, temperature: float
 
     Returns dict with ``labels`` [P] (sorted unique), ``inverse`` [B], ``similarity`` [B, B], ``negative``
     [P, P] (n_ab, diagonal meaningless), ``positive_h`` [P] (p^H), ``positive_lh`` [P] (p^LH).
-    Cost: one B x B x D matmul plus O(B^2) elementwise work; no loop over identities.
+    Cost: one B x B x D matmul plus O(B^2) elementwise work; no loop over identities. Everything after the
+    (autocast-free) similarity matrix is elementwise or scatter work, which autocast leaves in float32.
     """
-    with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        similarity, _ = cosine_similarity_matrix(embeddings)
-        unique_labels, inverse = torch.unique(labels, sorted=True, return_inverse=True)
-        num_ids = unique_labels.numel()
-        same = inverse.unsqueeze(0) == inverse.unsqueeze(1)
-        scaled = torch.where(same, -similarity, similarity) / temperature
-        # row_lse[i, b] = log sum_{j in C_b} exp(+-s_ij / T), minus sign inside the own class of i.
-        row_lse = segment_logsumexp(scaled, inverse, num_ids)
-        own = row_lse.gather(1, inverse.unsqueeze(1))  # [B, 1]: log sum_{j in C(i)} exp(-s_ij / T)
-        stacked = torch.cat([row_lse, -own, own], dim=1)  # [B, P + 2]
-        per_identity = segment_logsumexp(stacked.T.contiguous(), inverse, num_ids).T  # [P, P + 2]
+    similarity, _ = cosine_similarity_matrix(embeddings)
+    unique_labels, inverse = torch.unique(labels, sorted=True, return_inverse=True)
+    num_ids = unique_labels.numel()
+    same = inverse.unsqueeze(0) == inverse.unsqueeze(1)
+    scaled = torch.where(same, -similarity, similarity) / temperature
+    # row_lse[i, b] = log sum_{j in C_b} exp(+-s_ij / T), minus sign inside the own class of i.
+    row_lse = segment_logsumexp(scaled, inverse, num_ids)
+    own = row_lse.gather(1, inverse.unsqueeze(1))  # [B, 1]: log sum_{j in C(i)} exp(-s_ij / T)
+    stacked = torch.cat([row_lse, -own, own], dim=1)  # [B, P + 2]
+    per_identity = segment_logsumexp(stacked.T.contiguous(), inverse, num_ids).T  # [P, P + 2]
     return {
         "labels": unique_labels,
         "inverse": inverse,
