@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -14,7 +16,7 @@ __all__ = [
 ]
 
 
-def check_embeddings_and_labels(embeddings: Tensor, labels: Tensor, min_identities: int = 2) -> None:
+def check_embeddings_and_labels(embeddings: Tensor, labels: Tensor) -> None:
     """Raise ValueError naming the problem when a (embeddings[B, D], labels[B]) batch cannot be used.
 
     Why: the published losses silently return wrong numbers on malformed batches; here a bad batch stops
@@ -42,10 +44,11 @@ def check_embeddings_and_labels(embeddings: Tensor, labels: Tensor, min_identiti
         raise ValueError(f"embeddings are on {embeddings.device} but labels on {labels.device}; move them together")
     if embeddings.shape[1] == 0:
         raise ValueError("embeddings have zero feature dimensions")
-    num_identities = int(torch.unique(labels).numel())
-    if num_identities < min_identities:
+    if labels.numel() == 0:
+        raise ValueError("the batch is empty")
+    if not bool((labels != labels[0]).any()):
         raise ValueError(
-            f"the batch holds {num_identities} identity(ies) but this loss needs at least {min_identities}: "
+            "the batch holds a single identity but a pairwise loss needs at least 2 identities (negatives): "
             "sample several identities per batch (e.g. PKSampler with p >= 2)"
         )
 
@@ -91,7 +94,7 @@ def cosine_similarity_matrix(embeddings: Tensor) -> tuple[Tensor, Tensor]:
         squared_norms = gram.diagonal()
         check_finite_rows(squared_norms)
         inverse_norm = squared_norms.clamp_min(1e-24).rsqrt()
-        similarity = gram * inverse_norm.unsqueeze(1) * inverse_norm.unsqueeze(0)
+        similarity = gram * (inverse_norm.unsqueeze(1) * inverse_norm.unsqueeze(0))
     return similarity, squared_norms
 
 
@@ -100,12 +103,19 @@ def compute_dtype(embeddings: Tensor) -> torch.dtype:
     return torch.float64 if embeddings.dtype == torch.float64 else torch.float32
 
 
-def segment_logsumexp(values: Tensor, segments: Tensor, num_segments: int) -> Tensor:
+def segment_logsumexp(values: Tensor, segments: Tensor, num_segments: int, max_spread: float | None = None) -> Tensor:
     """Log-sum-exp of the columns of values[R, B] grouped by segments[B] -> [R, num_segments].
 
-    Stable for any temperature: every (row, segment) group is shifted by its own (detached) maximum,
-    so each exponential lies in (0, 1] and each sum is >= 1; no raw exp of a large logit is ever taken.
+    Stable for any scale: every (row, segment) group is shifted by its own (detached) maximum, so each
+    exponential lies in (0, 1] and each sum is >= 1; no raw exp of a large logit is ever taken.
+    max_spread: a bound on (row max - row min). When exp(-max_spread) is still a normal number of the dtype,
+    one shift per row (a cheap contiguous max) is as exact: no group can underflow to a zero sum.
     """
+    normal_limit = -math.log(torch.finfo(values.dtype).tiny) - 1.0
+    if max_spread is not None and max_spread < normal_limit:
+        row_shift = values.detach().amax(dim=1, keepdim=True)
+        sums = values.new_zeros((values.shape[0], num_segments)).index_add(1, segments, torch.exp(values - row_shift))
+        return row_shift + torch.log(sums)
     index = segments.unsqueeze(0).expand_as(values)
     shift = torch.full(
         (values.shape[0], num_segments), -torch.inf, dtype=values.dtype, device=values.device
