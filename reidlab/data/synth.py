@@ -323,7 +323,7 @@ def _visit_state(seed: int, pid: int, cam: int, attrs: dict[str, Any], level: fl
 def _scene_params(seed: int, scene: int, config: SynthConfig) -> dict[str, Any]:
     rng = np.random.default_rng([seed, _S_SCENE, scene])
     template = SCENE_TEMPLATES[scene % len(SCENE_TEMPLATES)]
-    gain = rng.uniform(0.5, 0.7) if template == "night" else rng.uniform(0.75, 1.15)
+    gain = rng.uniform(0.65, 0.8) if template == "night" else rng.uniform(0.75, 1.15)
     cast = 1.0 + config.color_cast * rng.uniform(-0.6, 0.6, 3)
     return {
         "name": f"{template}{scene // len(SCENE_TEMPLATES) or ''}",
@@ -333,9 +333,14 @@ def _scene_params(seed: int, scene: int, config: SynthConfig) -> dict[str, Any]:
         "gamma": round(float(rng.uniform(0.85, 1.2)), 4),
         "noise": round(float(rng.uniform(*config.noise)), 4),
         "blur": round(float(rng.uniform(*config.blur)), 4),
-        "wall": [int(c) for c in rng.integers(40, 220, 3)],
-        "ground": [int(c) for c in rng.integers(50, 190, 3)],
+        "wall": _pick_color(rng, SCENE_WALLS[template]),
+        "ground": _pick_color(rng, SCENE_GROUNDS[template]),
     }
+
+
+def _pick_color(rng: np.random.Generator, palette: tuple[tuple[int, int, int], ...]) -> list[int]:
+    base = np.array(palette[int(rng.integers(len(palette)))])
+    return [int(c) for c in np.clip(base + rng.integers(-15, 16, 3), 0, 255)]
 
 
 def _camera_params(seed: int, cam: int, config: SynthConfig) -> dict[str, Any]:
@@ -411,6 +416,23 @@ def build_plan(seed: int, config: SynthConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- backgrounds
 
 SCENE_TEMPLATES = ("street", "mall", "park", "station", "campus", "night")
+# Base colours per scene template (walls/facades and floors), jittered per scene and per camera.
+SCENE_WALLS = {
+    "street": ((200, 185, 160), (170, 170, 175), (150, 110, 90), (215, 210, 200)),
+    "mall": ((220, 215, 205), (200, 200, 210), (190, 180, 170)),
+    "park": ((120, 150, 90), (100, 130, 100), (140, 150, 80)),
+    "station": ((120, 140, 160), (160, 160, 165), (90, 100, 120)),
+    "campus": ((150, 70, 50), (170, 95, 70), (120, 60, 45)),
+    "night": ((60, 60, 70), (45, 45, 55), (70, 60, 55)),
+}
+SCENE_GROUNDS = {
+    "street": ((90, 90, 95), (110, 105, 100), (70, 72, 78)),
+    "mall": ((200, 195, 185), (170, 165, 160), (215, 205, 190)),
+    "park": ((95, 125, 60), (180, 160, 120), (120, 110, 90)),
+    "station": ((80, 80, 85), (120, 120, 120), (100, 95, 90)),
+    "campus": ((140, 140, 140), (170, 160, 150), (125, 120, 115)),
+    "night": ((40, 40, 45), (55, 50, 50), (35, 38, 45)),
+}
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
@@ -421,8 +443,8 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.nda
 def _background_texture(seed: int, cam: int, scene: dict[str, Any], camera: dict[str, Any], h: int, w: int) -> np.ndarray:
     """A wide strip of one camera's background; images take random horizontal windows of it."""
     rng = np.random.default_rng([seed, _S_CAMERA, cam, 1])
-    wall = np.clip(np.array(scene["wall"], np.float32) + rng.uniform(-20, 20, 3), 0, 255)
-    ground = np.clip(np.array(scene["ground"], np.float32) + rng.uniform(-20, 20, 3), 0, 255)
+    wall = np.clip(np.array(scene["wall"], np.float32) + rng.uniform(-12, 12, 3), 0, 255)
+    ground = np.clip(np.array(scene["ground"], np.float32) + rng.uniform(-12, 12, 3), 0, 255)
     horizon = int(h * camera["horizon"])
     yy, xx = np.mgrid[0:h, 0:w]
     tex = np.empty((h, w, 3), np.float32)
@@ -848,7 +870,7 @@ def generate(root: str | os.PathLike, seed: int = 0, *, workers: int | None = No
         return root
     if root.exists() and any(root.iterdir()) and not (root / "meta.json").is_file():
         raise FileExistsError(f"{root} exists, is not empty and holds no SynthReID meta.json; choose an empty or new folder")
-    partial = root.with_name(root.name + ".partial")
+    partial = root.resolve().with_name(root.resolve().name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     for d in SPLIT_DIRS:
         (partial / d).mkdir(parents=True)
