@@ -347,6 +347,7 @@ class Trainer:
 
         self.epoch = 0  # completed epochs
         self.global_step = 0
+        self.step_in_epoch = 0
         self.best = {"mAP": -1.0, "epoch": 0}
         self.last_eval: dict[str, Any] = {}
         self.logger: MetricsLogger | None = None
@@ -538,7 +539,7 @@ class Trainer:
         return cfg.grl_lambda * min(1.0, self.global_step / max(cfg.ramp_epochs * self.iters_per_epoch, 1.0))
 
     def train_epoch(self) -> dict[str, Any]:
-        """One epoch of `iters_per_epoch` steps (`self.epoch` is the number completed before it)."""
+        """One epoch of (at most) `iters_per_epoch` steps (`self.epoch` is the number completed before it)."""
         from tqdm.auto import tqdm
 
         config, ctx = self.config, self.ctx
@@ -553,12 +554,13 @@ class Trainer:
         self._hook("on_epoch_start", epoch + 1)
         self.train_model.train()
         adversary = self.model.scene_adversary
+        steps = min(self.iters_per_epoch, len(self.sampler))  # a plan may come out a batch shorter
         sums: dict[str, torch.Tensor] = {}
         window: dict[str, torch.Tensor] = {}
-        window_images, window_start = 0, time.perf_counter()
+        window_steps, window_images, window_start = 0, 0, time.perf_counter()
         epoch_images, epoch_start = 0, window_start
         bar = tqdm(
-            total=self.iters_per_epoch,
+            total=steps,
             desc=f"epoch {epoch + 1}/{config.epochs}",
             disable=not (config.progress and ctx.is_main),
             leave=False,
@@ -566,40 +568,42 @@ class Trainer:
         )
         iterator = iter(self.train_loader)
         try:
-            for step_in_epoch in range(self.iters_per_epoch):
+            for self.step_in_epoch in range(steps):
                 batch = next(iterator)
                 if adversary is not None:
                     adversary.lambda_ = self._lambda()
                 logs = self.train_step(batch)
                 batch_size = batch["image"].shape[0]
+                window_steps += 1
                 window_images += batch_size
                 epoch_images += batch_size
                 for key, value in logs.items():
                     window[key] = window.get(key, 0.0) + value
                     sums[key] = sums.get(key, 0.0) + value
                 self.global_step += 1
-                if self.global_step % config.log_every == 0 or step_in_epoch == self.iters_per_epoch - 1:
-                    n = step_in_epoch % config.log_every + 1 if step_in_epoch == self.iters_per_epoch - 1 else config.log_every
-                    values = {k: float(v) / n for k, v in window.items()}
+                if self.global_step % config.log_every == 0 or self.step_in_epoch == steps - 1:
+                    values = {k: float(v) / window_steps for k, v in window.items()}
+                    lr = self.optimizer.param_groups[0]["lr"]
                     elapsed = time.perf_counter() - window_start
                     self.logger.log(
                         "step",
                         self.global_step,
                         epoch=epoch + 1,
-                        lr=self.optimizer.param_groups[0]["lr"],
+                        lr=lr,
                         img_per_s=window_images * ctx.world_size / max(elapsed, 1e-9),
                         **({"scene_lambda": adversary.lambda_} if adversary is not None else {}),
                         **values,
                     )
-                    bar.set_postfix(loss=f"{values['total']:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
-                    window, window_images, window_start = {}, 0, time.perf_counter()
+                    bar.set_postfix(loss=f"{values['total']:.3f}", lr=f"{lr:.2e}")
+                    window, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
                 bar.update(1)
-                self._hook("on_step_end", self.global_step, batch, {k: float(v) for k, v in logs.items()})
+                if self.callbacks:
+                    self._hook("on_step_end", self.global_step, batch, {k: float(v) for k, v in logs.items()})
         finally:
             bar.close()
             del iterator
         seconds = time.perf_counter() - epoch_start
-        metrics = {k: float(v) / self.iters_per_epoch for k, v in sums.items()}
+        metrics = {k: float(v) / steps for k, v in sums.items()}
         metrics.update(
             epoch=epoch + 1,
             lr=self.optimizer.param_groups[0]["lr"],
@@ -646,7 +650,7 @@ class Trainer:
         values = ", ".join(f"{name}={float(logs[name])}" for name in bad) or f"total={float(logs['total'])}"
         message = (
             f"non-finite loss at step {self.global_step + 1} (epoch {self.epoch + 1}, "
-            f"iteration {self.global_step - self.epoch * self.iters_per_epoch + 1} of {self.iters_per_epoch}): "
+            f"iteration {self.step_in_epoch + 1} of the epoch): "
             f"{values}. The last good checkpoint is {self.checkpoint_dir / 'last.pt'}"
             + ("" if (self.checkpoint_dir / "last.pt").exists() else " (none written yet)")
             + "; lower optim.lr, enable optim.clip_grad_norm, or check the data"
