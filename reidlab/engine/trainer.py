@@ -480,7 +480,7 @@ class Trainer:
         self._maybe_resume()
         if self.ctx.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, self.output_dir / "config.yaml")
+            save_config(_absolute_paths(config), self.output_dir / "config.yaml")
             if config.resume:
                 truncate_metrics(self.output_dir, self.epoch)
             elif (self.output_dir / "metrics.jsonl").exists():
@@ -630,7 +630,10 @@ class Trainer:
         with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             outputs = self.train_model(images, camids=camids, labels=pids)
             total, logs = self.loss_fn(outputs, pids, scenes if config.scene.enabled else None)
-        if not torch.isfinite(total):
+        finite = torch.isfinite(total.detach()).float()
+        if self.ctx.distributed:  # every rank stops together, not just the one that saw it
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not finite:
             self._non_finite(logs)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
@@ -647,7 +650,9 @@ class Trainer:
 
     def _non_finite(self, logs: dict[str, torch.Tensor]) -> None:
         bad = [name for name, value in logs.items() if name != "total" and not torch.isfinite(value)]
-        values = ", ".join(f"{name}={float(logs[name])}" for name in bad) or f"total={float(logs['total'])}"
+        values = ", ".join(f"{name}={float(logs[name])}" for name in bad)
+        if not values:
+            values = f"total={float(logs['total'])}" if not torch.isfinite(logs["total"]) else "on another rank"
         message = (
             f"non-finite loss at step {self.global_step + 1} (epoch {self.epoch + 1}, "
             f"iteration {self.step_in_epoch + 1} of the epoch): "
@@ -675,6 +680,20 @@ class Trainer:
         )
         self.train_model.train()
         return metrics
+
+
+def _absolute_paths(config: TrainConfig) -> TrainConfig:
+    """The config with its paths made absolute, so OUTPUT_DIR/config.yaml works from any directory."""
+
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else str(Path(path).resolve())
+
+    return replace(
+        config,
+        output_dir=absolute(config.output_dir),
+        data=replace(config.data, root=absolute(config.data.root)),
+        model=replace(config.model, pretrained=absolute(config.model.pretrained)),
+    )
 
 
 def _config_differences(saved: dict, current: dict, prefix: str = "") -> set[str]:
