@@ -75,7 +75,7 @@ def test_re_ranking_matches_dense_original(seed, k1, k2, lambda_value):
 def test_re_ranking_float32_features_and_chunking():
     q, g, _, _ = clustered(11)
     want = dense_re_ranking(q, g, 20, 6, 0.3)
-    for chunk, block in ((None, 2048), (1, 1), (13, 20)):
+    for chunk, block in ((None, 2048), (1, 7), (13, 20)):
         got = re_ranking(torch.from_numpy(q).float(), torch.from_numpy(g).float(), chunk_size=chunk, block_size=block)
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
