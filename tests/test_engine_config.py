@@ -184,3 +184,32 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+# ------------------------------------------------------------------------------- per-group loss weights
+
+
+@pytest.mark.parametrize("weights", [(0.125,) * 8, (0.5, 0.125, 0.125, 0.125, 0.125)], ids=["mgn", "jpm"])
+def test_loss_applies_the_models_group_weights(weights):
+    import torch.nn.functional as F
+
+    from reidlab.engine.trainer import build_reid_loss
+    from reidlab.losses import SparsePairwiseLoss
+
+    class FakeModel:
+        feature_weights = logit_weights = weights
+
+    config = load_config("synth_cpu", ["loss.metric_weight=0.7", "loss.label_smoothing=0.1"])
+    loss = build_reid_loss(config, FakeModel())
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat_interleave(3)
+    outputs = {
+        "features": [torch.randn(12, 8, generator=g, dtype=torch.float64) for _ in weights],
+        "logits": [torch.randn(12, 4, generator=g, dtype=torch.float64) for _ in weights],
+    }
+    total, logs = loss(outputs, labels)
+    adasp = SparsePairwiseLoss(mode="adasp", temperature=0.04)
+    expected = sum(w * F.cross_entropy(x, labels, label_smoothing=0.1) for w, x in zip(weights, outputs["logits"]))
+    expected = expected + 0.7 * sum(w * adasp(x, labels) for w, x in zip(weights, outputs["features"]))
+    assert total.item() == pytest.approx(expected.item(), rel=1e-12)
+    assert {"ce", "adasp", "total"} <= set(logs)

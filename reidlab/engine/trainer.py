@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -51,7 +53,9 @@ from .schedulers import build_scheduler
 PrintFn = Callable[[str], object] | None
 CHECKPOINT_FORMAT = "reidlab-checkpoint-v1"
 # Settings that may differ between a run and its resumption without changing what it computes.
-RESUME_SAFE_KEYS = {"resume", "progress", "device", "threads", "log_every", "tensorboard", "checkpoint", "data.num_workers"}
+RESUME_SAFE_KEYS = {
+    "resume", "progress", "device", "threads", "log_every", "tensorboard", "checkpoint", "save_every", "data.num_workers",
+}
 
 
 class Callback:
@@ -79,10 +83,6 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -145,7 +145,7 @@ class ModelWeightedLoss(nn.Module):
     0.5 global + 0.5 / k per local group) to the terms of a `CombinedLoss`.
 
     Uniform weights become a mean over the groups times their sum; non-uniform ones split the term into
-    one term per group (outputs `source.g`), logged as `name.g` plus their weighted sum under `name`.
+    one term per group (outputs `source_g`), logged as `name_g` plus their weighted mean under `name`.
     """
 
     def __init__(self, loss: CombinedLoss, group_weights: dict[str, Sequence[float]]) -> None:
@@ -161,7 +161,7 @@ class ModelWeightedLoss(nn.Module):
             else:
                 self.split[term.source] = (term.name, len(weights))
                 for g, w in enumerate(weights):
-                    terms.append(replace(term, name=f"{term.name}.{g}", source=f"{term.source}.{g}", weight=term.weight * w))
+                    terms.append(replace(term, name=f"{term.name}_{g}", source=f"{term.source}_{g}", weight=term.weight * w))
         self.combined = CombinedLoss(terms)
         self.weights = {t.name: t.weight for t in terms}
 
@@ -171,10 +171,10 @@ class ModelWeightedLoss(nn.Module):
             for source, (_, groups) in self.split.items():
                 if len(outputs[source]) != groups:
                     raise ValueError(f"model output {source!r} has {len(outputs[source])} groups, expected {groups}")
-                outputs.update({f"{source}.{g}": value for g, value in enumerate(outputs[source])})
+                outputs.update({f"{source}_{g}": value for g, value in enumerate(outputs[source])})
         total, logs = self.combined(outputs, labels, scene_labels)
         for name, groups in self.split.values():
-            parts = [f"{name}.{g}" for g in range(groups) if f"{name}.{g}" in logs]
+            parts = [f"{name}_{g}" for g in range(groups) if f"{name}_{g}" in logs]
             if parts:
                 weight = sum(self.weights[p] for p in parts)
                 logs[name] = sum(self.weights[p] * logs[p] for p in parts) / weight
@@ -257,8 +257,6 @@ def run_evaluation(model: nn.Module, dataset, config: TrainConfig, ctx: DistCont
 
 def _stream_seed(*keys: int) -> int:
     """A 63-bit seed derived from integers (numpy SeedSequence: well mixed, stable across runs)."""
-    import numpy as np
-
     return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> 1)
 
 
@@ -744,10 +742,15 @@ def evaluate_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike | Non
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
+    created = not (dist.is_available() and dist.is_initialized())
     ctx = init_distributed(config.device)
-    dataset = prepare_dataset(replace(config, model=replace(config.model, pretrained=None)), ctx)
-    model = _load_model(config, dataset, checkpoint, ctx.device)
-    metrics = run_evaluation(model, dataset, config, ctx)
+    try:
+        dataset = prepare_dataset(replace(config, model=replace(config.model, pretrained=None)), ctx)
+        model = _load_model(config, dataset, checkpoint, ctx.device)
+        metrics = run_evaluation(model, dataset, config, ctx)
+    finally:
+        if created:
+            cleanup(ctx)
     metrics["checkpoint"] = str(checkpoint)
     out = checkpoint.with_name(checkpoint.name + ".eval.json")
     if ctx.is_main:
