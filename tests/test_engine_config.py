@@ -62,11 +62,12 @@ def test_required_override_keys_and_yaml_typing(tmp_path):
     config = load_config(
         "synth_cpu",
         [f"output_dir={tmp_path}", "seed=7", "epochs=3", f"data.root={tmp_path}/d", "resume=true",
-         "optim.lr=1e-3", "data.size=[64, 32]", "model.pretrained=null", "data.aug={erasing_p: 0.0}"],
+         "optim.lr=1e-3", "data.size=[64, 32]", "model.pretrained=null", "data.aug={erasing_p: 0.25}"],
     )
     assert (config.output_dir, config.seed, config.epochs, config.resume) == (str(tmp_path), 7, 3, True)
     assert config.data.root == f"{tmp_path}/d" and config.optim.lr == 1e-3 and config.data.size == [64, 32]
-    assert config.model.pretrained is None and config.data.aug == {"flip_p": 0.5, "padding": 10, "erasing_p": 0.0}  # merged
+    assert config.model.pretrained is None
+    assert config.data.aug == {**load_config("synth_cpu").data.aug, "erasing_p": 0.25}  # dicts merge key by key
     assert load_config("synth_cpu", {"data.root": "x", "epochs": 2}).epochs == 2
 
 
