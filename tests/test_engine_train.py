@@ -81,6 +81,7 @@ def test_run_outputs_hooks_and_log(reference_run):
     assert [epoch for epoch, _ in recorder.epochs] == [1, 2, 3, 4]
     assert "mAP" in recorder.epochs[1][1] and "mAP" not in recorder.epochs[0][1]  # eval every 2 epochs
     assert 0.0 <= metrics["mAP"] <= 1.0 and 0.0 <= metrics["rank1"] <= 1.0
+    assert len(metrics["cmc"]) == 50 and metrics["cmc"][0] == metrics["rank1"]  # for CMC plots
     assert {p.name for p in (out / "checkpoints").iterdir()} == {"last.pt", "best.pt"}
     assert (out / "config.yaml").is_file() and json.loads((out / "metrics.json").read_text())["epochs_completed"] == 4
     steps = read_metrics(out, "step")

@@ -251,6 +251,7 @@ def run_evaluation(model: nn.Module, dataset, config: TrainConfig, ctx: DistCont
             if len(cmc) >= k:
                 metrics[f"rank{k}"] = float(cmc[k - 1])
         metrics["num_valid_queries"] = int(result["num_valid_queries"])
+        metrics["cmc"] = [float(x) for x in cmc]
         metrics["rerank"] = config.eval.rerank
     return broadcast_object(metrics, ctx)
 
