@@ -773,9 +773,9 @@ class TrainedRun(NamedTuple):
     checkpoint: Path
 
 
-def load_trained(output_dir: str | os.PathLike, checkpoint: str = "best", device: str = "cpu") -> TrainedRun:
-    """Rebuild a trained run from OUTPUT_DIR (its config.yaml and `checkpoints/<checkpoint>.pt`; `best` falls
-    back to `last` when no evaluation improved). `checkpoint` may also be a path."""
+def load_trained(output_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best", device: str = "cpu") -> TrainedRun:
+    """Rebuild a trained run from OUTPUT_DIR: its config.yaml and `checkpoints/<checkpoint>.pt` (`best`, `last`,
+    `epoch_003` with `save_every`; `best` falls back to `last`). `checkpoint` may also be a file path."""
     import yaml
 
     output_dir = Path(output_dir)
