@@ -188,7 +188,7 @@ def test_parse_knobs_and_bad_knobs(tmp_path):
         synth.parse_knobs({"cameras_per_id": "2"})
     for bad, message in [({"num_cameras": 10}, "num_cameras"), ({"variation": 1.5}, "variation"),
                          ({"images_per_camera": (3, 1)}, "lo must be <= hi"), ({"cameras_per_id": (1, 3)}, "cross-camera"),
-                         ({"num_scenes": 7}, "num_scenes")]:
+                         ({"num_scenes": 7}, "num_scenes"), ({"family_mutations": (0, 1)}, "identical twins")]:
         with pytest.raises(ValueError, match=message):
             synth.SynthConfig(**bad)
     occupied = tmp_path / "occupied"
