@@ -147,12 +147,14 @@ def run_notebook(
     timeout: float | None = None,
     log_output: bool = False,
     progress_bar: bool = False,
+    stdout: Any = None,
 ) -> dict:
     """Execute a notebook with papermill into ``output_dir/<name>.ipynb`` and return the run record.
 
     ``output_dir`` is passed to the notebook as its ``output_dir`` parameter (when it declares one) and is
     the kernel's working directory. ``status.json`` records ok/failed; on failure the papermill error is
-    re-raised after the partially executed notebook (with its error cell) has been saved.
+    re-raised after the partially executed notebook (with its error cell) has been saved. ``stdout``: a
+    file-like object that receives the kernel's printed output as it runs (progress of long notebooks).
     """
     import papermill
 
@@ -177,6 +179,7 @@ def run_notebook(
             execution_timeout=timeout,
             log_output=log_output,
             progress_bar=progress_bar,
+            stdout_file=stdout,
             cwd=str(out),
         )
     except BaseException as exc:
@@ -566,21 +569,33 @@ def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: st
         group = "/".join(parts_of_path[:-2]) if len(parts_of_path) > 2 else (parts_of_path[0] if parts_of_path else ".")
         groups.setdefault(group, []).append(r)
     for group, runs in groups.items():
-        param_cols = sorted({k for r in runs for k, v in r.items() if k.startswith("param.") and not _missing(v) and k not in {"param.seed", "param.output_dir"}})
-        cols = [m for m in metric_cols if any(not _missing(r.get(m)) for r in runs)]
-        parts.append(f"<h2>Runs in <code>{html.escape(group)}</code> ({len(runs)})</h2><table><tr><th>run</th><th>status</th><th>s</th>")
-        parts.extend(f"<th>{html.escape(c[6:])}</th>" for c in param_cols)
-        parts.extend(f"<th>{html.escape(c)}</th>" for c in cols)
+        present = sorted({k for r in runs for k, v in r.items() if k.startswith("param.") and not _missing(v)} - {"param.seed", "param.output_dir"})
+        # Parameters shared by every run of the group go in a footnote; the table shows what varies.
+        values = {k: {json.dumps(r.get(k), default=str) for r in runs} for k in present}
+        varying = [k for k in present if len(values[k]) > 1]
+        constant = [k for k in present if len(values[k]) == 1]
+        cols = [m for m in (*HEADLINE_METRICS, "mINP_rerank", "epochs_completed") if m in metric_cols and any(not _missing(r.get(m)) for r in runs)]
+        ok = sum(r["status"] == "ok" for r in runs)
+        parts.append(f"<h2>Runs in <code>{html.escape(group)}</code> ({ok}/{len(runs)} ok)</h2>")
+        if constant:
+            shared = "<br>".join(f"<code>{html.escape(k[6:])}</code>={html.escape(_format_value(runs[0].get(k)))}" for k in constant)
+            parts.append(f"<details><summary>settings shared by all {len(runs)} runs</summary><p>{shared}</p></details>")
+        parts.append("<table><tr><th>run</th><th>status</th><th>seconds</th>")
+        parts.extend(f"<th>{html.escape(c[6:])}</th>" for c in varying)
+        parts.extend(f"<th>{html.escape(c)}{' (%)' if c in HEADLINE_METRICS or c == 'mINP_rerank' else ''}</th>" for c in cols)
         parts.append("</tr>")
         for r in runs:
-            run_link = f"{r['run']}/"
-            parts.append(f"<tr class='{html.escape(str(r['status']))}'><td><a href='{html.escape(run_link)}'>{html.escape(r['point'])}/seed{html.escape(_format_value(r['seed']))}</a></td>")
+            parts.append(f"<tr class='{html.escape(str(r['status']))}'><td><a href='{html.escape(r['run'])}/'>{html.escape(r['point'])}/seed{html.escape(_format_value(r['seed']))}</a></td>")
             status_cell = f"<span class='{r['status']}'>{html.escape(str(r['status']))}</span>"
             if r["status"] == "failed":
                 status_cell += f"<pre class='err'>{html.escape(str(r.get('error') or ''))}</pre>"
-            parts.append(f"<td>{status_cell}</td><td class='num'>{_format_value(r.get('duration_s')) if not _missing(r.get('duration_s')) else ''}</td>")
-            parts.extend(f"<td>{html.escape(_format_value(r.get(c))) if not _missing(r.get(c)) else ''}</td>" for c in param_cols)
-            parts.extend(f"<td class='num'>{_format_value(r.get(c)) if not _missing(r.get(c)) else ''}</td>" for c in cols)
+            seconds = "" if _missing(r.get("duration_s")) else f"{r['duration_s']:.0f}"
+            parts.append(f"<td>{status_cell}</td><td class='num'>{seconds}</td>")
+            parts.extend(f"<td>{'' if _missing(r.get(c)) else html.escape(_format_value(r.get(c)))}</td>" for c in varying)
+            for c in cols:
+                value = r.get(c)
+                text = "" if _missing(value) else (f"{value * 100:.1f}" if c in HEADLINE_METRICS or c == "mINP_rerank" else _format_value(value))
+                parts.append(f"<td class='num'>{text}</td>")
             parts.append("</tr>")
         parts.append("</table>")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -826,6 +841,24 @@ def study_overrides(data_root: str | None = None, **extra: Any) -> dict[str, Any
     return overrides
 
 
+class _PrefixedLines:
+    """A write()-able that hands complete lines, indented, to a print function."""
+
+    def __init__(self, print_fn: Callable[[str], None], prefix: str = "    ") -> None:
+        self.print_fn, self.prefix, self.pending = print_fn, prefix, ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.strip():
+                self.print_fn(self.prefix + line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 def report(
     output_root: str | os.PathLike = "reports",
     data_dir: str | os.PathLike = "data/study",
@@ -874,7 +907,8 @@ def report(
         step = time.perf_counter()
         print_fn(f"[{name}] running notebooks/{name}.ipynb ...")
         try:
-            result = run_notebook(name, plans[name], root / name, kernel_name=kernel, timeout=timeout)
+            result = run_notebook(name, plans[name], root / name, kernel_name=kernel, timeout=timeout,
+                                  stdout=_PrefixedLines(print_fn))
             print_fn(f"[{name}] ok in {result['duration_s']:.0f} s")
         except Exception as exc:  # noqa: BLE001 - recorded in status.json; the index shows it
             print_fn(f"[{name}] FAILED: {_error_record(exc)['error'][:300]}")
