@@ -43,21 +43,21 @@ def _is_unit_norm(x: torch.Tensor) -> bool:
 
 def ranking_features(q: torch.Tensor, g: torch.Tensor, metric: str
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(query, negated gallery, per-gallery offset or None): ``q @ neg_g.T + offset`` orders like the metric.
+    """(scaled query, gallery, per-gallery offset or None): ``q_s @ g.T + offset`` orders like the metric.
 
     cosine: features are L2-normalized unless they already are; the key is ``-q.g``.  euclidean on
     unit-norm features: ``|q - g|^2 = 2 - 2 q.g``, so the key is the same ``-q.g`` - cosine and squared
     Euclidean rank from one similarity and cannot disagree by rounding.  euclidean otherwise:
     ``|g|^2 - 2 q.g`` (the per-query constant ``|q|^2`` is left out: it cannot change the order).
+    The scaling by -1 or -2 is exact and goes on the (smaller) query side: the gallery is not copied.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    unit = _is_unit_norm(q) and _is_unit_norm(g)
-    if unit:
-        return q, -g, None
+    if _is_unit_norm(q) and _is_unit_norm(g):
+        return -q, g, None
     if metric == "cosine":
-        return F.normalize(q, dim=1), -F.normalize(g, dim=1), None
-    return q, -2.0 * g, (g * g).sum(1)
+        return -F.normalize(q, dim=1), F.normalize(g, dim=1), None
+    return -2.0 * q, g, (g * g).sum(1)
 
 
 def _default_chunk(num_gallery: int, device: torch.device) -> int:
@@ -105,9 +105,9 @@ def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int
         return acc.result(max_rank, return_per_query)
     if problem.kept_columns is not None:
         g = g[torch.from_numpy(problem.kept_columns).to(g.device)]
-    q, neg_g, offset = ranking_features(q, g, metric)
-    neg_g_t = neg_g.T
+    q, g, offset = ranking_features(q, g, metric)
+    g_t = g.T
     for rows in problem.chunks(chunk_size or _default_chunk(len(g), q.device)):
-        keys = q[rows] @ neg_g_t if offset is None else torch.addmm(offset.unsqueeze(0), q[rows], neg_g_t)
+        keys = q[rows] @ g_t if offset is None else torch.addmm(offset.unsqueeze(0), q[rows], g_t)
         acc.add(rows, *match_ranks(keys, problem, rows))
     return acc.result(max_rank, return_per_query)
