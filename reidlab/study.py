@@ -501,7 +501,8 @@ h1{margin-bottom:.2rem}.sub{color:#666;margin-top:0}
 .card h3{margin:.1rem 0 .5rem}.ok{color:#1a7f37;font-weight:600}.failed{color:#cf222e;font-weight:600}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1.5rem}
 th,td{border-bottom:1px solid #e5e5e5;padding:.25rem .6rem;text-align:left;vertical-align:top}
-th{background:#f3f3f3;position:sticky;top:0}tr.failed td{background:#fff0f0}
+th{background:#f3f3f3;position:sticky;top:0}tr.failed-run td{background:#fff0f0}td.name{white-space:nowrap}
+details{margin:.3rem 0;font-size:.85rem}summary{cursor:pointer;color:#555}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre.err{white-space:pre-wrap;max-height:9rem;overflow:auto;background:#fff0f0;padding:.4rem;font-size:.75rem;margin:.3rem 0}
 code{background:#f0f0f0;padding:0 .2rem;border-radius:3px}
@@ -518,8 +519,18 @@ def _figure_for(run_dir: Path) -> Path | None:
 
 
 def _params_html(row: Mapping[str, Any]) -> str:
+    """Top-level parameters inline; nested ones (overrides, knobs) folded away under their group name."""
     items = [(k[6:], v) for k, v in row.items() if k.startswith("param.") and not _missing(v) and k != "param.output_dir"]
-    return "<br>".join(f"<code>{html.escape(k)}</code>={html.escape(_format_value(v))}" for k, v in items)
+    top = [(k, v) for k, v in items if "." not in k]
+    nested: dict[str, list] = {}
+    for k, v in items:
+        if "." in k:
+            nested.setdefault(k.split(".", 1)[0], []).append((k.split(".", 1)[1], v))
+    text = "<br>".join(f"<code>{html.escape(k)}</code> = {html.escape(_format_value(v))}" for k, v in top)
+    for group, values in nested.items():
+        body = "<br>".join(f"<code>{html.escape(k)}</code> = {html.escape(_format_value(v))}" for k, v in values)
+        text += f"<details><summary>{html.escape(group)} ({len(values)})</summary>{body}</details>"
+    return text
 
 
 def _missing(value: Any) -> bool:
@@ -580,22 +591,24 @@ def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: st
         if constant:
             shared = "<br>".join(f"<code>{html.escape(k[6:])}</code>={html.escape(_format_value(runs[0].get(k)))}" for k in constant)
             parts.append(f"<details><summary>settings shared by all {len(runs)} runs</summary><p>{shared}</p></details>")
-        parts.append("<table><tr><th>run</th><th>status</th><th>seconds</th>")
-        parts.extend(f"<th>{html.escape(c[6:])}</th>" for c in varying)
+        parts.append("<table><tr><th>run</th><th>seed</th><th>status</th><th>seconds</th>")
         parts.extend(f"<th>{html.escape(c)}{' (%)' if c in HEADLINE_METRICS or c == 'mINP_rerank' else ''}</th>" for c in cols)
+        parts.extend(f"<th>{html.escape(c[6:].removeprefix('overrides.'))}</th>" for c in varying)
         parts.append("</tr>")
         for r in runs:
-            parts.append(f"<tr class='{html.escape(str(r['status']))}'><td><a href='{html.escape(r['run'])}/'>{html.escape(r['point'])}/seed{html.escape(_format_value(r['seed']))}</a></td>")
+            row_class = " class='failed-run'" if r["status"] == "failed" else ""
+            parts.append(f"<tr{row_class}><td class='name'><a href='{html.escape(r['run'])}/'>{html.escape(r['point'])}</a></td>"
+                         f"<td class='num'>{html.escape(_format_value(r['seed']))}</td>")
             status_cell = f"<span class='{r['status']}'>{html.escape(str(r['status']))}</span>"
             if r["status"] == "failed":
                 status_cell += f"<pre class='err'>{html.escape(str(r.get('error') or ''))}</pre>"
             seconds = "" if _missing(r.get("duration_s")) else f"{r['duration_s']:.0f}"
             parts.append(f"<td>{status_cell}</td><td class='num'>{seconds}</td>")
-            parts.extend(f"<td>{'' if _missing(r.get(c)) else html.escape(_format_value(r.get(c)))}</td>" for c in varying)
             for c in cols:
                 value = r.get(c)
                 text = "" if _missing(value) else (f"{value * 100:.1f}" if c in HEADLINE_METRICS or c == "mINP_rerank" else _format_value(value))
                 parts.append(f"<td class='num'>{text}</td>")
+            parts.extend(f"<td>{'' if _missing(r.get(c)) else html.escape(_format_value(r.get(c)))}</td>" for c in varying)
             parts.append("</tr>")
         parts.append("</table>")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -696,9 +709,9 @@ def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
 # under 15 minutes on 2 CPU cores: a 64 x 32 SynthReID generated once, a ResNet-18-shaped network with
 # 1/4 of the channels, 8 x 4 batches, a few epochs. Real-dataset studies pass their own preset instead.
 STUDY_SYNTH_KNOBS: dict[str, Any] = {
-    "num_train_ids": 48, "num_test_ids": 48, "num_cameras": 6, "num_scenes": 3, "image_size": [64, 32],
-    "images_per_camera": [1, 3], "num_distractors": 40, "num_junk": 8,
-    # Milder nuisances than the full benchmark: a from-scratch network must learn something in ~60 steps.
+    "num_train_ids": 32, "num_test_ids": 32, "num_cameras": 6, "num_scenes": 3, "image_size": [64, 32],
+    "images_per_camera": [1, 3], "num_distractors": 30, "num_junk": 6,
+    # Milder nuisances than the full benchmark: a from-scratch network must learn in ~130 steps.
     "color_cast": 0.15, "occlusion_prob": 0.15, "misalignment": 0.05, "noise": [1.0, 4.0], "blur": [0.0, 0.4],
 }
 STUDY_OVERRIDES: dict[str, Any] = {
@@ -709,7 +722,7 @@ STUDY_OVERRIDES: dict[str, Any] = {
     "model.name": "resnet18",
     "model.kwargs": {"channels": [16, 32, 64, 128], "stem_width": 16, "last_stride": 2},
     "sampler.p": 8, "sampler.k": 4, "sampler.hard_warmup_epochs": 1,
-    "epochs": 5, "optim.lr": 3.0e-3, "optim.warmup_epochs": 0.0, "scene.ramp_epochs": 1,
+    "epochs": 16, "optim.lr": 1.5e-2, "optim.warmup_epochs": 0.0, "scene.ramp_epochs": 2,
     "eval.every": 0, "progress": False, "log_every": 5,
 }
 STUDY_SEEDS = (0, 1, 2)
@@ -893,11 +906,11 @@ def report(
             "default_variation": 0.5, "workers": workers,
         },
         "train": {
-            "overrides": study_overrides(default_root, **{"eval.every": 1, "epochs": 6, "save_every": 1, "threads": threads}),
+            "overrides": study_overrides(default_root, **{"eval.every": 2, "save_every": 1, "threads": threads}),
             "seed": 0,
         },
         "positive_pairs": {"run_dir": str(root / "train")},
-        "class_similarity": {"overrides": study_overrides(default_root, **{"epochs": 6, "threads": threads}), "seed": 0},
+        "class_similarity": {"overrides": study_overrides(default_root, threads=threads), "seed": 0},
     }
     unknown = set(notebooks) - set(plans)
     if unknown:
