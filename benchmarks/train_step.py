@@ -4,7 +4,7 @@ Measures, for a preset (default `synth_cpu`, on CPU), the wall time of the train
 it (waiting for the DataLoader's next batch, host-to-device copy, forward, every loss term, non-finite check,
 backward, optimizer and lr step), and the time of the bare model forward + backward on the same batch already
 in memory (a plain sum of the model outputs as the loss). Their ratio is the data + loss + optimizer overhead
-(target: below 1.15).
+(target: below 1.15). The two are measured alternately, step by step, and their medians compared.
 
 Usage: python benchmarks/train_step.py [--preset synth_cpu] [--steps 10] [key=value overrides ...]
 The SynthReID of the preset is generated into its data.root first if needed. Timings on a shared machine are
@@ -17,27 +17,19 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 
 import torch
 
 
-def model_only_seconds(model, batch, steps: int, warmup: int) -> float:
-    images, labels = batch["image"], batch["pid"]
+def model_only_step(model, batch) -> None:
+    """The bare model work of a step: forward + backward of a plain sum of the outputs, nothing else."""
+    model.zero_grad(set_to_none=True)
     camids = batch["camid"] if model.uses_camids else None
-
-    def step() -> None:
-        model.zero_grad(set_to_none=True)
-        out = model(images, camids=camids, labels=labels)
-        torch.cat([t.flatten() for t in (*out["features"], *out["logits"])]).sum().backward()
-
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
+    out = model(batch["image"], camids=camids, labels=batch["pid"])
+    torch.cat([t.flatten() for t in (*out["features"], *out["logits"])]).sum().backward()
 
 
 def main() -> None:
@@ -61,17 +53,23 @@ def main() -> None:
         trainer.train_model.train()
         batches = iter(trainer.train_loader)
         for _ in range(args.warmup):
-            trainer.train_step(next(batches))
-        waited = 0.0
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            before = time.perf_counter()
             batch = next(batches)
-            waited += time.perf_counter() - before
             trainer.train_step(batch)
-        step_seconds = (time.perf_counter() - start) / args.steps
+            model_only_step(trainer.model, batch)
+        # Interleaved, so that both timings see the same (shared-machine) load; medians of per-step times.
+        step_times, wait_times, model_times = [], [], []
+        for _ in range(args.steps):
+            start = time.perf_counter()
+            batch = next(batches)
+            waited = time.perf_counter() - start
+            trainer.train_step(batch)
+            step_times.append(time.perf_counter() - start)
+            wait_times.append(waited)
+            start = time.perf_counter()
+            model_only_step(trainer.model, batch)
+            model_times.append(time.perf_counter() - start)
         del batches
-        model_seconds = model_only_seconds(trainer.model, batch, args.steps, args.warmup)
+        step_seconds, model_seconds = statistics.median(step_times), statistics.median(model_times)
     batch_size = batch["image"].shape[0]
     print(json.dumps({
         "preset": args.preset,
@@ -83,7 +81,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "steps": args.steps,
         "train_step_s": round(step_seconds, 4),
-        "data_wait_s_per_step": round(waited / args.steps, 4),
+        "data_wait_s_per_step": round(statistics.median(wait_times), 4),
         "model_forward_backward_s": round(model_seconds, 4),
         "overhead_ratio": round(step_seconds / model_seconds, 3),
         "target_ratio": 1.15,
