@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -39,10 +40,23 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _engine_errors(command: str):
+    """Config and missing-file errors of `train`/`eval` as one clear line on stderr (exit status 2)."""
+    from reidlab.engine import ConfigError
+
+    try:
+        yield
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"reidlab {command}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from reidlab.engine import load_config, train
 
-    metrics = train(load_config(args.config, args.overrides))
+    with _engine_errors("train"):
+        metrics = train(load_config(args.config, args.overrides))
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"results: {metrics['output_dir']}/metrics.json (mAP {metrics['mAP']:.4f}, rank1 {metrics.get('rank1', 0):.4f})")
     return 0
@@ -51,7 +65,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from reidlab.engine import evaluate_checkpoint, load_config
 
-    evaluate_checkpoint(load_config(args.config, args.overrides))
+    with _engine_errors("eval"):
+        evaluate_checkpoint(load_config(args.config, args.overrides))
     return 0
 
 
