@@ -17,6 +17,7 @@ given the same distances.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -175,6 +176,21 @@ def _place_candidates(keys: torch.Tensor, flat: torch.Tensor, sorted_keys: torch
     return cand_rows, torch.searchsorted(match_codes, cand_codes) - row_start[cand_rows]
 
 
+@contextlib.contextmanager
+def _single_threaded(device: torch.device):
+    """One intra-op thread on CPU for the many small tensor ops after the chunk-wide passes: with a few
+    thousand elements each, thread start-up and waits (worse on a loaded machine) cost more than they save."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 #: a chunk where more than this fraction of entries can precede a match is placed densely (whole rows)
 DENSE_CANDIDATE_FRACTION = 0.25
 
@@ -207,26 +223,29 @@ def match_ranks(keys: torch.Tensor, problem: RankingProblem, rows: slice) -> tup
 
     last_good = good_keys.masked_fill(~real, low_key).amax(1, keepdim=True)
     candidates = (keys <= last_good).view(-1).nonzero().squeeze(1)
-    if len(candidates) > DENSE_CANDIDATE_FRACTION * b * n:
+    dense = len(candidates) > DENSE_CANDIDATE_FRACTION * b * n
+    if dense:
         placed = _count_preceding(sorted_keys, sorted_idx, keys, None)
         placed += torch.arange(b, device=device).mul_(width + 1).unsqueeze(1)
         hist = torch.bincount(placed.view(-1), minlength=b * (width + 1))
-    else:
-        cand_rows, placed = _place_candidates(keys, candidates, sorted_keys, sorted_idx, real)
-        hist = torch.bincount(cand_rows * (width + 1) + placed, minlength=b * (width + 1))
-    hist = hist.view(b, width + 1)
-    # entries placed at m (after every match) never matter; remove the matches themselves (the j-th
-    # match precedes exactly j matches) and the same-pid same-camera entries the protocol drops
-    hist[:, :width] -= real.long()
-    if same_cam.any():
-        ex_idx, _ = _pack_rows(row_of[same_cam], members[same_cam], b, pad=n)
-        ex_idx_t = torch.from_numpy(ex_idx).to(device)
-        ex_below = _count_preceding(sorted_keys, sorted_idx, keys.gather(1, ex_idx_t.clamp(max=n - 1)), ex_idx_t)
-        r, c = (ex_idx_t < n).nonzero(as_tuple=True)
-        hist.index_put_((r, ex_below[r, c]), torch.tensor(-1, device=device, dtype=hist.dtype), accumulate=True)
-    negatives_before = hist[:, :width].cumsum(1)
-    ranks = (torch.arange(1, width + 1, device=device) + negatives_before).masked_fill(~real, 0)
-    return ranks.cpu().numpy(), good_count
+    with _single_threaded(device):
+        if not dense:
+            cand_rows, placed = _place_candidates(keys, candidates, sorted_keys, sorted_idx, real)
+            hist = torch.bincount(cand_rows * (width + 1) + placed, minlength=b * (width + 1))
+        hist = hist.view(b, width + 1)
+        # entries placed at m (after every match) never matter; remove the matches themselves (the j-th
+        # match precedes exactly j matches) and the same-pid same-camera entries the protocol drops
+        hist[:, :width] -= real.long()
+        if same_cam.any():
+            ex_idx, _ = _pack_rows(row_of[same_cam], members[same_cam], b, pad=n)
+            ex_idx_t = torch.from_numpy(ex_idx).to(device)
+            ex_keys = keys.gather(1, ex_idx_t.clamp(max=n - 1))
+            ex_below = _count_preceding(sorted_keys, sorted_idx, ex_keys, ex_idx_t)
+            r, c = (ex_idx_t < n).nonzero(as_tuple=True)
+            hist.index_put_((r, ex_below[r, c]), torch.tensor(-1, device=device, dtype=hist.dtype), accumulate=True)
+        negatives_before = hist[:, :width].cumsum(1)
+        ranks = (torch.arange(1, width + 1, device=device) + negatives_before).masked_fill(~real, 0)
+        return ranks.cpu().numpy(), good_count
 
 
 class MetricAccumulator:
