@@ -18,9 +18,10 @@ Where the original holds N x N dense matrices (about 200 GB at MSMT17 scale), th
 neighbours ([N, k]), V as a sparse matrix (non-zeros only: a gallery image sharing no neighbour with the
 query has ``m = 0`` and Jaccard distance exactly 1), and produces the q x g output chunk by chunk.
 The neighbour search is a blocked torch matmul + running top-k on the features' device over the upper
-triangle of the symmetric distance matrix, recording each row's maximum distance on the way.  Differences from the original: V is kept in float64 (the release uses float32
-or float16), and exact distance ties in the neighbour lists are ordered by index (the original's
-``np.argsort`` leaves their order unspecified).
+triangle of the symmetric distance matrix, recording each row's maximum distance on the way.
+Differences from the original: V is kept in float64 (the release uses float32 or float16), and exact
+distance ties in the neighbour lists are ordered by index (the original's ``np.argsort`` leaves their
+order unspecified).
 """
 
 from __future__ import annotations
