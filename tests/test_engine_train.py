@@ -137,6 +137,9 @@ def test_kill_after_an_epoch_then_resume_matches_the_uninterrupted_run(synth_roo
     assert all(torch.equal(final[k], expected[k]) for k in expected)  # bit-identical weights
     epochs = [r["epoch"] for r in read_metrics(out, "epoch")]
     assert epochs == [1, 2, 3, 4]  # the log holds each epoch once
+    again = train(load_config("synth_cpu", args + ["resume=true"]), print_fn=None)  # a finished run: nothing to do
+    assert {k: again[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
+    assert [r["epoch"] for r in read_metrics(out, "epoch")] == [1, 2, 3, 4]
 
 
 def test_resume_refuses_different_settings(reference_run, synth_root):
