@@ -190,3 +190,23 @@ def test_hard_mining_and_scene_removal_are_wired_in(synth_root, tmp_path):
     steps = read_metrics(tmp_path, "step")
     assert all({"scene", "scene_accuracy", "scene_lambda"} <= set(r) for r in steps)
     assert [r["scene_lambda"] for r in steps] == [0.0, 0.25, 0.5, 0.5]  # linear ramp over one epoch of 2 steps
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_backbone_frozen_for_the_first_iterations(synth_root, tmp_path, optimizer):
+    from reidlab.engine.trainer import backbone_parameters
+
+    config = load_config("synth_cpu", overrides(synth_root, tmp_path, "model.freeze_backbone_iters=1",
+                                                 "optim.clip_grad_norm=5.0", f"optim.name={optimizer}"))
+    trainer = Trainer(config)
+    trainer.sampler.set_epoch(0)
+    batch = next(iter(trainer.train_loader))
+    backbone = backbone_parameters(trainer.model)
+    head = trainer.model.classifier_weight()
+    assert backbone and all(head is not p for p in backbone)
+    before, head_before = [p.detach().clone() for p in backbone], head.detach().clone()
+    trainer.train_step(batch)
+    trainer.global_step += 1
+    assert all(torch.equal(a, p) for a, p in zip(before, backbone)) and not torch.equal(head_before, head)
+    trainer.train_step(batch)
+    assert not all(torch.equal(a, p) for a, p in zip(before, backbone))

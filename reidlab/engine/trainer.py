@@ -383,13 +383,13 @@ class Trainer:
         if params:  # a loss with learnable parameters
             groups.append({"params": params, "weight_decay": cfg.weight_decay})
         if cfg.name == "sgd":
-            optimizer_cls, kwargs = torch.optim.SGD, dict(lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-        else:
-            optimizer_cls, kwargs = (torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam), dict(lr=cfg.lr)
-        try:  # the fused kernels: one pass over the parameters (4x faster than the loop on CPU)
-            return optimizer_cls(groups, fused=True, **kwargs)
-        except (RuntimeError, TypeError, ValueError):  # an older torch or a device without them
-            return optimizer_cls(groups, **kwargs)
+            # not fused: torch's fused SGD fails when the first step leaves some grads None (frozen backbone)
+            return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        optimizer_cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
+        try:  # the fused kernel: one pass over the parameters (4x faster than the loop on CPU)
+            return optimizer_cls(groups, lr=cfg.lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # an older torch or a device without it
+            return optimizer_cls(groups, lr=cfg.lr)
 
     # ------------------------------------------------------------------ messages and hooks
 
