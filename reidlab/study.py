@@ -468,7 +468,8 @@ def compare_to_baseline(
 
 def render_notebook(notebook: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
     """Export an executed notebook to HTML without code cells (outputs and markdown only); stderr streams
-    (progress bars, warnings) are dropped from the HTML, errors are kept."""
+    (progress bars, warnings) and the outputs of cells tagged ``hide-output`` (long logs) are dropped from
+    the HTML, errors are kept."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -476,7 +477,12 @@ def render_notebook(notebook: str | os.PathLike, output: str | os.PathLike | Non
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
-            cell["outputs"] = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+            hidden = "hide-output" in cell.get("metadata", {}).get("tags", [])
+            cell["outputs"] = [
+                o for o in cell.get("outputs", [])
+                if o.get("output_type") == "error"
+                or not (hidden or (o.get("output_type") == "stream" and o.get("name") == "stderr"))
+            ]
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
     output = Path(output) if output else notebook.with_suffix(".html")
@@ -497,7 +503,7 @@ body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem a
 h1{margin-bottom:.2rem}.sub{color:#666;margin-top:0}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1rem}
 .card{border:1px solid #ddd;border-radius:8px;padding:1rem;background:#fafafa}
-.card img{width:100%;border:1px solid #eee;background:#fff;border-radius:4px}
+.card img{width:100%;max-height:300px;object-fit:contain;border:1px solid #eee;background:#fff;border-radius:4px}
 .card h3{margin:.1rem 0 .5rem}.ok{color:#1a7f37;font-weight:600}.failed{color:#cf222e;font-weight:600}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1.5rem}
 th,td{border-bottom:1px solid #e5e5e5;padding:.25rem .6rem;text-align:left;vertical-align:top}
@@ -550,7 +556,9 @@ def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: st
     if notes:
         parts.append(f"<p>{notes}</p>")
     records = frame.to_dict("records")
-    notebook_runs = [r for r in records if (root / r["run"] / f"{r['kind']}.ipynb").exists()]
+    order = {name: i for i, name in enumerate(("train", "ablation", "positive_pairs", "class_similarity"))}
+    notebook_runs = sorted((r for r in records if (root / r["run"] / f"{r['kind']}.ipynb").exists()),
+                           key=lambda r: (order.get(r["kind"], len(order)), r["run"]))
     if notebook_runs:
         parts.append("<h2>Notebooks</h2><div class='cards'>")
         for r in notebook_runs:

@@ -2,12 +2,13 @@
 
 from .embedding import cosine_similarity, linear_probe_accuracy, scatter_groups, similarity_clustermap, umap_2d
 from .images import pair_strip, ranked_results, read_image
-from .plots import cmc_curve, format_ci_table, metric_vs_knob, save_figure, style_ci_table, training_curves
+from .plots import cmc_curve, format_ci_table, format_p, metric_vs_knob, save_figure, style_ci_table, training_curves
 
 __all__ = [
     "cmc_curve",
     "cosine_similarity",
     "format_ci_table",
+    "format_p",
     "linear_probe_accuracy",
     "metric_vs_knob",
     "pair_strip",

@@ -55,7 +55,8 @@ def ranked_results(
                 continue
             caption = captions[q][r] if captions else f"#{r + 1}"
             _framed(ax, read_image(ranked_gallery_paths[q][r], size), CORRECT if correct[q][r] else WRONG, caption)
-    fig.subplots_adjust(wspace=0.08, hspace=0.3)
+    height = rows * 1.75
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.5 / height, wspace=0.08, hspace=0.3)
     return fig
 
 

@@ -39,22 +39,22 @@ def training_curves(records: Sequence[Mapping[str, Any]], title: str | None = No
     evals = [r for r in records if r.get("type") == "eval"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     ax_loss, ax_lr, ax_eval = axes
-    skip = {"step", "epoch", "lr", "iter", "time", "throughput", "images_per_s", "data_time", "batch_time"}
-    loss_keys = [k for k in _numeric_keys(steps, skip) if "loss" in k or k.startswith("scene")]
+    # Everything numeric in a step record is a loss term except these bookkeeping keys and the accuracies.
+    skip = {"step", "epoch", "lr", "img_per_s", "epoch_seconds", "scene_lambda", "time", "data_time", "batch_time"}
+    numeric = _numeric_keys(steps, skip)
+    loss_keys = [k for k in numeric if "acc" not in k]
     x = np.array([r["step"] for r in steps])
     for key in loss_keys:
-        y = np.array([r.get(key, np.nan) if r.get(key) is not None else np.nan for r in steps], float)
-        style = "-" if key in ("loss", "loss/total", "total") else "--"
-        if "acc" in key:
-            continue
-        ax_loss.plot(x, y, style, label=key, lw=1.6 if style == "-" else 1.1)
+        y = np.array([np.nan if r.get(key) is None else r[key] for r in steps], float)
+        main = key in ("total", "loss")
+        ax_loss.plot(x, y, "-" if main else "--", label=key, lw=1.8 if main else 1.1, color="black" if main else None)
     ax_loss.set(title="training losses", xlabel="iteration")
     if loss_keys:
         ax_loss.legend(fontsize=8)
     lr_key = next((k for k in ("lr", "learning_rate") if any(k in r for r in steps)), None)
     if lr_key:
         ax_lr.plot(x, [r.get(lr_key, np.nan) for r in steps], color="tab:purple")
-    acc_keys = [k for k in _numeric_keys(steps, skip) if "acc" in k]
+    acc_keys = [k for k in numeric if "acc" in k]
     if acc_keys:
         twin = ax_lr.twinx()
         for key in acc_keys:
@@ -86,10 +86,16 @@ def cmc_curve(cmcs: Mapping[str, Sequence[float]], max_rank: int = 20, ax: plt.A
         cmc = np.asarray(cmc, float)[:max_rank] * 100
         ax.plot(np.arange(1, len(cmc) + 1), cmc, "o-", ms=3, label=f"{label} (R1 {cmc[0]:.1f})")
     ax.set(xlabel="rank", ylabel="matching rate (%)", title="CMC", xlim=(0.5, max_rank + 0.5))
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_ylim(top=100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return ax
+
+
+def format_p(p: float) -> str:
+    """p-values as tables show them: two decimals, "p<0.01" below that."""
+    return "p=n/a" if math.isnan(p) else ("p<0.01" if p < 0.01 else f"p={p:.2f}")
 
 
 def format_ci_table(table: "pandas.DataFrame", metrics: Sequence[str] = ("mAP", "rank1"), decimals: int = 1) -> "pandas.DataFrame":  # noqa: F821
@@ -97,7 +103,7 @@ def format_ci_table(table: "pandas.DataFrame", metrics: Sequence[str] = ("mAP", 
     metric ``mean ± CI`` and one ``Δ`` column with a star when the delta exceeds the noise."""
     import pandas as pd
 
-    out = pd.DataFrame(index=table.index)
+    out = pd.DataFrame(index=table.index.rename(None))
     out["runs"] = table["runs"]
     for m in metrics:
         mean, half = table[f"{m} mean"], table[f"{m} ±CI"]
@@ -111,7 +117,7 @@ def format_ci_table(table: "pandas.DataFrame", metrics: Sequence[str] = ("mAP", 
                 deltas.append("")
             else:
                 star = "" if math.isnan(p) else ("*" if p < 0.05 else "")
-                deltas.append(f"{d:+.{decimals}f}{star}" + ("" if math.isnan(p) else f" (p={p:.2f})"))
+                deltas.append(f"{d:+.{decimals}f}{star}" + ("" if math.isnan(p) else f" ({format_p(p)})"))
         out[f"Δ{m}"] = deltas
     return out
 
@@ -148,12 +154,17 @@ def metric_vs_knob(
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     ok = frame[frame["status"] == "ok"]
-    for name, sub in ok.groupby(group, sort=False):
+    groups = list(ok.groupby(group, sort=False))
+    values = sorted(ok[knob].unique())
+    spread = (max(values) - min(values)) if len(values) > 1 else 1.0
+    for i, (name, sub) in enumerate(groups):
         levels = sorted(sub[knob].unique())
+        dodge = (i - (len(groups) - 1) / 2) * 0.012 * spread  # side by side, so the error bars stay readable
         stats = [mean_ci(sub[sub[knob] == lv][metric] * 100, confidence) for lv in levels]
         means = np.array([s[0] for s in stats])
         halves = np.nan_to_num(np.array([s[1] for s in stats]))
-        ax.errorbar(levels, means, yerr=halves, marker="o", capsize=4, label=str(name))
+        ax.errorbar(np.asarray(levels, float) + dodge, means, yerr=halves, marker="o", capsize=4, label=str(name))
+    ax.set_xticks(values)
     ax.set(xlabel=knob, ylabel=f"{metric} (%)", title=f"{metric} vs {knob} (mean, {confidence:.0%} CI)")
     ax.grid(alpha=0.3)
     ax.legend()
