@@ -539,6 +539,13 @@ def _params_html(row: Mapping[str, Any]) -> str:
     return text
 
 
+def _short_html(text: str) -> str:
+    """Paths shown by their last component, the full path as a tooltip."""
+    if "/" in text and " " not in text:
+        return f"<span title='{html.escape(text)}'>{html.escape(text.rstrip('/').rsplit('/', 1)[-1])}</span>"
+    return html.escape(text)
+
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -565,7 +572,7 @@ def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: st
             run_dir = root / r["run"]
             page = run_dir / f"{r['kind']}.html"
             link = page.relative_to(root).as_posix() if page.exists() else f"{r['run']}/{r['kind']}.ipynb"
-            figure = _figure_for(run_dir)
+            figure = _figure_for(run_dir) if r["status"] == "ok" else None  # a failed run's figures may be stale
             metrics = " · ".join(f"{m} {r[m] * 100:.1f}" if m in {"mAP", "rank1", "rank5", "mINP", "mAP_rerank", "rank1_rerank"} and r[m] <= 1 else f"{m} {_format_value(r[m])}"
                                  for m in headline if not _missing(r.get(m)))
             parts.append("<div class='card'>")
@@ -616,7 +623,7 @@ def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: st
                 value = r.get(c)
                 text = "" if _missing(value) else (f"{value * 100:.1f}" if c in HEADLINE_METRICS or c == "mINP_rerank" else _format_value(value))
                 parts.append(f"<td class='num'>{text}</td>")
-            parts.extend(f"<td>{'' if _missing(r.get(c)) else html.escape(_format_value(r.get(c)))}</td>" for c in varying)
+            parts.extend(f"<td>{'' if _missing(r.get(c)) else _short_html(_format_value(r.get(c)))}</td>" for c in varying)
             parts.append("</tr>")
         parts.append("</table>")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -935,8 +942,8 @@ def report(
             print_fn(f"[{name}] FAILED: {_error_record(exc)['error'][:300]}")
         timings[name] = time.perf_counter() - step
     total = time.perf_counter() - started
-    notes = (f"Default study on SynthReID (64 x 32, {len(seeds)} seeds) in {total / 60:.1f} min: "
-             + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    notes = (f"Default study on SynthReID (64 x 32, {len(seeds)} seeds). This invocation took {total / 60:.1f} min "
+             "(completed ablation runs are reused): " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     index = render(root, title="reidlab study report", notes=html.escape(notes))
     _write_json(root / "study.json", {"seconds": round(total, 1), "timings_s": {k: round(v, 1) for k, v in timings.items()},
                                       "seeds": list(seeds), "workers": workers, "finished": _now()})

@@ -35,9 +35,10 @@ def test_committed_notebook_is_stripped_and_parameterized(name):
     path = study.notebook_path(name)
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    for cell in nb.cells:
+    for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: commit notebooks stripped"
+            compile(cell.source, f"{path.name} cell {index}", "exec")  # a syntax error fails here, not in a long run
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters' for papermill"
     assert "output_dir" in study.notebook_parameters(name)
