@@ -12,7 +12,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from reidlab.data import synth
 
     knobs = dict(kv.split("=", 1) for kv in args.knob)
-    root = synth.generate(args.root, seed=args.seed, **synth.parse_knobs(knobs))
+    root = synth.generate(args.root, seed=args.seed, overwrite=args.overwrite, **synth.parse_knobs(knobs))
     print(f"SynthReID written to {root}")
     from reidlab.data import build_dataset
 
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="generate the SynthReID benchmark")
     p.add_argument("root", help="output folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a SynthReID of other seed/knobs at root")
     p.add_argument("knob", nargs="*", default=[], help="generator knobs as key=value (see reidlab.data.synth)")
     p.set_defaults(func=_cmd_synth)
 

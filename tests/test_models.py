@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reidlab.losses import SceneAdversary
+
 from reidlab.models import (
     IBN,
     MGN,
@@ -464,14 +466,11 @@ def test_pretrained_argument_errors(tmp_path):
 
 
 def test_scene_adversary_adds_scene_logits():
-    losses = pytest.importorskip("reidlab.losses")
-    if not hasattr(losses, "SceneAdversary"):
-        pytest.skip("reidlab.losses.SceneAdversary has not landed yet")
     for name, size in (("resnet18_ibn_a", (64, 32)), ("mgn_resnet18_ibn_a", (96, 32))):
         model = build_model(name, NUM_CLASSES, num_scenes=3, scene_lambda=0.5)
         out = model(torch.randn(2, 3, *size))
         assert out["scene_logits"].shape == (2, 3)
-        assert model.scene_adversary.lambda_ == 0.5
+        assert isinstance(model.scene_adversary, SceneAdversary) and model.scene_adversary.lambda_ == 0.5
         out["scene_logits"].sum().backward()
         assert model.stem[0].weight.grad is not None if name.startswith("mgn") else model.backbone.conv1.weight.grad is not None
     with pytest.raises(ValueError, match="num_scenes"):

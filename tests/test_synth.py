@@ -200,12 +200,15 @@ def test_parse_knobs_and_bad_knobs(tmp_path):
         synth.load_meta(tmp_path / "missing")
 
 
-def test_regenerate_reuses_identical_and_replaces_different(tmp_path):
+def test_regenerate_reuses_identical_and_replaces_different_only_on_request(tmp_path):
     root = synth.generate(tmp_path / "s", seed=0, workers=1, **TINY)
     marker = root / "query" / sorted(p.name for p in (root / "query").iterdir())[0]
     mtime = marker.stat().st_mtime_ns
     assert synth.generate(root, seed=0, workers=1, **TINY) == root
     assert marker.stat().st_mtime_ns == mtime  # same seed and knobs: nothing rewritten
-    synth.generate(root, seed=1, workers=1, **TINY)
+    with pytest.raises(FileExistsError, match="seed 0 -> 1.*overwrite=True"):
+        synth.generate(root, seed=1, workers=1, **TINY)
+    assert synth.load_meta(root)["seed"] == 0
+    synth.generate(root, seed=1, workers=1, overwrite=True, **TINY)
     assert synth.load_meta(root)["seed"] == 1
     assert not (tmp_path / "s.partial").exists()

@@ -856,11 +856,25 @@ def _is_complete(root: Path, seed: int, config: SynthConfig) -> bool:
     return all(len(list((root / d).glob("*.jpg"))) == n for d, n in meta["counts"].items())
 
 
-def generate(root: str | os.PathLike, seed: int = 0, *, workers: int | None = None, **knobs: Any) -> Path:
+def _difference(root: Path, seed: int, config: SynthConfig) -> str:
+    """What separates the SynthReID at `root` from the one asked for, in words."""
+    try:
+        meta = load_meta(root)
+    except (ValueError, json.JSONDecodeError) as error:
+        return f"unreadable meta.json: {error}"
+    wanted = config.to_json()
+    changes = [f"seed {meta['seed']} -> {seed}"] if meta["seed"] != seed else []
+    changes += [f"{k} {meta['knobs'].get(k)!r} -> {v!r}" for k, v in wanted.items() if meta["knobs"].get(k) != v]
+    return ", ".join(changes) or "same settings but missing images"
+
+
+def generate(root: str | os.PathLike, seed: int = 0, *, workers: int | None = None, overwrite: bool = False,
+             **knobs: Any) -> Path:
     """Write SynthReID to `root` and return its path (knobs: see `SynthConfig`).
 
-    A `root` that already holds this exact dataset (same seed, knobs, file counts) is reused; one holding
-    another SynthReID is replaced; a non-empty folder that is not SynthReID raises FileExistsError.
+    A `root` that already holds this exact dataset (same seed, knobs, file counts) is reused. One holding
+    another SynthReID raises FileExistsError naming what differs, unless `overwrite=True` (runs trained on
+    it must not find their data swapped underneath); a non-empty folder that is not SynthReID always raises.
     The images are written into ``<root>.partial`` and moved into place at the end, so an interrupted run
     never looks complete. `workers` processes draw images (default: up to 2); output does not depend on it.
     """
@@ -871,6 +885,9 @@ def generate(root: str | os.PathLike, seed: int = 0, *, workers: int | None = No
         return root
     if root.exists() and any(root.iterdir()) and not (root / "meta.json").is_file():
         raise FileExistsError(f"{root} exists, is not empty and holds no SynthReID meta.json; choose an empty or new folder")
+    if (root / "meta.json").is_file() and not overwrite:
+        raise FileExistsError(f"{root} holds another SynthReID ({_difference(root, seed, config)}); pass "
+                              "overwrite=True (`reidlab synth --overwrite`) to replace it, or choose another root")
     partial = root.resolve().with_name(root.resolve().name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     for d in SPLIT_DIRS:

@@ -90,7 +90,7 @@ def seed_everything(seed: int) -> None:
 
 def prepare_dataset(config: TrainConfig, ctx: DistContext = DistContext()):
     """Build the dataset of a config. With `data.generate` (synthreid), rank 0 first makes sure SynthReID with
-    the configured seed and knobs is at `data.root` (generate() reuses an identical one, replaces another)."""
+    the configured seed and knobs is at `data.root` (generate() reuses an identical one and refuses to replace another)."""
     check_paths(config)
     root = Path(config.data.root)
     if config.data.generate and config.data.name == "synthreid":

@@ -69,6 +69,13 @@ def resnet18_ibn_a(num_classes: int, **kwargs) -> Baseline:
 
 
 @register_model
+def resnet18_tiny(num_classes: int, **kwargs) -> Baseline:
+    """ResNet-18 with a quarter of the channels (128-d, ~0.7 M parameters): the CPU study and test model."""
+    kwargs = {"channels": [16, 32, 64, 128], "stem_width": 16, **kwargs}
+    return _create_baseline("resnet18", num_classes, ibn=False, **kwargs)
+
+
+@register_model
 def resnet50(num_classes: int, **kwargs) -> Baseline:
     """ResNet-50 BNNeck baseline (2048-d), last stride 1 (Luo et al. bag of tricks)."""
     return _create_baseline("resnet50", num_classes, ibn=False, **kwargs)
