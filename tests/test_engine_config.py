@@ -44,6 +44,7 @@ def test_paper_settings_in_presets():
     assert (single.optim.name, single.optim.lr, single.optim.weight_decay, single.optim.amp) == ("adam", 3.5e-4, 5e-4, "fp16")
     assert (single.epochs, single.optim.scheduler, single.optim.flat_epochs) == (60, "flat_cosine", 30)
     assert load_config("adasp_msmt17", ["loss.metric=sp-h"]).loss.metric == "sp-h"
+    assert single.sampler.camera_balanced and not load_config("adasp_msmt17").sampler.camera_balanced
     ce = load_config("adasp_ce_dukemtmc")
     assert (ce.data.size, ce.loss.ce_weight, ce.loss.label_smoothing, ce.loss.metric_weight) == ([256, 128], 1.0, 0.1, 0.1)
     veri = load_config("adasp_veri776")

@@ -169,6 +169,14 @@ def test_batch_larger_than_the_identities_is_a_clear_error(synth_root, tmp_path)
         Trainer(load_config("synth_cpu", overrides(synth_root, tmp_path, "sampler.p=64")))
 
 
+def test_camera_balanced_sampler_is_wired_in(synth_root, tmp_path):
+    trainer = Trainer(load_config("synth_cpu", overrides(synth_root, tmp_path, "sampler.camera_balanced=true")))
+    cameras = [trainer.dataset.train[i].camid for i in next(iter(trainer.sampler))[:4]]  # one identity's K images
+    assert trainer.sampler.cameras_of is not None and len(set(cameras)) > 1
+    with pytest.raises(ConfigError, match="camera_balanced applies to sampler.name=pk"):
+        load_config("synth_cpu", ["sampler.name=hard", "sampler.camera_balanced=true"])
+
+
 def test_hard_mining_and_scene_removal_are_wired_in(synth_root, tmp_path):
     class WeightsCheck(Callback):
         mined = []

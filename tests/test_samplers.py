@@ -94,6 +94,29 @@ def test_state_dict_round_trip_resumes_the_same_epoch():
     assert list(resumed) == list(sampler) and len(resumed) == len(sampler)
 
 
+def test_camera_balanced_groups_span_the_cameras():
+    # 20 identities, each with 9 images on camera 0 and one image on each of cameras 1, 2, 3
+    pids = [pid for pid in range(20) for _ in range(12)]
+    camids = [0] * 9 + [1, 2, 3]
+    camids = camids * 20
+    balanced = list(PKSampler(pids, 4, 4, seed=3, camids=camids))
+    plain = list(PKSampler(pids, 4, 4, seed=3))
+    assert len(balanced) == len(plain) and all(len(b) == 16 for b in balanced)
+
+    def cameras_per_group(batches):
+        groups = [[i for i in batch if pids[i] == pid] for batch in batches for pid in {pids[i] for i in batch}]
+        return Counter(len({camids[i] for i in group}) for group in groups)
+
+    # Round-robin dealing: the first group of every identity holds all 4 cameras, the others camera 0 only;
+    # at most P - 1 groups are left over at the end of an epoch.
+    spans = cameras_per_group(balanced)
+    assert set(spans) == {1, 4} and spans[4] >= 20 - 3 and sum(spans.values()) == 4 * len(balanced)
+    assert cameras_per_group(plain)[4] <= 5
+    assert balanced == list(PKSampler(pids, 4, 4, seed=3, camids=camids))  # deterministic
+    with pytest.raises(ValueError, match="one camera per item"):
+        PKSampler(pids, 4, 4, camids=camids[:-1])
+
+
 def test_clear_errors():
     with pytest.raises(ValueError, match="p=13 identities per batch but the dataset has only 12"):
         PKSampler(PIDS, 13, 2)

@@ -22,15 +22,34 @@ def group_by_identity(pids: Sequence[int]) -> dict[int, list[int]]:
     return {pid: groups[pid] for pid in sorted(groups)}
 
 
-def identity_chunks(indices: Sequence[int], k: int, rng: np.random.Generator) -> list[list[int]]:
+def identity_chunks(
+    indices: Sequence[int], k: int, rng: np.random.Generator, cameras: Sequence[int] | None = None
+) -> list[list[int]]:
     """Shuffle one identity's images and cut them into groups of K (an incomplete last group is dropped).
 
-    An identity with fewer than K images gives one group: all its images plus random repeats.
+    An identity with fewer than K images gives one group: all its images plus random repeats. With
+    ``cameras`` (the camera of each image), the images are dealt round-robin over the identity's cameras in
+    random order, so each group spans as many cameras as the identity offers.
     """
-    indices = rng.permutation(np.asarray(indices))
+    indices = np.asarray(indices)
+    indices = rng.permutation(indices) if cameras is None else indices[camera_round_robin(cameras, rng)]
     if len(indices) < k:
         indices = rng.permutation(np.concatenate([indices, rng.choice(indices, k - len(indices), replace=True)]))
     return [indices[i : i + k].tolist() for i in range(0, len(indices) - k + 1, k)]
+
+
+def camera_round_robin(cameras: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """An order of positions 0..n-1 that takes one image per camera in turn (cameras and images shuffled)."""
+    shuffled = rng.permutation(len(cameras))
+    dealing_slot = {int(c): slot for slot, c in enumerate(rng.permutation(np.unique(cameras)))}
+    slot = np.empty(len(shuffled), dtype=np.int64)
+    turn = np.empty(len(shuffled), dtype=np.int64)  # images of the same camera dealt before this one
+    dealt: dict[int, int] = defaultdict(int)
+    for position, index in enumerate(shuffled):
+        camera = int(cameras[index])
+        slot[position], turn[position] = dealing_slot[camera], dealt[camera]
+        dealt[camera] += 1
+    return shuffled[np.lexsort((slot, turn))]
 
 
 def shard_batches(batches: list[list[int]], rank: int, world_size: int, drop_last: bool = True) -> list[list[int]]:
@@ -99,7 +118,9 @@ class PKSampler(EpochBatchSampler):
     Epoch plan: each identity's images are shuffled and cut into groups of K (identities with fewer than K
     images are filled up with replacement); batches draw P distinct identities at random among those with
     groups left, until fewer than P remain. An epoch thus visits (almost) every image once. ``pids`` is the
-    identity of every dataset item, e.g. ``[r.pid for r in dataset.train]``.
+    identity of every dataset item, e.g. ``[r.pid for r in dataset.train]``. Given ``camids`` (camera of every
+    item), the K images of an identity are camera-balanced: drawn round-robin over its cameras, as in the
+    fast-reid setup of the AdaSP person rows.
     """
 
     def __init__(
@@ -111,11 +132,17 @@ class PKSampler(EpochBatchSampler):
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = True,
+        camids: Sequence[int] | None = None,
     ) -> None:
         super().__init__(seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
         if p < 1 or k < 1:
             raise ValueError(f"p and k must be >= 1, got p={p}, k={k}")
         self.images_of = group_by_identity(pids)
+        if camids is not None and len(camids) != len(pids):
+            raise ValueError(f"camids has {len(camids)} entries but pids has {len(pids)}; give one camera per item")
+        self.cameras_of = None if camids is None else {
+            pid: np.asarray(camids)[indices] for pid, indices in self.images_of.items()
+        }
         if p > len(self.images_of):
             raise ValueError(
                 f"p={p} identities per batch but the dataset has only {len(self.images_of)}; lower p "
@@ -130,7 +157,10 @@ class PKSampler(EpochBatchSampler):
 
     def plan(self, epoch: int) -> list[list[int]]:
         rng = self.generator(epoch)
-        chunks = {pid: identity_chunks(indices, self.k, rng) for pid, indices in self.images_of.items()}
+        chunks = {
+            pid: identity_chunks(indices, self.k, rng, None if self.cameras_of is None else self.cameras_of[pid])
+            for pid, indices in self.images_of.items()
+        }
         available = list(chunks)
         batches = []
         while len(available) >= self.p:

@@ -106,6 +106,7 @@ class SamplerConfig:
     p: int = 16
     k: int = 4
     hard_warmup_epochs: int = 1  # hard: random P x K for these first epochs
+    camera_balanced: bool = False  # pk: each identity's K images dealt round-robin over its cameras
 
 
 @dataclass
@@ -358,6 +359,8 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("optim.scheduler=multistep needs optim.milestones (epochs), e.g. optim.milestones=[30,40]")
     if list(config.optim.milestones) != sorted(config.optim.milestones):
         raise ConfigError(f"optim.milestones must be increasing, got {config.optim.milestones}")
+    if config.sampler.name == "hard" and config.sampler.camera_balanced:
+        raise ConfigError("sampler.camera_balanced applies to sampler.name=pk; the hard sampler picks images at random")
     if config.sampler.name == "hard" and config.loss.ce_weight <= 0:
         raise ConfigError(
             "sampler.name=hard ranks classes by the identity classifier's weights; it needs loss.ce_weight > 0"

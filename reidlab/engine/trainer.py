@@ -367,7 +367,8 @@ class Trainer:
         common = dict(seed=self.config.seed, rank=ctx.rank, world_size=ctx.world_size)
         if cfg.name == "hard":
             return HardBatchSampler(pids, cfg.p, cfg.k, warmup_epochs=cfg.hard_warmup_epochs, **common)
-        return PKSampler(pids, cfg.p, cfg.k, **common)
+        camids = [record.camid for record in self.dataset.train] if cfg.camera_balanced else None
+        return PKSampler(pids, cfg.p, cfg.k, camids=camids, **common)
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config.optim
