@@ -202,14 +202,12 @@ def test_hard_mining_and_scene_removal_are_wired_in(synth_root, tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_backbone_frozen_for_the_first_iterations(synth_root, tmp_path, optimizer):
-    from reidlab.engine.trainer import backbone_parameters
-
     config = load_config("synth_cpu", overrides(synth_root, tmp_path, "model.freeze_backbone_iters=1",
                                                  "optim.clip_grad_norm=5.0", f"optim.name={optimizer}"))
     trainer = Trainer(config)
     trainer.sampler.set_epoch(0)
     batch = next(iter(trainer.train_loader))
-    backbone = backbone_parameters(trainer.model)
+    backbone = trainer.model.backbone_parameters()
     head = trainer.model.classifier_weight()
     assert backbone and all(head is not p for p in backbone)
     before, head_before = [p.detach().clone() for p in backbone], head.detach().clone()

@@ -86,6 +86,11 @@ def test_every_model_trains_and_embeds(name):
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not no_grad, f"parameters outside the graph (DDP would need find_unused_parameters): {no_grad[:5]}"
     assert model.classifier_weight().shape[0] == NUM_CLASSES
+    # backbone_parameters: everything pretrained-shaped, never a classifier (what freezing leaves trainable)
+    backbone = {id(p) for p in model.backbone_parameters()}
+    heads = [n for n, p in model.named_parameters() if id(p) not in backbone]
+    assert backbone and heads and all(n.split(".")[0] in model.head_modules for n in heads)
+    assert id(model.classifier_weight()) not in backbone
 
     model.eval()
     with torch.no_grad():

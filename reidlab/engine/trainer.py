@@ -182,14 +182,6 @@ class ModelWeightedLoss(nn.Module):
 
 
 # Top-level modules that are not "backbone": they train from the first iteration.
-HEAD_MODULES = ("head", "heads", "local_heads", "scene_adversary")
-
-
-def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Parameters frozen during `model.freeze_backbone_iters` (all but the embedding heads and the adversary)."""
-    return [p for name, p in model.named_parameters() if name.split(".")[0] not in HEAD_MODULES]
-
-
 def _shard(dataset, ctx: DistContext):
     """This rank's contiguous slice of an evaluation set (concatenating ranks restores the order)."""
     if not ctx.distributed:
@@ -342,7 +334,7 @@ class Trainer:
         )
         self.amp_dtype = _autocast_dtype(config, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.frozen = backbone_parameters(self.model) if config.model.freeze_backbone_iters > 0 else []
+        self.frozen = self.model.backbone_parameters() if config.model.freeze_backbone_iters > 0 else []
 
         self.epoch = 0  # completed epochs
         self.global_step = 0

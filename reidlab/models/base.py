@@ -30,6 +30,7 @@ class ReIDModel(nn.Module):
     global_feature_dim: int
     feature_weights: tuple[float, ...] = (1.0,)
     logit_weights: tuple[float, ...] = (1.0,)
+    head_modules: tuple[str, ...] = ("head", "scene_adversary")  # children trained from scratch
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,6 +42,10 @@ class ReIDModel(nn.Module):
         from reidlab.losses import SceneAdversary  # the losses package owns the module
 
         self.scene_adversary = SceneAdversary(self.global_feature_dim, num_scenes, lambda_, hidden=hidden)
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """Parameters of everything but ``head_modules``: what a trainer freezes while the heads warm up."""
+        return [p for name, p in self.named_parameters() if name.split(".")[0] not in self.head_modules]
 
     def classifier_weight(self) -> Tensor:
         """Weight rows [num_classes, L] of the (global) identity classifier, for hard batch mining."""

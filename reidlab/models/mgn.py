@@ -46,6 +46,7 @@ class MGN(ReIDModel):
 
     feature_weights = (0.2,) * len(_METRIC_GROUPS)
     logit_weights = (0.125,) * len(_LOGIT_ORDER)
+    head_modules = ("heads", "scene_adversary")
 
     def __init__(self, resnet: nn.Module, num_classes: int, *, global_last_stride: int = 1, **head_kwargs) -> None:
         super().__init__()
