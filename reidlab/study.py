@@ -122,6 +122,19 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+def run_params(run_dir: Path) -> dict:
+    """``params.json`` of a run made by reidlab.study; for a notebook executed with plain papermill into its
+    own output folder, the same record read from the executed notebook's papermill metadata."""
+    params = _read_json(run_dir / PARAMS_FILE)
+    if params:
+        return params
+    for executed in sorted(run_dir.glob("*.ipynb")):
+        papermill = _read_json(executed).get("metadata", {}).get("papermill", {})
+        if papermill.get("input_path") and Path(papermill["input_path"]).stem == executed.stem:
+            return {"notebook": executed.stem, "parameters": papermill.get("parameters", {})}
+    return {}
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -358,7 +371,8 @@ def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def find_runs(root: str | os.PathLike) -> list[Path]:
-    """Run folders under ``root`` (any depth): folders holding ``params.json`` or ``metrics.json``."""
+    """Run folders under ``root`` (any depth): folders holding ``params.json`` or ``metrics.json`` (a notebook
+    executed with plain papermill writes the latter into its ``output_dir``)."""
     root = Path(root)
     found = {p.parent for name in (PARAMS_FILE, METRICS_FILE) for p in root.rglob(name)}
     # A run's own metrics.json is enough; ignore nested folders of a run that has params.json (checkpoints...).
@@ -374,7 +388,7 @@ def collect(root: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
     root = Path(root).resolve()
     rows = []
     for run_dir in find_runs(root):
-        params = _read_json(run_dir / PARAMS_FILE)
+        params = run_params(run_dir)
         status = _read_json(run_dir / STATUS_FILE)
         metrics = _read_json(run_dir / METRICS_FILE)
         parameters = params.get("parameters", {})
@@ -638,7 +652,7 @@ def render(root: str | os.PathLike = "reports", title: str = "reidlab study", no
     ``root/index.html``. Returns the index path."""
     root = Path(root)
     for run_dir in find_runs(root):
-        kind = _read_json(run_dir / PARAMS_FILE).get("notebook")
+        kind = run_params(run_dir).get("notebook")
         executed = run_dir / f"{kind}.ipynb" if kind else None
         if executed is not None and executed.exists():
             render_notebook(executed)

@@ -69,6 +69,18 @@ def test_run_notebook_records_and_render_hides_code(toy, tmp_path):
     assert "failed" in text and "30.0" in text  # mAP shown in percent
 
 
+def test_render_indexes_a_plain_papermill_run(toy, tmp_path):
+    import papermill
+
+    run = tmp_path / "runs" / "gpu"
+    run.mkdir(parents=True)
+    papermill.execute_notebook(str(toy), str(run / "toy.ipynb"), parameters={"x": 4, "output_dir": str(run)},
+                               kernel_name="python3", progress_bar=False)
+    index = study.render(tmp_path / "runs").read_text()
+    assert (run / "toy.html").is_file() and "gpu/toy.html" in index and "40.0" in index
+    assert study.collect(tmp_path / "runs").loc[0, "param.x"] == 4
+
+
 def runner_ok_or_fail(parameters, output_dir):
     """In-process sweep runner: fails for lr == 0, counts its calls in a file."""
     calls = output_dir.parent.parent / "calls.txt"
