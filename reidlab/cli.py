@@ -11,8 +11,12 @@ import sys
 def _cmd_synth(args: argparse.Namespace) -> int:
     from reidlab.data import synth
 
-    knobs = dict(kv.split("=", 1) for kv in args.knob)
-    root = synth.generate(args.root, seed=args.seed, overwrite=args.overwrite, **synth.parse_knobs(knobs))
+    with _clean_errors("synth", FileExistsError, ValueError, TypeError):
+        bad = [kv for kv in args.knob if "=" not in kv]
+        if bad:
+            raise ValueError(f"knobs are key=value pairs, got {bad}")
+        knobs = dict(kv.split("=", 1) for kv in args.knob)
+        root = synth.generate(args.root, seed=args.seed, overwrite=args.overwrite, **synth.parse_knobs(knobs))
     print(f"SynthReID written to {root}")
     from reidlab.data import build_dataset
 
@@ -41,21 +45,19 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _engine_errors(command: str):
-    """Config and missing-file errors of `train`/`eval` as one clear line on stderr (exit status 2)."""
-    from reidlab.engine import ConfigError
-
+def _clean_errors(command: str, *errors: type[Exception]):
+    """Errors of bad input as one clear line on stderr (exit status 2) instead of a traceback."""
     try:
         yield
-    except (ConfigError, FileNotFoundError) as error:
+    except errors as error:
         print(f"reidlab {command}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from reidlab.engine import load_config, train
+    from reidlab.engine import ConfigError, load_config, train
 
-    with _engine_errors("train"):
+    with _clean_errors("train", ConfigError, FileNotFoundError):
         metrics = train(load_config(args.config, args.overrides))
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"results: {metrics['output_dir']}/metrics.json (mAP {metrics['mAP']:.4f}, rank1 {metrics.get('rank1', 0):.4f})")
@@ -63,9 +65,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from reidlab.engine import evaluate_checkpoint, load_config
+    from reidlab.engine import ConfigError, evaluate_checkpoint, load_config
 
-    with _engine_errors("eval"):
+    with _clean_errors("eval", ConfigError, FileNotFoundError):
         evaluate_checkpoint(load_config(args.config, args.overrides))
     return 0
 

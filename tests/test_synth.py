@@ -212,3 +212,15 @@ def test_regenerate_reuses_identical_and_replaces_different_only_on_request(tmp_
     synth.generate(root, seed=1, workers=1, overwrite=True, **TINY)
     assert synth.load_meta(root)["seed"] == 1
     assert not (tmp_path / "s.partial").exists()
+
+
+def test_cli_reports_bad_knobs_in_one_line(tmp_path, capsys):
+    from reidlab.cli import main
+
+    for argv, expected in (
+        (["synth", str(tmp_path / "a"), "variation"], "knobs are key=value pairs"),
+        (["synth", str(tmp_path / "a"), "bogus=1"], "unknown SynthReID knob"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2 and expected in capsys.readouterr().err
