@@ -28,8 +28,9 @@ test: $(STAMP)
 report: $(STAMP)
 	$(VENV)/bin/reidlab report
 
+# Containers often run as root, which Jupyter refuses without --allow-root.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_FLAGS)
 
 clean-reports:
 	find reports -mindepth 1 ! -name README.md -exec rm -rf {} +
