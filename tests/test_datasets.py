@@ -312,6 +312,12 @@ def test_image_dataset_items_and_decode_errors(tmp_path):
     assert item["image"].shape == (3, 40, 20) and item["image"].dtype == torch.float32
     assert (item["pid"], item["camid"], item["sceneid"], item["index"]) == (1, 1, 1, 1)
     assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
+    decoded = [images[i]["image"] for i in range(len(images))]
+    cached = ReIDImageDataset(dataset.train, cache_images=True)
+    for record in dataset.train:
+        os.remove(record.path)  # decoded up front: the files are no longer read
+    assert all(torch.equal(cached[i]["image"], decoded[i]) for i in range(len(decoded)))
+    write_folder_with_images(tmp_path)
     assert check_data("folder", tmp_path, num_workers=2) == []
 
     corrupt = tmp_path / "bounding_box_test" / "0001_c3s1_000004_00.jpg"

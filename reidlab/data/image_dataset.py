@@ -27,21 +27,28 @@ class ReIDImageDataset(Dataset):
     """Records -> dicts ``image, pid, camid, sceneid, index, path`` for a DataLoader.
 
     ``transform`` maps a PIL image to a float Tensor[3, H, W] (see ``build_transforms``); without one the
-    image is only converted to a float tensor in [0, 1].
+    image is only converted to a float tensor in [0, 1]. ``cache_images=True`` decodes every image once, up
+    front (threads), and keeps it in memory (H x W x 3 bytes each; Market-1501 train: ~320 MB): on a CPU
+    machine JPEG decoding is about a third of the loader's work per image, every epoch. DataLoader workers
+    started afterwards share the decoded images.
     """
 
-    def __init__(self, records: Sequence[Record], transform: Callable | None = None) -> None:
+    def __init__(self, records: Sequence[Record], transform: Callable | None = None, cache_images: bool = False) -> None:
         self.records = list(records)
         if transform is None:
             transform = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
         self.transform = transform
+        self.cached: list[Image.Image] | None = None
+        if cache_images:
+            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
+                self.cached = list(pool.map(load_image, (record.path for record in self.records)))
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
-        image = self.transform(load_image(record.path))
+        image = self.transform(self.cached[index] if self.cached is not None else load_image(record.path))
         return {
             "image": image,
             "pid": record.pid,

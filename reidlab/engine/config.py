@@ -38,6 +38,7 @@ class DataConfig:
     root: str | None = None
     size: list[int] = field(default_factory=lambda: [128, 64])  # [height, width]
     num_workers: int = 2
+    cache_images: bool = False  # decode the training images once and keep them in memory (CPU runs)
     test_batch_size: int = 128
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)  # extra build_dataset(...) arguments
     aug: dict[str, Any] = field(default_factory=dict)  # extra build_transforms(is_train=True, ...) arguments

@@ -309,7 +309,8 @@ class Trainer:
         self.sampler = self._build_sampler()
         self.loader_generator = torch.Generator()
         self.train_loader = DataLoader(
-            ReIDImageDataset(self.dataset.train, build_transforms(True, size=tuple(config.data.size), **config.data.aug)),
+            ReIDImageDataset(self.dataset.train, build_transforms(True, size=tuple(config.data.size), **config.data.aug),
+                             cache_images=config.data.cache_images),
             batch_sampler=self.sampler,
             num_workers=config.data.num_workers,
             pin_memory=device.type == "cuda",
