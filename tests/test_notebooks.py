@@ -85,7 +85,7 @@ def test_class_similarity_notebook(synth_root, tmp_path):
     study.run_notebook("class_similarity", {"overrides": tiny_overrides(synth_root), "batches_shown": 2}, out)
     metrics = read_metrics(out)
     assert metrics["classes"] == 24
-    for key in ("scene_probe_without_sr", "scene_probe_with_sr", "scene_chance"):
+    for key in ("scene_probe_without_sr", "scene_probe_with_sr", "scene_chance", "scene_adversary_accuracy"):
         assert 0 <= metrics[key] <= 1
     assert metrics["in_batch_similarity_hard"] > metrics["in_batch_similarity_random"], "hard batches hold similar classes"
     assert_figures(out, ["similarity_clustermap", "class_umap_epochs", "hard_batches", "scene_invariance", "summary"])
