@@ -72,6 +72,15 @@ def test_required_override_keys_and_yaml_typing(tmp_path):
     assert load_config("synth_cpu", {"data.root": "x", "epochs": 2}).epochs == 2
 
 
+def test_dotted_overrides_do_not_write_into_a_shared_overrides_dict():
+    shared = {"data.aug": {"flip_p": 0.5, "padding": 2, "erasing_p": 0.0}}
+    first = load_config("synth_cpu", shared)
+    second = load_config("synth_cpu", {**shared, "data.aug.gray_patch_p": 0.5})
+    assert second.data.aug["gray_patch_p"] == 0.5
+    assert "gray_patch_p" not in first.data.aug and "gray_patch_p" not in shared["data.aug"]
+    assert "gray_patch_p" not in load_config("synth_cpu", shared).data.aug
+
+
 def test_config_from_a_yaml_path_with_base(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("base: synth_cpu\nepochs: 2\noptim: {lr: 0.01}\n")

@@ -9,6 +9,7 @@ raise `ConfigError` naming the key and the valid choices.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
@@ -298,7 +299,8 @@ def parse_overrides(overrides: dict | list[str] | tuple[str, ...] | None) -> dic
     if not overrides:
         return {}
     if isinstance(overrides, dict):
-        items = list(overrides.items())
+        # copies: a later dotted key (data.aug.p) must not write into the caller's nested dict (data.aug)
+        items = [(key, copy.deepcopy(value)) for key, value in overrides.items()]
     else:
         items = []
         for text in overrides:
