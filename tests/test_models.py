@@ -328,6 +328,8 @@ def test_sie_uses_camera_ids():
         a = model(images, camids=torch.tensor([0, 1]))
         b = model(images, camids=torch.tensor([3, 1]))
     assert not torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1])
+    # randomly initialised: trained with the heads, never frozen with the pretrained body
+    assert all(p is not model.sie_embed for p in model.backbone_parameters())
     with pytest.raises(ValueError, match="camids="):
         model(images)
     with pytest.raises(ValueError, match=r"\[0, 4\)"):

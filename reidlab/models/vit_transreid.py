@@ -104,7 +104,8 @@ def jigsaw_rearrange(tokens: Tensor, shift: int, groups: int) -> Tensor:
 class TransReID(ReIDModel):
     """A timm ViT body + SIE + optional JPM, with one BNNeck head per output feature."""
 
-    head_modules = ("head", "local_heads", "scene_adversary")
+    # sie_embed is randomly initialised like the heads, so freezing the pretrained body must not freeze it
+    head_modules = ("head", "local_heads", "scene_adversary", "sie_embed")
 
     def __init__(
         self,
