@@ -187,6 +187,27 @@ def test_checkpoint_round_trip_with_weights_only_and_rng(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind
 
 
+class _OnGPU:
+    """Stands in for a CUDA tensor (a checkpoint loaded with map_location=cuda): only `.cpu()` reads it."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def cpu(self):
+        return self.tensor
+
+
+def test_rng_states_restore_from_tensors_on_another_device():
+    np.random.seed(5), random.seed(6), torch.manual_seed(7)
+    state = get_rng_state()
+    expected = (random.random(), np.random.rand(), torch.rand(2))
+    state["python"]["state"], state["numpy"]["keys"] = _OnGPU(state["python"]["state"]), _OnGPU(state["numpy"]["keys"])
+    state["torch"] = _OnGPU(state["torch"])
+    set_rng_state(state)
+    again = (random.random(), np.random.rand(), torch.rand(2))
+    assert again[:2] == expected[:2] and torch.equal(again[2], expected[2])
+
+
 def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path):
     path = save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
     with pytest.raises(Exception):
