@@ -151,6 +151,14 @@ def test_evaluate_rank_bad_input(case, message):
         evaluate_rank(distmat, **labels, **kwargs)
 
 
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_nan_is_rejected(half):
+    distmat = torch.zeros(2, 3, dtype=half)
+    distmat[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate_rank(distmat, [0, 1], [0, 1, 2], [0, 0], [1, 1, 1])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
 def test_signed_zero_and_infinite_distances_tie_like_numbers(dtype):
     # -0.0 == +0.0 and inf == inf: ties keep gallery order, whatever the dtype

@@ -305,8 +305,8 @@ def _dense_block(distmat, rows: slice, columns: np.ndarray | None) -> torch.Tens
         block = np.array(block if columns is None else block[:, columns], copy=True)
         block = torch.from_numpy(block)
     if block.dtype in (torch.float16, torch.bfloat16):
-        block = block.float()  # exact: keeps order and ties
-    elif not block.is_floating_point():
+        block = block.float()  # exact: keeps order, ties and NaN (checked below like any float)
+    if not block.is_floating_point():
         if block.dtype == torch.bool:
             raise ValueError("distmat must hold numbers, got a boolean matrix")
         block = block.long()
