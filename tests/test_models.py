@@ -300,6 +300,15 @@ def test_cosine_classifiers_against_formulas():
         assert torch.allclose(classifier.eval()(x, labels), classifier(x), atol=0)  # no margin at evaluation
 
 
+def test_cosine_classifier_stays_float32_under_autocast():
+    classifier = CosineClassifier(6, 3, scale=16.0, margin=0.35)
+    x, labels = torch.randn(4, 6), torch.tensor([0, 2, 1, 2])
+    want = classifier(x, labels)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        got = classifier(x, labels)
+    assert got.dtype == torch.float32 and torch.allclose(got, want, atol=1e-5)
+
+
 # ---------------------------------------------------------------- TransReID ViT
 
 

@@ -91,7 +91,13 @@ class CosineClassifier(nn.Module):
         nn.init.normal_(self.weight, std=0.001)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        cosine = F.linear(F.normalize(x.float(), dim=1), F.normalize(self.weight.float(), dim=1))
+        # autocast would run F.linear in half precision whatever the input dtype: cosines near +-1 and the
+        # margin need float32, so autocast is off here
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._logits(x.float(), self.weight.float(), labels)
+
+    def _logits(self, x: Tensor, weight: Tensor, labels: Tensor | None) -> Tensor:
+        cosine = F.linear(F.normalize(x, dim=1), F.normalize(weight, dim=1))
         if self.margin > 0 and labels is not None and self.training:
             target = F.one_hot(labels, cosine.shape[1]).bool()
             if self.margin_type == "cosface":
