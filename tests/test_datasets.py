@@ -179,6 +179,7 @@ def test_vehicleid_gallery_draw(tmp_path):
     assert len(dataset.query) + len(dataset.gallery) == sum(len(v) for v in images_of.values())
     assert {r.path for r in dataset.query}.isdisjoint(r.path for r in dataset.gallery)
     assert {r.camid for r in dataset.query} == {0} and {r.camid for r in dataset.gallery} == {1}
+    assert dataset.num_cameras == 1 and dataset.num_scenes == 1  # the gallery's stand-in camera is not trainable
     again = build_dataset("vehicleid", tmp_path, draw=0)
     assert again.gallery == dataset.gallery and again.query == dataset.query
     other = build_dataset("vehicleid", tmp_path, draw=1)
@@ -262,10 +263,11 @@ def test_unmatched_file_names_are_listed(tmp_path):
     for i in range(7):
         touch(base / f"bounding_box_train/IMG_{i:04d}.jpg")
     touch(base / "bounding_box_train/0002_c0_f0000001.jpg")  # camera numbers start at 1
+    touch(base / "bounding_box_train/1-2_c1_f0000001.jpg")  # not a pid
     with pytest.raises(ValueError) as info:
         build_dataset("dukemtmc", tmp_path)
     message = str(info.value)
-    assert message.startswith("8 image name(s)") and "0002_c0_f0000001.jpg, IMG_0000.jpg" in message
+    assert message.startswith("9 image name(s)") and "0002_c0_f0000001.jpg, 1-2_c1_f0000001.jpg, IMG_0000.jpg" in message
     assert "IMG_0004.jpg" not in message and "0001_c2_f0046182.jpg" in message  # first few + an example
 
 

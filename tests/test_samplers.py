@@ -95,10 +95,9 @@ def test_state_dict_round_trip_resumes_the_same_epoch():
 
 
 def test_camera_balanced_groups_span_the_cameras():
-    # 20 identities, each with 9 images on camera 0 and one image on each of cameras 1, 2, 3
+    # 20 identities with 3 images on each of cameras 0..3, in camera order
     pids = [pid for pid in range(20) for _ in range(12)]
-    camids = [0] * 9 + [1, 2, 3]
-    camids = camids * 20
+    camids = [c for _ in range(20) for c in (0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3)]
     balanced = list(PKSampler(pids, 4, 4, seed=3, camids=camids))
     plain = list(PKSampler(pids, 4, 4, seed=3))
     assert len(balanced) == len(plain) and all(len(b) == 16 for b in balanced)
@@ -107,11 +106,9 @@ def test_camera_balanced_groups_span_the_cameras():
         groups = [[i for i in batch if pids[i] == pid] for batch in batches for pid in {pids[i] for i in batch}]
         return Counter(len({camids[i] for i in group}) for group in groups)
 
-    # Round-robin dealing: the first group of every identity holds all 4 cameras, the others camera 0 only;
-    # at most P - 1 groups are left over at the end of an epoch.
-    spans = cameras_per_group(balanced)
-    assert set(spans) == {1, 4} and spans[4] >= 20 - 3 and sum(spans.values()) == 4 * len(balanced)
-    assert cameras_per_group(plain)[4] <= 5
+    # Dealt round-robin and taken with a stride, every group of K = 4 holds all 4 cameras; at random few do.
+    assert set(cameras_per_group(balanced)) == {4}
+    assert cameras_per_group(plain)[4] <= 0.5 * sum(cameras_per_group(plain).values())
     assert balanced == list(PKSampler(pids, 4, 4, seed=3, camids=camids))  # deterministic
     with pytest.raises(ValueError, match="one camera per item"):
         PKSampler(pids, 4, 4, camids=camids[:-1])

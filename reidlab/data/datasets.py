@@ -12,7 +12,6 @@ Conventions shared by every dataset:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import defaultdict
@@ -23,10 +22,12 @@ from typing import TypeVar
 
 import numpy as np
 
+from . import synth
+
 T = TypeVar("T")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
-MARKET_PATTERN = r"([-\d]+)_c(\d+)"
+MARKET_PATTERN = r"(-?\d+)_c(\d+)"
 MAX_LISTED = 5  # how many offending names or lines an error message shows
 
 
@@ -198,11 +199,13 @@ def parse_image_folder(
     records, bad = [], []
     for name in list_images(directory):
         match = regex.match(name)
-        camid = int(match.group(2)) - camera_base if match else -1
-        if match is None or camid < 0:
+        try:
+            pid, camid = int(match.group(1)), int(match.group(2)) - camera_base
+        except (AttributeError, ValueError):  # no match, or a user pattern that captured a non-number
+            pid, camid = 0, -1
+        if camid < 0:
             bad.append(name)
             continue
-        pid = int(match.group(1))
         if pid == -1:
             continue
         sceneid = scene_of_camera(camid) if scene_of_camera else camid
@@ -294,9 +297,7 @@ class SynthReID(MarketLayoutDataset):
         if sceneid not in ("scene", "camera"):
             raise ValueError(f"synthreid sceneid must be 'scene' or 'camera', got {sceneid!r}")
         base = self.locate(root, extra=["meta.json"])
-        self.meta = json.loads((base / "meta.json").read_text())
-        if self.meta.get("format") != "synthreid-v1":
-            raise ValueError(f"{base / 'meta.json'}: format {self.meta.get('format')!r}, expected 'synthreid-v1'")
+        self.meta = synth.load_meta(base)
         camera_scene = {int(cam) - 1: int(info["scene"]) for cam, info in self.meta["cameras"].items()}
 
         def scene_of_camera(camid: int) -> int:
@@ -430,6 +431,8 @@ class VehicleID(ReIDDataset):
     ``numpy.random.default_rng(draw)``; every other test image is a query. The protocol averages
     Rank-1/Rank-5 over 10 draws (``draw=0..9``). There are no cameras: train and query images get
     camera 0 and gallery images camera 1, so the cross-camera filter of the evaluation removes nothing.
+    That stand-in camera is for the evaluation only: ``num_cameras`` and ``num_scenes`` are 1, so a camera
+    embedding or a scene adversary never gets a row that training cannot reach.
     """
 
     folder_names = ("VehicleID_V1.0", "VehicleID", "vehicleid")
@@ -451,7 +454,8 @@ class VehicleID(ReIDDataset):
             chosen = int(rng.integers(len(paths)))
             gallery.append(Record(paths[chosen], vid, 1, 1))
             query.extend(Record(p, vid, 0, 0) for i, p in enumerate(paths) if i != chosen)
-        super().__init__(train, query, gallery, root=base)
+        super().__init__(train, query, gallery, root=base, num_scenes=1)
+        self.num_cameras = 1
 
     @staticmethod
     def parse_list(base: Path, name: str) -> list[tuple[str, int]]:

@@ -25,17 +25,21 @@ def group_by_identity(pids: Sequence[int]) -> dict[int, list[int]]:
 def identity_chunks(
     indices: Sequence[int], k: int, rng: np.random.Generator, cameras: Sequence[int] | None = None
 ) -> list[list[int]]:
-    """Shuffle one identity's images and cut them into groups of K (an incomplete last group is dropped).
+    """Shuffle one identity's images and cut them into groups of K (the leftover images are dropped).
 
     An identity with fewer than K images gives one group: all its images plus random repeats. With
     ``cameras`` (the camera of each image), the images are dealt round-robin over the identity's cameras in
-    random order, so each group spans as many cameras as the identity offers.
+    random order and group j takes every n-th of that order from position j (n groups), so the rarer
+    cameras are spread over all groups instead of filling the first one.
     """
     indices = np.asarray(indices)
     indices = rng.permutation(indices) if cameras is None else indices[camera_round_robin(cameras, rng)]
     if len(indices) < k:
-        indices = rng.permutation(np.concatenate([indices, rng.choice(indices, k - len(indices), replace=True)]))
-    return [indices[i : i + k].tolist() for i in range(0, len(indices) - k + 1, k)]
+        return [rng.permutation(np.concatenate([indices, rng.choice(indices, k - len(indices), replace=True)])).tolist()]
+    groups = len(indices) // k
+    if cameras is None:
+        return [indices[i * k : (i + 1) * k].tolist() for i in range(groups)]
+    return [indices[j : groups * k : groups].tolist() for j in range(groups)]
 
 
 def camera_round_robin(cameras: Sequence[int], rng: np.random.Generator) -> np.ndarray:
@@ -110,6 +114,7 @@ class EpochBatchSampler(Sampler[list[int]]):
     def load_state_dict(self, state: dict) -> None:
         self.seed = int(state["seed"])
         self.set_epoch(state["epoch"])
+        self.clear_plan()  # a subclass's restored state (e.g. warm-up length) may change the plan
 
 
 class PKSampler(EpochBatchSampler):
