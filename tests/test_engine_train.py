@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import torch
 
 from reidlab.engine import Callback, ConfigError, NonFiniteLossError, load_config, load_trained, read_metrics, train
 from reidlab.engine.checkpoint import load_checkpoint
-from reidlab.engine.trainer import Trainer, run_evaluation
+from reidlab.engine.trainer import Trainer, eval_loader, run_evaluation
 
 # CPU-sized settings shared by these tests: 64 x 32 inputs, one thread (bit-identical runs), no workers.
 FAST = [
@@ -62,6 +63,21 @@ def test_short_training_clearly_beats_the_untrained_model(synth_root, tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["mAP"] == final["mAP"]
     epochs = read_metrics(tmp_path, "epoch")
     assert epochs[-1]["total"] < epochs[0]["total"]
+
+
+def test_vehicleid_is_scored_over_ten_gallery_draws_of_all_test_images(synth_root, tmp_path):
+    from reidlab.evaluation import evaluate_vehicleid, extract_features
+
+    config = load_config("synth_cpu", overrides(synth_root, tmp_path))
+    trainer = Trainer(config)
+    as_vehicleid = replace(config, data=replace(config.data, name="vehicleid"))
+    metrics = run_evaluation(trainer.model, trainer.dataset, as_vehicleid)
+    records = trainer.dataset.query + trainer.dataset.gallery
+    feats, vids, _ = extract_features(trainer.model, eval_loader(records, config))
+    expected = evaluate_vehicleid(feats, vids, num_draws=10)
+    assert metrics["num_draws"] == 10 and "mINP" not in metrics
+    assert metrics["mAP"] == pytest.approx(expected["mAP"]) and metrics["rank1"] == pytest.approx(expected["R1"])
+    assert metrics["rank5"] == pytest.approx(expected["R5"]) and metrics["rank1_std"] == pytest.approx(expected["R1_std"])
 
 
 RESUME_RUN = ("epochs=4", "max_iters_per_epoch=2", "eval.every=2")
