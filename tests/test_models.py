@@ -425,6 +425,17 @@ def test_pretrained_wrappers_and_safetensors(tmp_path):
         assert torch.equal(model.backbone.layer2[0].conv1.weight, state["layer2.0.conv1.weight"])
 
 
+def test_pretrained_from_a_reidlab_model_state_dict(tmp_path):
+    source = build_model("resnet18_tiny", 7)
+    path = tmp_path / "reid.pth"
+    torch.save(source.state_dict(), path)  # backbone.* plus head.* of another class count
+    model = build_model("resnet18_tiny", NUM_CLASSES, pretrained=path)
+    for key, value in source.backbone.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[key], value), key
+    report = load_pretrained(build_model("resnet18_tiny", 0).backbone, path)
+    assert report.fits and "head.classifier.weight" in report.skipped_heads
+
+
 def test_pretrained_vit_resizes_position_embedding(tmp_path):
     source = timm.create_model("vit_base_patch16_224", pretrained=False)
     path = tmp_path / "vit_b16.pth"

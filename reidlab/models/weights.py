@@ -178,8 +178,11 @@ def load_pretrained(
     """
     state = read_state_dict(path)
     report = LoadReport(path=str(path))
-    if all(k.startswith("backbone.") for k in state):  # a reidlab model's own state dict
-        state = {k[len("backbone."):]: v for k, v in state.items()}
+    if any(k.startswith("backbone.") for k in state):
+        # a reidlab model's own state dict: its body is under backbone., the rest (head., sie_embed, ...) belongs
+        # to the ReID model around it, not to this module
+        report.skipped_heads.extend(k for k in state if not k.startswith("backbone."))
+        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     model_state = module.state_dict()
 
     if "dist_token" in state and "dist_token" not in model_state and "pos_embed" in state:
