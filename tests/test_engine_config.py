@@ -114,6 +114,13 @@ def test_wrong_types_and_choices_name_the_key():
         load_config("synth_cpu", ["optim.scheduler=multistep"])
     with pytest.raises(ConfigError, match="loss is empty"):
         load_config("synth_cpu", ["loss.ce_weight=0", "loss.metric=none"])
+    with pytest.raises(ConfigError, match=r"'sampler\.hard_warmup_epochs' must be >= 1"):
+        load_config("synth_cpu", ["sampler.name=hard", "sampler.hard_warmup_epochs=0"])
+    load_config("synth_cpu", ["sampler.hard_warmup_epochs=0"])  # the pk sampler has no warm-up
+    with pytest.raises(ConfigError, match=r"'log_every' must be >= 1"):
+        load_config("synth_cpu", ["log_every=0"])
+    with pytest.raises(ConfigError, match=r"'eval\.every' must be >= 0"):
+        load_config("synth_cpu", ["eval.every=-1"])
 
 
 @pytest.mark.parametrize("preset", REAL_DATA_PRESETS)

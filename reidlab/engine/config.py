@@ -352,6 +352,10 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"config key 'data.size' must be [height, width] > 0, got {config.data.size}")
     if config.epochs < 1:
         raise ConfigError(f"config key 'epochs' must be >= 1, got {config.epochs}")
+    if config.log_every < 1:
+        raise ConfigError(f"config key 'log_every' must be >= 1, got {config.log_every}")
+    if config.eval.every < 0:
+        raise ConfigError(f"config key 'eval.every' must be >= 0 (0 = only at the end), got {config.eval.every}")
     if config.sampler.p < 2 or config.sampler.k < 1:
         raise ConfigError(
             f"sampler needs p >= 2 identities and k >= 1 images per batch, got p={config.sampler.p} k={config.sampler.k}"
@@ -367,6 +371,11 @@ def validate(config: TrainConfig) -> None:
     if config.sampler.name == "hard" and config.loss.ce_weight <= 0:
         raise ConfigError(
             "sampler.name=hard ranks classes by the identity classifier's weights; it needs loss.ce_weight > 0"
+        )
+    if config.sampler.name == "hard" and config.sampler.hard_warmup_epochs < 1:
+        raise ConfigError(
+            "config key 'sampler.hard_warmup_epochs' must be >= 1 with sampler.name=hard: the first plan ranks "
+            f"classes by classifier weights that epoch 0 has not trained yet, got {config.sampler.hard_warmup_epochs}"
         )
 
 
