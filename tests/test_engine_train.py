@@ -162,6 +162,14 @@ def test_resume_refuses_different_settings(reference_run, synth_root):
     out, _, _ = reference_run
     with pytest.raises(ConfigError, match="optim.lr"):
         Trainer(load_config("synth_cpu", overrides(synth_root, out, *RESUME_RUN, "resume=true", "optim.lr=0.1"))).fit()
+    for changed, key in (("device=cpu", "device"), ("data.num_workers=1", "data.num_workers")):
+        with pytest.raises(ConfigError, match=key):
+            Trainer(load_config("synth_cpu", overrides(synth_root, out, *RESUME_RUN, "resume=true", changed))).fit()
+    said = []
+    longer = Trainer(load_config("synth_cpu", overrides(synth_root, out, *RESUME_RUN, "resume=true", "epochs=5")),
+                     print_fn=said.append)
+    longer._maybe_resume()  # only the check: the shared reference run is not trained further
+    assert longer.epoch == 4 and any("warning: resuming with epochs=5 instead of 4" in line for line in said)
 
 
 def test_non_finite_loss_names_the_step_and_term(synth_root, tmp_path):

@@ -53,10 +53,10 @@ from .schedulers import build_scheduler
 PrintFn = Callable[[str], object] | None
 CHECKPOINT_FORMAT = "reidlab-checkpoint-v1"
 VEHICLEID_DRAWS = 10  # random galleries averaged by the VehicleID protocol
-# Settings that may differ between a run and its resumption without changing what it computes.
-RESUME_SAFE_KEYS = {
-    "resume", "progress", "device", "threads", "log_every", "tensorboard", "checkpoint", "save_every", "data.num_workers",
-}
+# Settings that may differ between a run and its resumption without changing what it computes (not `device`:
+# the GradScaler and the numerics follow it; not `data.num_workers`: each worker count has its own augmentation
+# random streams).
+RESUME_SAFE_KEYS = {"resume", "progress", "threads", "log_every", "tensorboard", "checkpoint", "save_every"}
 
 
 class Callback:
@@ -478,7 +478,12 @@ class Trainer:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a reidlab training checkpoint (format {state.get('format')!r})")
         differing = _config_differences(state["config"], config_to_dict(self.config)) - RESUME_SAFE_KEYS
-        differing.discard("epochs")
+        if "epochs" in differing:
+            differing.discard("epochs")
+            self._say(
+                f"warning: resuming with epochs={self.config.epochs} instead of {state['config']['epochs']}: the "
+                "learning-rate schedule is stretched to the new length, so the run differs from either uninterrupted one"
+            )
         if differing:
             raise ConfigError(
                 f"resume=true but the settings differ from the run in {self.output_dir} at: {', '.join(sorted(differing))}; "
