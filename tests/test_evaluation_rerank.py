@@ -80,6 +80,17 @@ def test_re_ranking_float32_features_and_chunking():
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 
+def test_re_ranking_exact_ties_do_not_depend_on_block_size():
+    # binary features: many exactly tied distances between different images; ties go by index as in the
+    # reference's stable argsort, whatever blocks the neighbour search runs in
+    feats = np.random.default_rng(0).integers(0, 2, size=(60, 6)).astype(np.float64)
+    q, g = feats[:10], feats[10:]
+    want = re_ranking(q, g, k1=6, k2=3, block_size=2048)
+    np.testing.assert_allclose(want, dense_re_ranking(q, g, 6, 3, 0.3), atol=1e-5, rtol=0)
+    for block in (16, 7):
+        np.testing.assert_array_equal(re_ranking(q, g, k1=6, k2=3, block_size=block), want)
+
+
 def test_evaluate_rerank_equals_dense_path():
     q, g, q_pids, g_pids = clustered(5, num_query=25, num_gallery=90)
     rng = np.random.default_rng(0)

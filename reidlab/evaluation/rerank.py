@@ -109,8 +109,12 @@ class KReciprocalReranker:
             candidates = torch.cat([best_dist[rows], dist], dim=1)
             cand_idx = torch.cat([best_idx[rows], torch.arange(columns.start, columns.stop, device=x.device)
                                   .expand(dist.shape[0], -1)], dim=1)
-            top, pos = torch.topk(candidates, k, dim=1, largest=False)
-            best_dist[rows], best_idx[rows] = top, cand_idx.gather(1, pos)
+            # keep the k smallest by (distance, index): torch.topk picks arbitrarily among exact ties, which
+            # would make the neighbour lists depend on block_size
+            by_index = cand_idx.argsort(dim=1)
+            candidates, cand_idx = candidates.gather(1, by_index), cand_idx.gather(1, by_index)
+            top, pos = candidates.sort(dim=1, stable=True)
+            best_dist[rows], best_idx[rows] = top[:, :k], cand_idx.gather(1, pos[:, :k])
             row_max[rows] = torch.maximum(row_max[rows], dist.amax(1))
 
         starts = range(0, n, self.block_size)
@@ -122,10 +126,7 @@ class KReciprocalReranker:
                 merge(rows, dist, columns)
                 if bj != bi:
                     merge(columns, dist.T, rows)
-        by_index = best_idx.argsort(dim=1)  # order ties by index: sort by index, then stably by distance
-        best_dist, best_idx = best_dist.gather(1, by_index), best_idx.gather(1, by_index)
-        neighbours = best_idx.gather(1, best_dist.argsort(dim=1, stable=True))
-        return neighbours.cpu(), row_max
+        return best_idx.cpu(), row_max
 
     def _expanded_sets(self, neighbours: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(row, column) pairs of every image's expanded k-reciprocal set, sorted, without duplicates."""
