@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 import traceback
@@ -257,6 +258,8 @@ def _init_worker(threads: int) -> None:
 
 def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name: str | None, timeout: float | None) -> dict:
     """Run one point; never raises: the outcome is written to ``status.json`` and returned."""
+    if (run_dir / STATUS_FILE).exists():  # an earlier failed or interrupted attempt: start over, not on its checkpoints
+        shutil.rmtree(run_dir)
     if isinstance(runner, str):
         try:
             return run_notebook(runner, parameters, run_dir, kernel_name=kernel_name, timeout=timeout)
@@ -708,7 +711,6 @@ def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
     and ``rank1_rerank``); ``keep_checkpoints`` (default False: a sweep needs the numbers, not the weights).
     """
     import dataclasses
-    import shutil
 
     from reidlab.engine import evaluate_checkpoint, train
 
@@ -947,6 +949,8 @@ def report(
     timings = {}
     for name in notebooks:
         step = time.perf_counter()
+        if name != "ablation":  # these train afresh into their folder, which must not hold the previous run
+            shutil.rmtree(root / name, ignore_errors=True)
         print_fn(f"[{name}] running notebooks/{name}.ipynb ...")
         try:
             result = run_notebook(name, plans[name], root / name, kernel_name=kernel, timeout=timeout,

@@ -172,6 +172,13 @@ def test_resume_refuses_different_settings(reference_run, synth_root):
     assert longer.epoch == 4 and any("warning: resuming with epochs=5 instead of 4" in line for line in said)
 
 
+def test_a_fresh_run_refuses_an_output_dir_holding_a_run(reference_run, synth_root):
+    out, _, _ = reference_run
+    with pytest.raises(ConfigError, match=r"holds a run \(checkpoints/last.pt\); pass resume=true"):
+        Trainer(load_config("synth_cpu", overrides(synth_root, out, *RESUME_RUN))).fit()
+    assert (out / "metrics.json").exists()  # untouched
+
+
 def test_non_finite_loss_names_the_step_and_term(synth_root, tmp_path):
     class PoisonClassifier(Callback):
         def on_epoch_start(self, trainer, epoch):

@@ -107,6 +107,25 @@ def test_sweep_resumes_and_records_failures(tmp_path):
     assert len(lines) == 6 and sorted(lines[4:]) == ["0,0", "0,1"]
 
 
+def runner_leaving_a_checkpoint(parameters, output_dir):
+    """Fails on its first attempt after writing a checkpoint, as a killed training run does."""
+    assert not (output_dir / "checkpoints").exists(), "a retry must not start on the failed attempt's files"
+    marker = output_dir.parent / "attempted"
+    if not marker.exists():
+        marker.touch()
+        (output_dir / "checkpoints").mkdir()
+        (output_dir / "checkpoints" / "last.pt").touch()
+        raise RuntimeError("killed")
+    return {"mAP": 0.5}
+
+
+def test_sweep_retries_a_failed_run_in_a_clean_folder(tmp_path):
+    first = study.sweep({"x": [1]}, seeds=[0], notebook=runner_leaving_a_checkpoint, output_root=tmp_path)
+    assert first.loc[0, "status"] == "failed" and (tmp_path / "x=1" / "seed0" / "checkpoints" / "last.pt").exists()
+    again = study.sweep({"x": [1]}, seeds=[0], notebook=runner_leaving_a_checkpoint, output_root=tmp_path)
+    assert again.loc[0, "status"] == "ok"
+
+
 def test_sweep_runs_notebooks_and_skips_existing(toy, tmp_path):
     frame = study.sweep({"small": {"x": 2}}, seeds=[0], notebook=str(toy), output_root=tmp_path / "sw")
     assert frame.loc[0, "status"] == "ok" and frame.loc[0, "mAP"] == pytest.approx(0.2)

@@ -470,6 +470,11 @@ class Trainer:
     def _maybe_resume(self) -> None:
         path = self.checkpoint_dir / "last.pt"
         if not self.config.resume:
+            if path.is_file():  # training over it would leave a stale best.pt, epoch_*.pt and metrics.json
+                raise ConfigError(
+                    f"output_dir {self.output_dir} holds a run (checkpoints/last.pt); pass resume=true to continue it, "
+                    "or choose another output_dir / delete it"
+                )
             return
         if not path.is_file():
             self._say(f"resume=true but no checkpoint at {path}; starting from scratch")
