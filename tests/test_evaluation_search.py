@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reidlab.evaluation import average_query_expansion, evaluate, evaluate_rank
+from reidlab.evaluation import average_query_expansion, evaluate, evaluate_rank, re_ranking
 
 from test_evaluation import placement, reference_rank  # noqa: F401  (placement: run both placements)
 
@@ -138,9 +138,17 @@ def test_average_query_expansion(k, alpha):
 
 
 def test_evaluate_with_query_expansion():
-    q, g, *labels = grid_problem(1)
-    q_exp, g_exp = average_query_expansion(torch.from_numpy(q), torch.from_numpy(g), k=2, alpha=1.0)
-    got = evaluate(q, g, *labels, query_expansion=dict(k=2, alpha=1.0), return_per_query=True)
-    assert_identical(got, evaluate(q_exp, g_exp, *labels, return_per_query=True))
+    q, g, q_pids, g_pids, q_cams, g_cams = grid_problem(1)
+    keep = g_pids >= 0  # junk takes no part in the expansion
+    qe = dict(k=2, alpha=1.0, expand_gallery=True)
+    q_exp, g_exp = average_query_expansion(torch.from_numpy(q), torch.from_numpy(g[keep]), **qe)
+    got = evaluate(q, g, q_pids, g_pids, q_cams, g_cams, query_expansion=qe, return_per_query=True)
+    assert_identical(got, evaluate(q_exp, g_exp, q_pids, g_pids[keep], q_cams, g_cams[keep], return_per_query=True))
+    # re-ranking keeps junk in its graph: normalized, not expanded
+    g_full = torch.nn.functional.normalize(torch.from_numpy(g), dim=1)
+    g_full[torch.from_numpy(keep)] = g_exp
+    got = evaluate(q, g, q_pids, g_pids, q_cams, g_cams, rerank=True, query_expansion=qe, return_per_query=True)
+    dense = re_ranking(q_exp, g_full)
+    assert_identical(got, evaluate_rank(dense, q_pids, g_pids, q_cams, g_cams, return_per_query=True))
     with pytest.raises(ValueError, match="k="):
         average_query_expansion(torch.from_numpy(q), torch.from_numpy(g), k=1000)

@@ -76,8 +76,9 @@ def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int
     are produced chunk by chunk, never as a whole matrix, and equal ``re_ranking(...)`` with the same
     ``chunk_size``.
     ``query_expansion``: keyword arguments of :func:`average_query_expansion` (e.g. ``dict(k=5, alpha=3)``),
-    applied before the search / re-ranking.  ``chunk_size``: query rows per chunk (default: about 16M
-    distances per chunk on CPU).  ``device``: where to compute (default: the features' device).
+    applied before the search / re-ranking; junk gallery images (pid < 0) take no part in it.
+    ``chunk_size``: query rows per chunk (default: about 16M distances per chunk on CPU).  ``device``: where
+    to compute (default: the features' device).
 
     Equal to ``evaluate_rank`` on the dense matrix computed the same way (same keys, same ties).
     """
@@ -91,20 +92,24 @@ def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int
     if q.dtype != g.dtype:
         q, g = q.double(), g.double()
     problem = RankingProblem(q_pids, g_pids, q_camids, g_camids, num_query=len(q), num_gallery=len(g))
-    if query_expansion:
+    kept = None if problem.kept_columns is None else torch.from_numpy(problem.kept_columns)
+    if kept is not None and not rerank:
+        g = g[kept.to(g.device)]  # junk (pid < 0) leaves before query expansion and search
+    if query_expansion and kept is not None and rerank:
+        # re-ranking keeps junk in its neighbour graph (normalized, not expanded), but no feature expands with junk
+        q, expanded = average_query_expansion(q, g[kept.to(g.device)], **query_expansion)
+        g = F.normalize(g, dim=1).index_copy(0, kept.to(g.device), expanded)
+    elif query_expansion:
         q, g = average_query_expansion(q, g, **query_expansion)
     if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     acc = MetricAccumulator(problem.num_query)
     if rerank:
         reranker = KReciprocalReranker(q, g, chunk_size=chunk_size, **(rerank_kwargs or {}))
-        columns = None if problem.kept_columns is None else torch.from_numpy(problem.kept_columns)
         for rows, block in reranker.iter_query_rows():
             keys = torch.from_numpy(block)
-            acc.add(rows, *match_ranks(keys if columns is None else keys[:, columns], problem, rows))
+            acc.add(rows, *match_ranks(keys if kept is None else keys[:, kept], problem, rows))
         return acc.result(max_rank, return_per_query)
-    if problem.kept_columns is not None:
-        g = g[torch.from_numpy(problem.kept_columns).to(g.device)]
     q, g, offset = ranking_features(q, g, metric)
     g_t = g.T
     for rows in problem.chunks(chunk_size or _default_chunk(len(g), q.device)):
