@@ -378,7 +378,7 @@ def find_runs(root: str | os.PathLike) -> list[Path]:
     executed with plain papermill writes the latter into its ``output_dir``)."""
     root = Path(root)
     found = {p.parent for name in (PARAMS_FILE, METRICS_FILE) for p in root.rglob(name)}
-    # A run's own metrics.json is enough; ignore nested folders of a run that has params.json (checkpoints...).
+    # Nested folders are not filtered: a folder inside a run that holds one of these files is listed as a run too.
     return sorted(found)
 
 

@@ -54,14 +54,6 @@ def init_distributed(device: str = "auto") -> DistContext:
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
 
 
-def context_from_group(device: torch.device | str = "cpu") -> DistContext:
-    """The context of an already initialised process group (e.g. one made by torch.multiprocessing)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return DistContext(device=torch.device(device))
-    local_rank = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
-    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, torch.device(device))
-
-
 def barrier(ctx: DistContext) -> None:
     if ctx.distributed:
         dist.barrier()

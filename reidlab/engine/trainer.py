@@ -182,7 +182,6 @@ class ModelWeightedLoss(nn.Module):
         return total, logs
 
 
-# Top-level modules that are not "backbone": they train from the first iteration.
 def _shard(dataset, ctx: DistContext):
     """This rank's contiguous slice of an evaluation set (concatenating ranks restores the order)."""
     if not ctx.distributed:
