@@ -129,3 +129,14 @@ def test_extract_features(flip, uses_camids):
 def test_extract_features_empty_loader():
     with pytest.raises(ValueError, match="no batch"):
         extract_features(TinyReID(), [])
+
+
+def test_extract_features_amp_dtype():
+    from reidlab.evaluation.extract import _amp_dtype
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert _amp_dtype(cpu, True) is None and _amp_dtype(cpu, torch.bfloat16) is None
+    assert _amp_dtype(cuda, None) is torch.float16 and _amp_dtype(cuda, True) is torch.float16
+    assert _amp_dtype(cuda, torch.bfloat16) is torch.bfloat16 and _amp_dtype(cuda, False) is None
+    with pytest.raises(ValueError, match="torch.bfloat16"):
+        _amp_dtype(cuda, torch.float64)

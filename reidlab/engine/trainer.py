@@ -202,7 +202,8 @@ def eval_loader(records, config: TrainConfig, ctx: DistContext = DistContext()) 
     )
 
 
-def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype a run of `config` uses on `device` (None: full precision), for training and extraction."""
     if device.type != "cuda" or config.optim.amp == "none":
         return None
     return torch.bfloat16 if config.optim.amp == "bf16" else torch.float16
@@ -215,11 +216,11 @@ def run_evaluation(model: nn.Module, dataset, config: TrainConfig, ctx: DistCont
 
     if not dataset.query or not dataset.gallery:
         raise ValueError(f"{config.data.name} has an empty query or gallery split; nothing to evaluate")
-    amp = _autocast_dtype(config, ctx.device)
+    amp = autocast_dtype(config, ctx.device)
     parts = []
     for records in (dataset.query, dataset.gallery):
         feats, pids, camids = extract_features(
-            model, eval_loader(records, config, ctx), device=ctx.device, flip=config.eval.flip, amp=amp is not None
+            model, eval_loader(records, config, ctx), device=ctx.device, flip=config.eval.flip, amp=amp or False
         )
         if ctx.distributed:
             labels = torch.stack([torch.as_tensor(pids), torch.as_tensor(camids)], dim=1).to(ctx.device)
@@ -350,7 +351,7 @@ class Trainer:
             flat_epochs=config.optim.flat_epochs,
             min_factor=config.optim.min_lr_factor,
         )
-        self.amp_dtype = _autocast_dtype(config, device)
+        self.amp_dtype = autocast_dtype(config, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.frozen = self.model.backbone_parameters() if config.model.freeze_backbone_iters > 0 else []
 
