@@ -147,6 +147,16 @@ def test_real_data_preset_with_an_empty_folder_names_the_layout(tmp_path):
         prepare_dataset(config)
 
 
+def test_generated_synthreid_with_other_knobs_is_not_replaced_by_training(synth_root):
+    from reidlab.engine.trainer import prepare_dataset
+
+    config = load_config("synth_cpu", [f"data.root={synth_root}"])  # the preset asks for the default size
+    with pytest.raises(ConfigError, match=r"holds another SynthReID \(num_train_ids .*data\.generate=false"):
+        prepare_dataset(config)
+    dataset = prepare_dataset(load_config("synth_cpu", [f"data.root={synth_root}", "data.generate=false"]))
+    assert len(dataset.train) > 0
+
+
 # ---------------------------------------------------------------------------------------- schedules
 
 

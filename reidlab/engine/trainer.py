@@ -98,7 +98,10 @@ def prepare_dataset(config: TrainConfig, ctx: DistContext = DistContext()):
         if ctx.is_main:
             from reidlab.data import synth
 
-            synth.generate(root, seed=config.data.synth_seed, **config.data.synth_knobs)
+            try:
+                synth.generate(root, seed=config.data.synth_seed, **config.data.synth_knobs)
+            except FileExistsError as error:
+                raise ConfigError(f"data.root: {error}; or set data.generate=false to train on the data there") from None
         barrier(ctx)
     return build_dataset(config.data.name, root, **config.data.dataset_kwargs)
 
