@@ -27,14 +27,17 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_summary(args: argparse.Namespace) -> int:
     from reidlab.data import build_dataset
 
-    build_dataset(args.name, args.root).summary(print_fn=print)
+    with _clean_errors("summary", KeyError, FileNotFoundError, ValueError):
+        dataset = build_dataset(args.name, args.root)
+    dataset.summary(print_fn=print)
     return 0
 
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
     from reidlab.data import check_data
 
-    bad = check_data(args.name, args.root, num_workers=args.workers)
+    with _clean_errors("check-data", KeyError, FileNotFoundError, ValueError):
+        bad = check_data(args.name, args.root, num_workers=args.workers)
     if bad:
         print(f"{len(bad)} unreadable image(s):")
         for path, err in bad:
@@ -50,7 +53,8 @@ def _clean_errors(command: str, *errors: type[Exception]):
     try:
         yield
     except errors as error:
-        print(f"reidlab {command}: error: {error}", file=sys.stderr)
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error  # KeyError quotes its text
+        print(f"reidlab {command}: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -75,9 +79,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from reidlab import study
 
-    seeds = [int(s) for s in args.seeds.split(",")]
-    study.report(args.output, data_dir=args.data_dir, seeds=seeds, workers=args.workers, notebooks=args.notebooks or
-                 ("ablation", "train", "positive_pairs", "class_similarity"), kernel_name=args.kernel)
+    with _clean_errors("report", ValueError, FileExistsError):
+        try:
+            seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise ValueError(f"--seeds takes comma-separated integers such as 0,1,2, got {args.seeds!r}") from None
+        study.report(args.output, data_dir=args.data_dir, seeds=seeds, workers=args.workers,
+                     notebooks=args.notebooks or study.STUDY_NOTEBOOKS, kernel_name=args.kernel)
     return 0
 
 

@@ -232,6 +232,8 @@ def expand_grid(grid: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[s
     - ``[{...params}, {...}]``: explicit points, named from their parameters.
     """
     if isinstance(grid, Mapping):
+        if not grid:
+            return {}
         values = list(grid.values())
         if values and all(isinstance(v, Mapping) for v in values):
             return {str(k): dict(v) for k, v in grid.items()}
@@ -290,6 +292,17 @@ def is_complete(run_dir: str | os.PathLike) -> bool:
     return (run_dir / METRICS_FILE).exists() and _read_json(run_dir / STATUS_FILE).get("status", "ok") == "ok"
 
 
+def parameter_changes(run_dir: str | os.PathLike, parameters: Mapping[str, Any]) -> list[str]:
+    """How the parameters a run was made with differ from ``parameters`` ("key: old -> new"); empty when
+    they agree. ``output_dir``, which run_notebook fills in itself, counts only when asked for."""
+    saved = run_params(Path(run_dir)).get("parameters", {})
+    wanted = _jsonable(dict(parameters))
+    keys = (set(saved) | set(wanted)) - ({"output_dir"} - set(wanted))
+    missing = object()
+    return [f"{k}: {saved.get(k, missing)!r} -> {wanted.get(k, missing)!r}".replace(repr(missing), "(unset)")
+            for k in sorted(keys) if saved.get(k, missing) != wanted.get(k, missing)]
+
+
 def sweep(
     grid: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     seeds: Iterable[int] = (0,),
@@ -302,16 +315,19 @@ def sweep(
     timeout: float | None = None,
     print_fn: Callable[[str], None] | None = None,
 ) -> "pandas.DataFrame":  # noqa: F821
-    """One run per grid point x seed under ``output_root/<point>/seed<k>``; returns :func:`collect` of it.
+    """One run per grid point x seed under ``output_root/<point>/seed<k>``; returns the :func:`collect` rows
+    of these runs (other runs under ``output_root``, e.g. of seeds not asked for now, are left out).
 
     ``notebook`` is a notebook name (executed with papermill, one kernel per run) or a callable
     ``runner(parameters, output_dir) -> metrics`` executed in-process (``workers`` > 1: in worker processes,
     so it must be a module-level function). Each run gets ``base_parameters | point | {"seed": seed}``.
     Complete runs are skipped, so calling ``sweep`` again resumes; failed runs are recorded and retried
-    by the next call.
+    by the next call. A complete run made with other parameters is an error rather than a silent reuse.
     """
     points = expand_grid(grid)
     seeds = list(seeds)
+    if not points:
+        raise ValueError("the grid is empty: give at least one point")
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
     root = Path(output_root).resolve()
@@ -323,6 +339,14 @@ def sweep(
                 check_parameters(notebook, parameters)
             jobs.append((parameters, root / name / f"seed{seed}"))
     todo = [(p, d) for p, d in jobs if not is_complete(d)]
+    stale = [(d, changes) for p, d in jobs if is_complete(d) and (changes := parameter_changes(d, p))]
+    if stale:
+        run_dir, changes = stale[0]
+        raise ValueError(
+            f"{len(stale)} finished run(s) under {root} were made with other parameters, e.g. "
+            f"{run_dir.relative_to(root).as_posix()} ({'; '.join(changes[:3])}); a sweep only reuses identical runs: "
+            "choose another output_root, or delete those folders (`make clean-reports` for the default study)"
+        )
     if print_fn:
         print_fn(f"sweep: {len(jobs)} runs ({len(points)} points x {len(seeds)} seeds), {len(jobs) - len(todo)} done, {len(todo)} to run")
 
@@ -351,7 +375,9 @@ def sweep(
             futures: list[Future] = [pool.submit(_execute, notebook, p, d, kernel_name, timeout) for p, d in todo]
             for i, future in enumerate(futures, 1):
                 report_done(future.result(), i)
-    return collect(root)
+    frame = collect(root)
+    asked = {d.relative_to(root).as_posix() for _, d in jobs}
+    return frame[frame["run"].isin(asked)].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- results
@@ -393,7 +419,8 @@ def collect(root: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
     for run_dir in find_runs(root):
         params = run_params(run_dir)
         status = _read_json(run_dir / STATUS_FILE)
-        metrics = _read_json(run_dir / METRICS_FILE)
+        # A failed or interrupted re-run may have left the metrics.json of an earlier attempt: not its results.
+        metrics = _read_json(run_dir / METRICS_FILE) if status.get("status", "ok") == "ok" else {}
         parameters = params.get("parameters", {})
         rel = run_dir.relative_to(root).as_posix() if run_dir != root else "."
         point = run_dir.parent.name if re.fullmatch(r"seed-?\d+", run_dir.name) else run_dir.name
@@ -903,12 +930,15 @@ class _PrefixedLines:
         pass
 
 
+STUDY_NOTEBOOKS = ("ablation", "train", "positive_pairs", "class_similarity")
+
+
 def report(
     output_root: str | os.PathLike = "reports",
     data_dir: str | os.PathLike = "data/study",
     seeds: Sequence[int] = STUDY_SEEDS,
     workers: int = 2,
-    notebooks: Sequence[str] = ("ablation", "train", "positive_pairs", "class_similarity"),
+    notebooks: Sequence[str] = STUDY_NOTEBOOKS,
     kernel_name: str | None = None,
     timeout: float | None = None,
     print_fn: Callable[[str], None] = print,
@@ -921,6 +951,11 @@ def report(
     A failing notebook is recorded in the index and the study goes on. Re-running resumes: finished
     ablation runs are skipped. Returns the index path.
     """
+    unknown = set(notebooks) - set(STUDY_NOTEBOOKS)
+    if unknown:
+        raise ValueError(f"unknown study notebooks {sorted(unknown)}; choose from {list(STUDY_NOTEBOOKS)}")
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed")
     started = time.perf_counter()
     root = Path(output_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -943,9 +978,6 @@ def report(
         "positive_pairs": {"run_dir": str(root / "train")},
         "class_similarity": {"overrides": study_overrides(default_root, threads=threads), "seed": 0},
     }
-    unknown = set(notebooks) - set(plans)
-    if unknown:
-        raise ValueError(f"unknown study notebooks {sorted(unknown)}; choose from {list(plans)}")
     timings = {}
     for name in notebooks:
         step = time.perf_counter()

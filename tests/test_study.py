@@ -126,6 +126,33 @@ def test_sweep_retries_a_failed_run_in_a_clean_folder(tmp_path):
     assert again.loc[0, "status"] == "ok"
 
 
+def test_sweep_refuses_a_finished_run_made_with_other_parameters(tmp_path):
+    study.sweep({"pt": {"lr": 0.1}}, seeds=[0, 1], notebook=runner_ok_or_fail, output_root=tmp_path / "sw")
+    with pytest.raises(ValueError, match=r"2 finished run\(s\).*pt/seed0 \(lr: 0.1 -> 0.5\)"):
+        study.sweep({"pt": {"lr": 0.5}}, seeds=[0, 1], notebook=runner_ok_or_fail, output_root=tmp_path / "sw")
+    with pytest.raises(ValueError, match=r"epochs: \(unset\) -> 3"):
+        study.sweep({"pt": {"lr": 0.1}}, seeds=[0], notebook=runner_ok_or_fail, output_root=tmp_path / "sw",
+                    base_parameters={"epochs": 3})
+    assert len((tmp_path / "sw" / "calls.txt").read_text().splitlines()) == 2  # nothing ran after the refusals
+
+
+def test_sweep_returns_only_the_runs_asked_for(tmp_path):
+    study.sweep({"pt": {"lr": 0.1}}, seeds=[0, 1, 2], notebook=runner_ok_or_fail, output_root=tmp_path)
+    frame = study.sweep({"pt": {"lr": 0.1}}, seeds=[1], notebook=runner_ok_or_fail, output_root=tmp_path)
+    assert frame["seed"].tolist() == [1] and frame["run"].tolist() == ["pt/seed1"]
+    assert len(study.collect(tmp_path)) == 3  # the other seeds stay on disk
+
+
+def test_collect_ignores_the_metrics_left_by_an_earlier_attempt(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"mAP": 0.3}))
+    (run / "params.json").write_text(json.dumps({"notebook": "train", "parameters": {"seed": 0}}))
+    (run / "status.json").write_text(json.dumps({"status": "failed", "error": "boom"}))
+    row = study.collect(tmp_path).iloc[0]
+    assert row["status"] == "failed" and "mAP" not in row.index
+
+
 def test_sweep_runs_notebooks_and_skips_existing(toy, tmp_path):
     frame = study.sweep({"small": {"x": 2}}, seeds=[0], notebook=str(toy), output_root=tmp_path / "sw")
     assert frame.loc[0, "status"] == "ok" and frame.loc[0, "mAP"] == pytest.approx(0.2)
@@ -145,6 +172,9 @@ def test_expand_grid_forms():
         study.expand_grid({"x": 1})
     with pytest.raises(ValueError, match="seeds"):
         study.sweep({"x": [1]}, seeds=[], notebook=runner_ok_or_fail)
+    assert study.expand_grid({}) == {} and study.expand_grid([]) == {}
+    with pytest.raises(ValueError, match="grid is empty"):
+        study.sweep({}, seeds=[0], notebook=runner_ok_or_fail)
 
 
 def test_mean_ci_matches_t_interval_by_hand():
@@ -182,3 +212,20 @@ def test_compare_to_baseline_table():
     assert table.loc["+Big", "mAP Δ"] == pytest.approx(20.0)
     assert table.loc["+Big", "mAP sig"] == "yes" and table.loc["+Same", "mAP sig"] == "no"
     assert math.isnan(table.loc["Baseline", "mAP Δ"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["report", "--seeds", "0,,1"], "--seeds takes comma-separated integers"),
+    (["report", "bogus"], "unknown study notebooks ['bogus']"),
+    (["summary", "bogus", "."], "unknown dataset 'bogus'; available:"),
+    (["check-data", "market1501", "/nonexistent"], "dataset folder not found"),
+])
+def test_cli_bad_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    from reidlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith(f"reidlab {argv[0]}: error: ") and message in err
+    assert "Traceback" not in err and not (tmp_path / "data").exists()  # nothing generated before the check
