@@ -23,6 +23,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +287,41 @@ def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name:
     return {**status, "output_dir": str(run_dir), "metrics": metrics}
 
 
+def _run_in_processes(runner: Runner, todo: list[tuple[dict, Path]], workers: int, threads_per_worker: int | None,
+                      kernel_name: str | None, timeout: float | None, report_done: Callable[[dict, int], None]) -> None:
+    """Run in-process runners in worker processes. A worker that dies (killed, out of memory) breaks the
+    pool: the runs it was executing are recorded as failed, the ones not yet started go to a fresh pool."""
+    import multiprocessing
+
+    threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+    done, pending = 0, list(todo)
+    while pending:
+        pool_started = _now()
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(threads,))
+        with pool:
+            futures = [(pool.submit(_execute, runner, p, d, kernel_name, timeout), p, d) for p, d in pending]
+            not_started: list[tuple[dict, Path]] = []
+            for future, parameters, run_dir in futures:
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    status = _read_json(run_dir / STATUS_FILE)
+                    if status.get("started", "") < pool_started:  # left by an earlier sweep, not begun in this pool
+                        not_started.append((parameters, run_dir))
+                        continue
+                    if status.get("status") == "running":
+                        status.update(status="failed", finished=_now(), error="the worker process running it died "
+                                      "(killed, e.g. out of memory); the next sweep retries it")
+                        _write_json(run_dir / STATUS_FILE, status)
+                    result = {**status, "output_dir": str(run_dir), "metrics": _read_json(run_dir / METRICS_FILE)}
+                done += 1
+                report_done(result, done)
+        if len(not_started) == len(pending):
+            raise RuntimeError("the sweep's worker processes died before running anything; run with workers=1 to see why")
+        pending = not_started
+
+
 def is_complete(run_dir: str | os.PathLike) -> bool:
     """A run is complete when its metrics exist and it was not recorded as failed."""
     run_dir = Path(run_dir)
@@ -360,21 +396,13 @@ def sweep(
     if workers <= 1 or len(todo) <= 1:
         for i, (parameters, run_dir) in enumerate(todo, 1):
             report_done(_execute(notebook, parameters, run_dir, kernel_name, timeout), i)
-    else:
-        if isinstance(notebook, str):  # each run is its own kernel process already
-            pool = ThreadPoolExecutor(max_workers=workers)
-        else:
-            import multiprocessing
-
-            threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
-            pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(threads,),
-            )
-        with pool:
+    elif isinstance(notebook, str):  # each run is its own kernel process already
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             futures: list[Future] = [pool.submit(_execute, notebook, p, d, kernel_name, timeout) for p, d in todo]
             for i, future in enumerate(futures, 1):
                 report_done(future.result(), i)
+    else:
+        _run_in_processes(notebook, todo, workers, threads_per_worker, kernel_name, timeout, report_done)
     frame = collect(root)
     asked = {d.relative_to(root).as_posix() for _, d in jobs}
     return frame[frame["run"].isin(asked)].reset_index(drop=True)

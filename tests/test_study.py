@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import time
 
 import nbformat
 import pytest
@@ -151,6 +154,24 @@ def test_collect_ignores_the_metrics_left_by_an_earlier_attempt(tmp_path):
     (run / "status.json").write_text(json.dumps({"status": "failed", "error": "boom"}))
     row = study.collect(tmp_path).iloc[0]
     assert row["status"] == "failed" and "mAP" not in row.index
+
+
+def runner_dying_on_x2(parameters, output_dir):
+    """Kills its own worker process for x == 2, as the out-of-memory killer would; the others take a while, so
+    the pool breaks while x = 1 runs and before x = 3 and x = 4 start."""
+    if parameters["x"] == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.5)
+    return {"mAP": parameters["x"] / 10}
+
+
+def test_sweep_goes_on_when_a_worker_process_dies(tmp_path):
+    frame = study.sweep({"x": [1, 2, 3, 4]}, seeds=[0], notebook=runner_dying_on_x2, output_root=tmp_path, workers=2,
+                        threads_per_worker=1)
+    status = dict(zip(frame["param.x"], frame["status"]))
+    assert status[2] == "failed" and status[3] == status[4] == "ok"  # not started when the pool broke: a fresh pool
+    assert "worker process running it died" in frame.set_index("param.x").loc[2, "error"]
+    assert status[1] in {"ok", "failed"}  # ran beside x = 2, or had not started yet
 
 
 def test_sweep_runs_notebooks_and_skips_existing(toy, tmp_path):
