@@ -233,6 +233,12 @@ def test_compare_to_baseline_table():
     assert table.loc["+Big", "mAP Δ"] == pytest.approx(20.0)
     assert table.loc["+Big", "mAP sig"] == "yes" and table.loc["+Same", "mAP sig"] == "no"
     assert math.isnan(table.loc["Baseline", "mAP Δ"])
+    from reidlab import viz
+
+    shown = viz.format_ci_table(table)
+    assert shown.loc["+Big", "ΔmAP"].startswith("+20.0*") and "*" not in shown.loc["+Same", "ΔmAP"]
+    strict = viz.format_ci_table(study.compare_to_baseline(pd.DataFrame(rows), {"+Big": "big"}, "base", alpha=1e-9))
+    assert "*" not in strict.loc["+Big", "ΔmAP"]  # the star follows the table's alpha
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -100,7 +100,7 @@ def format_p(p: float) -> str:
 
 def format_ci_table(table: "pandas.DataFrame", metrics: Sequence[str] = ("mAP", "rank1"), decimals: int = 1) -> "pandas.DataFrame":  # noqa: F821
     """A compact, paper-shaped view of :func:`reidlab.study.compare_to_baseline`: one text column per
-    metric ``mean ± CI`` and one ``Δ`` column with a star when the delta exceeds the noise."""
+    metric ``mean ± CI`` and one ``Δ`` column with a star when the delta exceeds the noise (its ``sig`` column)."""
     import pandas as pd
 
     out = pd.DataFrame(index=table.index.rename(None))
@@ -112,11 +112,12 @@ def format_ci_table(table: "pandas.DataFrame", metrics: Sequence[str] = ("mAP", 
             for a, b in zip(mean, half)
         ]
         deltas = []
-        for d, p in zip(table[f"{m} Δ"], table[f"{m} p"]):
+        # The star follows the table's own verdict (compare_to_baseline's alpha).
+        for d, p, sig in zip(table[f"{m} Δ"], table[f"{m} p"], table[f"{m} sig"]):
             if math.isnan(d):
                 deltas.append("")
             else:
-                star = "" if math.isnan(p) else ("*" if p < 0.05 else "")
+                star = "*" if sig == "yes" else ""
                 deltas.append(f"{d:+.{decimals}f}{star}" + ("" if math.isnan(p) else f" ({format_p(p)})"))
         out[f"Δ{m}"] = deltas
     return out
