@@ -163,6 +163,30 @@ def test_family_members_are_closest_in_attribute_space():
             assert differs == (group in changed), (pid, group)
 
 
+def test_no_two_identities_look_alike():
+    """Without intra-class variation every pid must still look different: a family member whose mutation is
+    hidden (logo colour without a logo, sleeves under a jacket, ...) or siblings mutated alike would be twins."""
+    plan = synth.build_plan(0, synth.SynthConfig(variation=0.0, variation_spread=0.0))
+    idents = plan["identities"]
+    renders: dict[bytes, int] = {}
+    twins = []
+    for pid, ident in idents.items():
+        visit = next(iter(ident["visits"].values()))
+        views = []
+        for view in synth.VIEWS:
+            image = Image.new("RGB", (128, 192), (128, 128, 128))
+            synth.draw_person(image, ident["attributes"], visit, view, {"scale": 1.0, "stride": 10.0, "stance": 1.0, "swing": 2.5},
+                              64, 185, 128)
+            views.append(image.tobytes())
+        key = b"".join(views)
+        if key in renders:
+            twins.append((renders[key], pid))
+        renders[key] = pid
+    assert not twins, f"pixel-identical identities: {twins}"
+    visible = {json.dumps(synth.visible_attributes(i["attributes"]), sort_keys=True) for i in idents.values()}
+    assert len(visible) == len(idents)
+
+
 def test_variation_knob_controls_changes_between_cameras():
     def visits(variation: float) -> list[list[dict]]:
         plan = synth.build_plan(1, synth.SynthConfig(num_train_ids=60, num_test_ids=1, variation=variation, variation_spread=0.0))

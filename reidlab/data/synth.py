@@ -263,17 +263,54 @@ def random_attributes(rng: np.random.Generator) -> dict[str, Any]:
     return attrs
 
 
+def visible_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """The attributes that show when an identity wears its own items (variation 0): what must differ between
+    two pids, since a redrawn colour of an absent item changes no pixel.
+
+    Dropped: hair colour on a bald head, a solid shirt's second colour and stripe period (also twotone's
+    period), sleeves under an open jacket, colours of absent jacket, bag and hat; a logo in the colour of a
+    solid shirt counts as no logo."""
+    shown = dict(attributes)
+    hidden = [f"{item}_color" for item in ("jacket", "bag", "hat") if attributes[item] == "none"]
+    if attributes["hair_style"] == "bald":
+        hidden.append("hair_color")
+    solid = attributes["upper_pattern"] == "solid"
+    if solid:
+        hidden += ["upper_color2", "pattern_period"]
+    elif attributes["upper_pattern"] == "twotone":
+        hidden.append("pattern_period")
+    if attributes["logo"] == "none" or (solid and attributes["logo_color"] == attributes["upper_color"]):
+        shown["logo"] = "none"
+        hidden.append("logo_color")
+    if attributes["jacket"] != "none":
+        hidden.append("sleeves")
+    for key in hidden:
+        del shown[key]
+    return shown
+
+
+def _visible_key(attributes: dict[str, Any]) -> tuple:
+    return tuple(sorted(visible_attributes(attributes).items()))
+
+
 def mutate_attributes(rng: np.random.Generator, base: dict[str, Any], num_mutations: int) -> tuple[dict[str, Any], list[str]]:
-    """Copy `base` and redraw `num_mutations` attribute groups so that each one really changes."""
-    attrs = dict(base)
-    groups = [str(g) for g in rng.choice(list(GROUPS), size=num_mutations, replace=False)]
-    for group in groups:
-        before = tuple(base[k] for k in GROUPS[group])
-        while tuple(attrs[k] for k in GROUPS[group]) == before or (
-            group in ("upper_color", "upper_pattern") and attrs["upper_color2"] == attrs["upper_color"]
-        ):
-            _draw_group(rng, group, attrs)
-    return attrs, groups
+    """Copy `base` and redraw `num_mutations` attribute groups so that each one changes what is drawn.
+
+    A redraw can be invisible (a logo colour without a logo, sleeves under a jacket, or a hair colour that a
+    second mutation to bald hides), so groups are chosen again until undoing any one of them changes
+    `visible_attributes`."""
+    while True:
+        attrs = dict(base)
+        groups = [str(g) for g in rng.choice(list(GROUPS), size=num_mutations, replace=False)]
+        for group in groups:
+            before = tuple(base[k] for k in GROUPS[group])
+            while tuple(attrs[k] for k in GROUPS[group]) == before or (
+                group in ("upper_color", "upper_pattern") and attrs["upper_color2"] == attrs["upper_color"]
+            ):
+                _draw_group(rng, group, attrs)
+        key = _visible_key(attrs)
+        if all(key != _visible_key({**attrs, **{k: base[k] for k in GROUPS[g]}}) for g in groups):
+            return attrs, groups
 
 
 def attribute_vector(attributes: dict[str, Any]) -> np.ndarray:
@@ -366,15 +403,22 @@ def build_plan(seed: int, config: SynthConfig) -> dict[str, Any]:
     splits = {"train": order[:config.num_train_ids], "test": order[config.num_train_ids:]}
     identities: dict[int, dict[str, Any]] = {}
     family_id = 0
+    drawn: set[tuple] = set()  # visible attributes of every identity so far: no two may look alike
     for split, pids in splits.items():
         for members in _split_into_families(rng, pids, config.family_size):
-            base = random_attributes(np.random.default_rng([seed, _S_FAMILY, family_id]))
+            family_rng = np.random.default_rng([seed, _S_FAMILY, family_id])
+            base = random_attributes(family_rng)
+            while _visible_key(base) in drawn:
+                base = random_attributes(family_rng)
             for i, pid in enumerate(members):
                 member_rng = np.random.default_rng([seed, _S_MEMBER, pid])
                 attrs, changed = base, []
                 if i > 0:
                     n = int(member_rng.integers(config.family_mutations[0], config.family_mutations[1] + 1))
                     attrs, changed = mutate_attributes(member_rng, base, n)
+                    while _visible_key(attrs) in drawn:  # siblings mutated alike would be twins
+                        attrs, changed = mutate_attributes(member_rng, base, n)
+                drawn.add(_visible_key(attrs))
                 var_rng = np.random.default_rng([seed, _S_VARIATION, pid])
                 level = config.variation + config.variation_spread * float(var_rng.uniform(-1, 1))
                 level = round(min(1.0, max(0.0, level)), 4)
