@@ -178,8 +178,10 @@ def test_vehicleid_gallery_draw(tmp_path):
     assert Counter(r.pid for r in dataset.gallery) == Counter({vid: 1 for vid in images_of})  # one per vehicle
     assert len(dataset.query) + len(dataset.gallery) == sum(len(v) for v in images_of.values())
     assert {r.path for r in dataset.query}.isdisjoint(r.path for r in dataset.gallery)
-    assert {r.camid for r in dataset.query} == {0} and {r.camid for r in dataset.gallery} == {1}
-    assert dataset.num_cameras == 1 and dataset.num_scenes == 1  # the gallery's stand-in camera is not trainable
+    # No cameras: one id that training reaches; the protocol, not the records, keeps same-camera matches.
+    assert {(r.camid, r.sceneid) for r in dataset.train + dataset.query + dataset.gallery} == {(0, 0)}
+    assert dataset.num_cameras == 1 and dataset.num_scenes == 1
+    assert "no gallery image" not in dataset.summary(print_fn=None)
     again = build_dataset("vehicleid", tmp_path, draw=0)
     assert again.gallery == dataset.gallery and again.query == dataset.query
     other = build_dataset("vehicleid", tmp_path, draw=1)
@@ -267,8 +269,25 @@ def test_unmatched_file_names_are_listed(tmp_path):
     with pytest.raises(ValueError) as info:
         build_dataset("dukemtmc", tmp_path)
     message = str(info.value)
-    assert message.startswith("9 image name(s)") and "0002_c0_f0000001.jpg, 1-2_c1_f0000001.jpg, IMG_0000.jpg" in message
-    assert "IMG_0004.jpg" not in message and "0001_c2_f0046182.jpg" in message  # first few + an example
+    assert message.startswith("8 image name(s)") and ": 1-2_c1_f0000001.jpg, IMG_0000.jpg" in message
+    assert "IMG_0003.jpg, ..." in message and "0001_c2_f0046182.jpg" in message  # first few + an example
+    assert "0002_c0" not in message  # it matches the pattern; its camera number is the problem (next test)
+
+
+def test_camera_number_below_camera_base_is_named_as_such(tmp_path):
+    base = tmp_path / "Market-1501"
+    for name in ["bounding_box_train/0001_c0s1_000001_01.jpg", "bounding_box_train/0001_c0s1_000026_01.jpg",
+                 "bounding_box_train/0002_c1s1_000001_01.jpg", "query/0003_c0s1_000001_01.jpg",
+                 "bounding_box_test/0003_c1s1_000001_01.jpg"]:
+        touch(base / name)
+    with pytest.raises(ValueError) as info:
+        build_dataset("market1501", tmp_path)
+    message = str(info.value)
+    assert message.startswith("camera number 0 < camera_base 1 in 2 image name(s) in ")
+    assert "bounding_box_train (first: 0001_c0s1_000001_01.jpg); pass camera_base=0" in message
+    assert "do not match" not in message
+    dataset = build_dataset("folder", base, camera_base=0)
+    assert [(r.pid, r.camid) for r in dataset.train] == [(0, 0), (0, 0), (1, 1)]
 
 
 def test_registry_adds_a_dataset_in_one_small_class(tmp_path):

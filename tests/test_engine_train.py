@@ -80,6 +80,30 @@ def test_vehicleid_is_scored_over_ten_gallery_draws_of_all_test_images(synth_roo
     assert metrics["rank5"] == pytest.approx(expected["R5"]) and metrics["rank1_std"] == pytest.approx(expected["R1_std"])
 
 
+def test_vehicleid_fits_a_camera_embedding(tmp_path):
+    """The SIE table is sized from dataset.num_cameras: every VehicleID image must index a row of it."""
+    from PIL import Image
+
+    from reidlab.data import build_dataset
+    from reidlab.engine.trainer import build_reid_model
+
+    base = tmp_path / "VehicleID"
+    (base / "image").mkdir(parents=True)
+    (base / "train_test_split").mkdir()
+    lines = {"train_list": [], "test_list_800": []}
+    for i in range(24):
+        Image.new("RGB", (32, 32), (10 * i, 100, 200 - 5 * i)).save(base / "image" / f"{i:04d}.jpg")
+        lines["train_list" if i < 8 else "test_list_800"].append(f"{i:04d} {i // 3}")
+    for name, entries in lines.items():
+        (base / "train_test_split" / f"{name}.txt").write_text("\n".join(entries) + "\n")
+    config = load_config("synth_cpu", overrides(base, tmp_path, "data.name=vehicleid"))
+    config = replace(config, model=replace(config.model, name="vit_tiny_transreid", kwargs={}, camera_embedding=True))
+    dataset = build_dataset("vehicleid", base)
+    metrics = run_evaluation(build_reid_model(config, dataset), dataset, config)
+    assert {r.camid for r in dataset.train + dataset.query + dataset.gallery} == set(range(dataset.num_cameras)) == {0}
+    assert metrics["num_draws"] == 10 and 0.0 <= metrics["rank1"] <= metrics["rank5"] <= 1.0
+
+
 RESUME_RUN = ("epochs=4", "max_iters_per_epoch=2", "eval.every=2")
 
 

@@ -7,7 +7,8 @@ Conventions shared by every dataset:
 - train pids are relabelled 0..N-1 (sorted raw pid order), query/gallery pids stay raw;
 - ``root`` may be the dataset folder itself or a parent that contains it under a conventional name;
 - only files with an image extension are considered, so stray files such as ``Thumbs.db`` are ignored;
-  an image whose name does not match the dataset's pattern is an error (ValueError lists the first few).
+  an image whose name does not match the dataset's pattern is an error (ValueError lists the first few),
+  and so is a camera number below the dataset's first one (reported as such).
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ class ReIDDataset:
     """
 
     name = "reid"
+    # Evaluated with the Market rule (same pid and camera removed from the gallery), so the summary notes
+    # queries that rule leaves without a match; VehicleID has its own protocol.
+    same_camera_removal = True
 
     def __init__(
         self,
@@ -107,7 +111,7 @@ class ReIDDataset:
             )
             if not records:
                 notes.append(f"  note: the {split} split is empty")
-        unmatched = queries_without_match(self.query, self.gallery)
+        unmatched = queries_without_match(self.query, self.gallery) if self.same_camera_removal else []
         if unmatched and self.gallery:
             ids = len({self.query[i].pid for i in unmatched})
             notes.append(
@@ -196,23 +200,32 @@ def parse_image_folder(
     """Records of a Market-style folder: ``pattern`` is matched at the start of each image name and
     captures (pid, camera number); camera numbers start at ``camera_base``. pid -1 (junk) is dropped."""
     regex = re.compile(pattern)
-    records, bad = [], []
+    records, bad, below = [], [], []
     for name in list_images(directory):
         match = regex.match(name)
         try:
-            pid, camid = int(match.group(1)), int(match.group(2)) - camera_base
+            pid, number = int(match.group(1)), int(match.group(2))
         except (AttributeError, ValueError):  # no match, or a user pattern that captured a non-number
-            pid, camid = 0, -1
-        if camid < 0:
             bad.append(name)
+            continue
+        if number < camera_base:  # matches the pattern: calling it a mismatch would hide the real cause
+            below.append((number, name))
             continue
         if pid == -1:
             continue
+        camid = number - camera_base
         sceneid = scene_of_camera(camid) if scene_of_camera else camid
         records.append(Record(os.path.join(directory, name), pid, camid, sceneid))
     if bad:
         raise mismatch_error(
             "image name(s)", str(directory), f"the pattern {regex.pattern!r} (e.g. {example})", bad
+        )
+    if below:
+        lowest = min(number for number, _ in below)
+        raise ValueError(
+            f"camera number {lowest} < camera_base {camera_base} in {len(below)} image name(s) in {directory} "
+            f"(first: {below[0][1]}); pass camera_base={lowest} (dataset 'folder') if these names count cameras "
+            f"from {lowest}"
         )
     return records
 
@@ -429,13 +442,15 @@ class VehicleID(ReIDDataset):
 
     ``test_size`` is 800, 1600 or 2400. The gallery holds one image per test vehicle, drawn with
     ``numpy.random.default_rng(draw)``; every other test image is a query. The protocol averages
-    Rank-1/Rank-5 over 10 draws (``draw=0..9``). There are no cameras: train and query images get
-    camera 0 and gallery images camera 1, so the cross-camera filter of the evaluation removes nothing.
-    That stand-in camera is for the evaluation only: ``num_cameras`` and ``num_scenes`` are 1, so a camera
-    embedding or a scene adversary never gets a row that training cannot reach.
+    Rank-1/Rank-5 over 10 draws (``draw=0..9``). There are no cameras: every record has camera and scene
+    0 and ``num_cameras`` = ``num_scenes`` = 1, so a camera embedding or a scene adversary sees only ids
+    that training reaches. Score it with ``reidlab.evaluation.evaluate_vehicleid`` (the trainer does), which
+    gives queries and gallery distinct stand-in cameras; a Market-style evaluation of these records would
+    remove every true match as a same-camera one.
     """
 
     folder_names = ("VehicleID_V1.0", "VehicleID", "vehicleid")
+    same_camera_removal = False
     test_sizes = (800, 1600, 2400)
 
     def __init__(self, root: str | os.PathLike, test_size: int = 800, draw: int = 0) -> None:
@@ -452,10 +467,9 @@ class VehicleID(ReIDDataset):
         query, gallery = [], []
         for vid, paths in images_of_vehicle.items():
             chosen = int(rng.integers(len(paths)))
-            gallery.append(Record(paths[chosen], vid, 1, 1))
+            gallery.append(Record(paths[chosen], vid, 0, 0))
             query.extend(Record(p, vid, 0, 0) for i, p in enumerate(paths) if i != chosen)
-        super().__init__(train, query, gallery, root=base, num_scenes=1)
-        self.num_cameras = 1
+        super().__init__(train, query, gallery, root=base)
 
     @staticmethod
     def parse_list(base: Path, name: str) -> list[tuple[str, int]]:
