@@ -989,7 +989,11 @@ def report(
     root.mkdir(parents=True, exist_ok=True)
     kernel = resolve_kernel_name(kernel_name)
     print_fn(f"reidlab study -> {root} (kernel {kernel!r})")
-    roots = variation_datasets(data_dir, VARIATION_LEVELS)
+    try:
+        roots = variation_datasets(data_dir, VARIATION_LEVELS)
+    except FileExistsError as error:  # e.g. copies from an older reidlab, with runs trained on them in output_root
+        raise FileExistsError(f"{error}. For the default study: delete {data_dir} and run `make clean-reports` (or "
+                              f"remove {root}) so that no run trained on the old copies is reused") from None
     default_root = roots[0.5]
     print_fn(f"SynthReID copies ready in {time.perf_counter() - started:.0f} s: {', '.join(roots.values())}")
     threads = max(1, (os.cpu_count() or 1))

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-FORMAT = "synthreid-v1"
+FORMAT = "synthreid-v2"  # v2: no look-alike identities (visible_attributes); v1 folders must be regenerated
 SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
 SUPERSAMPLE = 2  # people are drawn at twice the output size, then downsampled (anti-aliasing)
 VIEWS = ("front", "back", "left", "right")
@@ -886,7 +886,8 @@ def load_meta(root: str | os.PathLike) -> dict[str, Any]:
                                 "or reidlab.data.synth.generate(root)")
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}; regenerate it with `reidlab synth {root}`")
+        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}; made by another reidlab version: regenerate it "
+                         f"with `reidlab synth --overwrite {root}`")
     return meta
 
 
