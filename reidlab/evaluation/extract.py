@@ -34,8 +34,9 @@ def extract_features(model: nn.Module, loader, device=None, flip: bool = False,
 
     The model runs in eval mode under ``torch.no_grad`` (its training mode is restored afterwards) and
     receives ``camids=`` when ``model.uses_camids``.  ``flip``: average the features of each image and
-    its horizontal mirror.  ``amp``: autocast on CUDA only (default: on when the device is CUDA;
-    ignored elsewhere): True means float16, or pass ``torch.bfloat16`` to extract as a bf16 run trained.  ``normalize``: L2-normalize the final features.
+    its horizontal mirror.  ``amp``: autocast on CUDA only (default: on when the device is CUDA; ignored
+    elsewhere): True means float16; pass ``torch.bfloat16`` to extract as a bf16 run was trained.
+    ``normalize``: L2-normalize the final features.
     """
     if device is None:
         param = next(model.parameters(), None)
