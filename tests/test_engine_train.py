@@ -127,8 +127,24 @@ def test_run_outputs_hooks_and_log(reference_run):
     steps = read_metrics(out, "step")
     assert [r["step"] for r in steps] == list(range(1, 9))
     assert {"total", "ce", "adasp", "ce_accuracy", "lr", "img_per_s", "epoch"} <= set(steps[0])
+    # Each step logs the lr it ran with: the warm-up start first, a cosine lr above 0 last (the schedule reaches
+    # 0 only after the final step), and an epoch line repeats its last step's.
+    assert steps[0]["lr"] == pytest.approx(2.0e-3 * 0.1) and steps[-1]["lr"] > 0
+    assert [r["lr"] for r in read_metrics(out, "epoch")] == [r["lr"] for r in steps[1::2]]
     evals = read_metrics(out, "eval")
     assert [r["epoch"] for r in evals] == [2, 4] and metrics["best_mAP"] == max(r["mAP"] for r in evals)
+
+
+def test_last_checkpoint_is_written_after_the_files_it_names(synth_root, tmp_path, monkeypatch):
+    import reidlab.engine.trainer as trainer_module
+
+    written = []
+    save = trainer_module.save_checkpoint
+    monkeypatch.setattr(trainer_module, "save_checkpoint", lambda state, path: (written.append(Path(path).name), save(state, path)))
+    train(load_config("synth_cpu", overrides(synth_root, tmp_path, "epochs=2", "max_iters_per_epoch=1", "eval.every=1",
+                                             "save_every=1")), print_fn=None)
+    # A kill between two writes must never leave a last.pt whose best.pt / epoch file is missing.
+    assert written[:3] == ["epoch_001.pt", "best.pt", "last.pt"] and written[-1] == "last.pt"
 
 
 def test_evaluate_checkpoint_cli_and_load_trained(reference_run, capsys):
@@ -145,6 +161,19 @@ def test_evaluate_checkpoint_cli_and_load_trained(reference_run, capsys):
     state = load_checkpoint(best)["model"]
     assert all(torch.equal(v, state[k]) for k, v in run.model.state_dict().items())
     assert len(run.dataset.train) > 0
+
+
+def test_evaluating_with_other_model_settings_names_the_trained_ones(reference_run, capsys):
+    from reidlab.cli import main
+
+    out, _, _ = reference_run
+    last = out / "checkpoints" / "last.pt"
+    base = ["eval", "-c", str(out / "config.yaml"), f"checkpoint={last}", "preset=synth_cpu"]
+    with pytest.raises(SystemExit):
+        main([*base, "model.name=resnet18_ibn_a"])
+    assert "it was trained with model.name='resnet18'" in capsys.readouterr().err
+    assert main([*base, "data.size=[96,48]"]) == 0
+    assert "warning: " in capsys.readouterr().out.split("trained with data.size=[64, 32]")[0]
 
 
 def test_kill_after_an_epoch_then_resume_matches_the_uninterrupted_run(synth_root, tmp_path, reference_run):

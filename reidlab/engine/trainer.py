@@ -103,7 +103,10 @@ def prepare_dataset(config: TrainConfig, ctx: DistContext = DistContext()):
             except FileExistsError as error:
                 raise ConfigError(f"data.root: {error}; or set data.generate=false to train on the data there") from None
         barrier(ctx)
-    return build_dataset(config.data.name, root, **config.data.dataset_kwargs)
+    try:
+        return build_dataset(config.data.name, root, **config.data.dataset_kwargs)
+    except ValueError as error:  # the data layer's bad-input errors (names, lists, meta.json), one line on the CLI
+        raise ConfigError(f"data.root={root}: {error}") from None
 
 
 def build_reid_model(config: TrainConfig, dataset) -> nn.Module:
@@ -464,11 +467,12 @@ class Trainer:
         state = self.state_dict()  # every rank takes part (RNG states are gathered)
         if not self.ctx.is_main:
             return
-        save_checkpoint(state, self.checkpoint_dir / "last.pt")
+        # last.pt is written last: a resume starts from it and trusts that the files it names (best.pt) exist.
         if self.config.save_every and self.epoch % self.config.save_every == 0:
             save_checkpoint(state, self.checkpoint_dir / f"epoch_{self.epoch:03d}.pt")
         if self.best["epoch"] == self.epoch and self.last_eval:
             save_checkpoint(state, self.checkpoint_dir / "best.pt")
+        save_checkpoint(state, self.checkpoint_dir / "last.pt")
 
     def _maybe_resume(self) -> None:
         path = self.checkpoint_dir / "last.pt"
@@ -600,6 +604,7 @@ class Trainer:
                 batch = next(iterator)
                 if adversary is not None:
                     adversary.lambda_ = self._lambda()
+                step_lr = self.optimizer.param_groups[0]["lr"]  # train_step advances the schedule
                 logs = self.train_step(batch)
                 batch_size = batch["image"].shape[0]
                 window_steps += 1
@@ -611,18 +616,17 @@ class Trainer:
                 self.global_step += 1
                 if self.global_step % config.log_every == 0 or self.step_in_epoch == steps - 1:
                     values = {k: float(v) / window_steps for k, v in window.items()}
-                    lr = self.optimizer.param_groups[0]["lr"]
                     elapsed = time.perf_counter() - window_start
                     self.logger.log(
                         "step",
                         self.global_step,
                         epoch=epoch + 1,
-                        lr=lr,
+                        lr=step_lr,
                         img_per_s=window_images * ctx.world_size / max(elapsed, 1e-9),
                         **({"scene_lambda": adversary.lambda_} if adversary is not None else {}),
                         **values,
                     )
-                    bar.set_postfix(loss=f"{values['total']:.3f}", lr=f"{lr:.2e}")
+                    bar.set_postfix(loss=f"{values['total']:.3f}", lr=f"{step_lr:.2e}")
                     window, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
                 bar.update(1)
                 if self.callbacks:
@@ -634,7 +638,7 @@ class Trainer:
         metrics = {k: float(v) / steps for k, v in sums.items()}
         metrics.update(
             epoch=epoch + 1,
-            lr=self.optimizer.param_groups[0]["lr"],
+            lr=step_lr,  # of the epoch's last step
             img_per_s=epoch_images * ctx.world_size / max(seconds, 1e-9),
             epoch_seconds=seconds,
         )
@@ -750,16 +754,40 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), print_fn: Pri
             cleanup(ctx)
 
 
-def _load_model(config: TrainConfig, dataset, checkpoint: str | os.PathLike, device: torch.device) -> nn.Module:
+def _trained_settings(state: dict, config: TrainConfig) -> dict[str, Any]:
+    """The settings that shape the network's forward pass (model name, kwargs, camera embedding, input size)
+    with which a training checkpoint was made, where `config` sets them otherwise."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        return {}
+    shaping = {"model.name", "model.kwargs", "model.camera_embedding", "data.size"}
+    keys = _config_differences(saved, config_to_dict(config)) & shaping
+    values = {}
+    for key in sorted(keys):
+        node = saved
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        values[key] = node
+    return values
+
+
+def _load_model(config: TrainConfig, dataset, checkpoint: str | os.PathLike, device: torch.device,
+                print_fn: PrintFn = None) -> nn.Module:
     state = load_checkpoint(checkpoint, map_location="cpu")
     weights = state["model"] if "model" in state and isinstance(state["model"], dict) else state
+    trained = _trained_settings(state, config)
     model = build_reid_model(replace(config, model=replace(config.model, pretrained=None)), dataset)
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
-        raise ValueError(
-            f"checkpoint {checkpoint} does not fit model {config.model.name!r} on {config.data.name}: {error}"
+        hint = (f"; it was trained with {', '.join(f'{k}={v!r}' for k, v in trained.items())}: pass those overrides, "
+                "or -c OUTPUT_DIR/config.yaml of its run" if trained else "")
+        raise ConfigError(
+            f"checkpoint {checkpoint} does not fit model {config.model.name!r} on {config.data.name}{hint}: {error}"
         ) from None
+    if trained and print_fn is not None:
+        print_fn(f"warning: {checkpoint} was trained with {', '.join(f'{k}={v!r}' for k, v in trained.items())}; "
+                 "evaluating with this config's values instead")
     return model.to(device).eval()
 
 
@@ -776,7 +804,7 @@ def evaluate_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike | Non
     ctx = init_distributed(config.device)
     try:
         dataset = prepare_dataset(replace(config, model=replace(config.model, pretrained=None)), ctx)
-        model = _load_model(config, dataset, checkpoint, ctx.device)
+        model = _load_model(config, dataset, checkpoint, ctx.device, print_fn if ctx.is_main else None)
         metrics = run_evaluation(model, dataset, config, ctx)
     finally:
         if created:
