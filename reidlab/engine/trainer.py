@@ -761,33 +761,26 @@ def _trained_settings(state: dict, config: TrainConfig) -> dict[str, Any]:
     if not isinstance(saved, dict):
         return {}
     shaping = {"model.name", "model.kwargs", "model.camera_embedding", "data.size"}
-    keys = _config_differences(saved, config_to_dict(config)) & shaping
-    values = {}
-    for key in sorted(keys):
-        node = saved
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        values[key] = node
-    return values
+    keys = sorted(_config_differences(saved, config_to_dict(config)) & shaping)
+    return {key: saved.get(key.split(".")[0], {}).get(key.split(".")[1]) for key in keys}
 
 
 def _load_model(config: TrainConfig, dataset, checkpoint: str | os.PathLike, device: torch.device,
                 print_fn: PrintFn = None) -> nn.Module:
     state = load_checkpoint(checkpoint, map_location="cpu")
     weights = state["model"] if "model" in state and isinstance(state["model"], dict) else state
-    trained = _trained_settings(state, config)
+    trained = ", ".join(f"{k}={v!r}" for k, v in _trained_settings(state, config).items())
     model = build_reid_model(replace(config, model=replace(config.model, pretrained=None)), dataset)
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
-        hint = (f"; it was trained with {', '.join(f'{k}={v!r}' for k, v in trained.items())}: pass those overrides, "
-                "or -c OUTPUT_DIR/config.yaml of its run" if trained else "")
+        hint = (f"; it was trained with {trained}: pass those overrides, or -c OUTPUT_DIR/config.yaml of its run"
+                if trained else "")
         raise ConfigError(
             f"checkpoint {checkpoint} does not fit model {config.model.name!r} on {config.data.name}{hint}: {error}"
         ) from None
     if trained and print_fn is not None:
-        print_fn(f"warning: {checkpoint} was trained with {', '.join(f'{k}={v!r}' for k, v in trained.items())}; "
-                 "evaluating with this config's values instead")
+        print_fn(f"warning: {checkpoint} was trained with {trained}; evaluating with this config's values instead")
     return model.to(device).eval()
 
 
