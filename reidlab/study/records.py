@@ -1,0 +1,142 @@
+"""Run records: a run folder's params.json / status.json / metrics.json, and collect() over a tree of runs."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PARAMS_FILE = "params.json"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.json"
+# Shown first in tables and in the index, in this order; other scalar metrics follow.
+HEADLINE_METRICS = ("mAP", "rank1", "rank5", "mINP", "mAP_rerank", "rank1_rerank")
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_params(run_dir: Path) -> dict:
+    """``params.json`` of a run made by reidlab.study; for a notebook executed with plain papermill into its
+    own output folder, the same record read from the executed notebook's papermill metadata."""
+    params = _read_json(run_dir / PARAMS_FILE)
+    if params:
+        return params
+    for executed in sorted(run_dir.glob("*.ipynb")):
+        papermill = _read_json(executed).get("metadata", {}).get("papermill", {})
+        if papermill.get("input_path") and Path(papermill["input_path"]).stem == executed.stem:
+            return {"notebook": executed.stem, "parameters": papermill.get("parameters", {})}
+    return {}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _error_record(exc: BaseException) -> dict:
+    """The error as the index shows it: for a failed notebook cell, papermill's ename/evalue and the cell."""
+    record = {"error": f"{type(exc).__name__}: {exc}".strip(), "traceback": "".join(traceback.format_exception(exc))}
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename:
+        record["error"] = f"{ename}: {evalue}"
+        record["error_cell"] = getattr(exc, "cell_index", None)
+        record["traceback"] = "\n".join(getattr(exc, "traceback", []) or [])
+    # Notebook tracebacks carry ANSI colour codes; the index is plain HTML.
+    record["traceback"] = re.sub(r"\x1b\[[0-9;]*m", "", record["traceback"])
+    return record
+
+
+def is_complete(run_dir: str | os.PathLike) -> bool:
+    """A run is complete when its metrics exist and it was not recorded as failed."""
+    run_dir = Path(run_dir)
+    return (run_dir / METRICS_FILE).exists() and _read_json(run_dir / STATUS_FILE).get("status", "ok") == "ok"
+
+
+def parameter_changes(run_dir: str | os.PathLike, parameters: Mapping[str, Any]) -> list[str]:
+    """How the parameters a run was made with differ from ``parameters`` ("key: old -> new"); empty when
+    they agree. ``output_dir``, which run_notebook fills in itself, counts only when asked for."""
+    saved = run_params(Path(run_dir)).get("parameters", {})
+    wanted = _jsonable(dict(parameters))
+    keys = (set(saved) | set(wanted)) - ({"output_dir"} - set(wanted))
+    missing = object()
+    return [f"{k}: {saved.get(k, missing)!r} -> {wanted.get(k, missing)!r}".replace(repr(missing), "(unset)")
+            for k in sorted(keys) if saved.get(k, missing) != wanted.get(k, missing)]
+
+
+
+def _flatten(prefix: str, value: Any, out: dict) -> None:
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = json.dumps(value, default=str)
+    else:
+        out[prefix] = value
+
+
+def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    ordered = {k: scalars.pop(k) for k in HEADLINE_METRICS if k in scalars}
+    return ordered | dict(sorted(scalars.items()))
+
+
+def find_runs(root: str | os.PathLike) -> list[Path]:
+    """Run folders under ``root`` (any depth): folders holding ``params.json`` or ``metrics.json`` (a notebook
+    executed with plain papermill writes the latter into its ``output_dir``)."""
+    root = Path(root)
+    found = {p.parent for name in (PARAMS_FILE, METRICS_FILE) for p in root.rglob(name)}
+    # Nested folders are not filtered: a folder inside a run that holds one of these files is listed as a run too.
+    return sorted(found)
+
+
+def collect(root: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
+    """One row per run under ``root``: ``run`` (relative path), ``point``, ``seed``, ``status``, ``error``,
+    ``duration_s``, then the parameters as ``param.<name>`` columns (nested dicts dotted) and the scalar
+    metrics (headline ones first)."""
+    import pandas as pd
+
+    root = Path(root).resolve()
+    rows = []
+    for run_dir in find_runs(root):
+        params = run_params(run_dir)
+        status = _read_json(run_dir / STATUS_FILE)
+        # A failed or interrupted re-run may have left the metrics.json of an earlier attempt: not its results.
+        metrics = _read_json(run_dir / METRICS_FILE) if status.get("status", "ok") == "ok" else {}
+        parameters = params.get("parameters", {})
+        rel = run_dir.relative_to(root).as_posix() if run_dir != root else "."
+        point = run_dir.parent.name if re.fullmatch(r"seed-?\d+", run_dir.name) else run_dir.name
+        row: dict[str, Any] = {
+            "run": rel,
+            "point": point,
+            "seed": parameters.get("seed", metrics.get("seed")),
+            "kind": params.get("notebook") or params.get("runner") or "run",
+            "status": status.get("status", "ok" if metrics else "unknown"),
+            "error": status.get("error"),
+            "duration_s": status.get("duration_s"),
+        }
+        flat: dict[str, Any] = {}
+        _flatten("", parameters, flat)
+        row.update({f"param.{k}": v for k, v in flat.items()})
+        row.update(_scalar_metrics(metrics))
+        rows.append(row)
+    base = ["run", "point", "seed", "kind", "status", "error", "duration_s"]
+    frame = pd.DataFrame(rows, columns=None if rows else base)
+    return frame

@@ -1,0 +1,214 @@
+"""Seeded, resumable sweeps over a grid of points, in this process, worker processes or notebook kernels."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from .notebooks import check_parameters, run_notebook
+from .records import (
+    HEADLINE_METRICS,
+    METRICS_FILE,
+    PARAMS_FILE,
+    STATUS_FILE,
+    _error_record,
+    _now,
+    _read_json,
+    _write_json,
+    collect,
+    is_complete,
+    parameter_changes,
+)
+
+Runner = Callable[[dict, Path], Mapping[str, Any]]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=+-]+", "_", text).strip("_")
+
+
+def point_name(parameters: Mapping[str, Any]) -> str:
+    """A readable, stable folder name for a grid point (long ones get a hash suffix)."""
+    if not parameters:
+        return "default"
+    text = ",".join(f"{k}={json.dumps(v, sort_keys=True, default=str)}" for k, v in sorted(parameters.items()))
+    slug = _slug(text.replace('"', ""))
+    if len(slug) > 80:
+        slug = slug[:70] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return slug
+
+
+def expand_grid(grid: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, dict]:
+    """Grid points by name. ``grid`` is one of:
+
+    - ``{"sp-h": {...params}, "adasp": {...}}``: named points;
+    - ``{"lr": [1e-3, 1e-4], "loss": ["a", "b"]}``: the cartesian product of the value lists;
+    - ``[{...params}, {...}]``: explicit points, named from their parameters.
+    """
+    if isinstance(grid, Mapping):
+        if not grid:
+            return {}
+        values = list(grid.values())
+        if values and all(isinstance(v, Mapping) for v in values):
+            return {str(k): dict(v) for k, v in grid.items()}
+        if all(isinstance(v, (list, tuple)) for v in values):
+            keys = list(grid)
+            points = [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+            return {point_name(p): p for p in points}
+        raise ValueError(
+            "grid must map names to parameter dicts, or parameter names to lists of values "
+            f"(got value types {sorted({type(v).__name__ for v in values})})"
+        )
+    points = [dict(p) for p in grid]
+    named = {point_name(p): p for p in points}
+    if len(named) != len(points):
+        raise ValueError("grid has duplicate points")
+    return named
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name: str | None, timeout: float | None) -> dict:
+    """Run one point; never raises: the outcome is written to ``status.json`` and returned."""
+    if (run_dir / STATUS_FILE).exists():  # an earlier failed or interrupted attempt: start over, not on its checkpoints
+        shutil.rmtree(run_dir)
+    if isinstance(runner, str):
+        try:
+            return run_notebook(runner, parameters, run_dir, kernel_name=kernel_name, timeout=timeout)
+        except Exception:  # noqa: BLE001 - recorded by run_notebook in status.json
+            return _read_json(run_dir / STATUS_FILE) | {"output_dir": str(run_dir)}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runner_name = f"{getattr(runner, '__module__', '?')}.{getattr(runner, '__qualname__', repr(runner))}"
+    _write_json(run_dir / PARAMS_FILE, {"runner": runner_name, "parameters": parameters})
+    status = {"status": "running", "started": _now()}
+    _write_json(run_dir / STATUS_FILE, status)
+    start = time.perf_counter()
+    try:
+        metrics = dict(runner(dict(parameters), run_dir) or {})
+        if metrics:
+            _write_json(run_dir / METRICS_FILE, metrics)
+        status.update(status="ok")
+    except Exception as exc:  # noqa: BLE001 - a failed run is data, the sweep goes on
+        metrics = {}
+        status.update(status="failed", **_error_record(exc))
+    status.update(finished=_now(), duration_s=round(time.perf_counter() - start, 2))
+    _write_json(run_dir / STATUS_FILE, status)
+    return {**status, "output_dir": str(run_dir), "metrics": metrics}
+
+
+def _run_in_processes(runner: Runner, todo: list[tuple[dict, Path]], workers: int, threads_per_worker: int | None,
+                      kernel_name: str | None, timeout: float | None, report_done: Callable[[dict, int], None]) -> None:
+    """Run in-process runners in worker processes. A worker that dies (killed, out of memory) breaks the
+    pool: the runs it was executing are recorded as failed, the ones not yet started go to a fresh pool."""
+    import multiprocessing
+
+    threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+    done, pending = 0, list(todo)
+    while pending:
+        pool_started = _now()
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(threads,))
+        with pool:
+            futures = [(pool.submit(_execute, runner, p, d, kernel_name, timeout), p, d) for p, d in pending]
+            not_started: list[tuple[dict, Path]] = []
+            for future, parameters, run_dir in futures:
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    status = _read_json(run_dir / STATUS_FILE)
+                    if status.get("started", "") < pool_started:  # left by an earlier sweep, not begun in this pool
+                        not_started.append((parameters, run_dir))
+                        continue
+                    if status.get("status") == "running":
+                        status.update(status="failed", finished=_now(), error="the worker process running it died "
+                                      "(killed, e.g. out of memory); the next sweep retries it")
+                        _write_json(run_dir / STATUS_FILE, status)
+                    result = {**status, "output_dir": str(run_dir), "metrics": _read_json(run_dir / METRICS_FILE)}
+                done += 1
+                report_done(result, done)
+        if len(not_started) == len(pending):
+            raise RuntimeError("the sweep's worker processes died before running anything; run with workers=1 to see why")
+        pending = not_started
+
+
+def sweep(
+    grid: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    seeds: Iterable[int] = (0,),
+    notebook: str | Runner = "train",
+    output_root: str | os.PathLike = "reports/sweep",
+    base_parameters: Mapping[str, Any] | None = None,
+    workers: int = 1,
+    threads_per_worker: int | None = None,
+    kernel_name: str | None = None,
+    timeout: float | None = None,
+    print_fn: Callable[[str], None] | None = None,
+) -> "pandas.DataFrame":  # noqa: F821
+    """One run per grid point x seed under ``output_root/<point>/seed<k>``; returns the :func:`collect` rows
+    of these runs (other runs under ``output_root``, e.g. of seeds not asked for now, are left out).
+
+    ``notebook`` is a notebook name (executed with papermill, one kernel per run) or a callable
+    ``runner(parameters, output_dir) -> metrics`` executed in-process (``workers`` > 1: in worker processes,
+    so it must be a module-level function). Each run gets ``base_parameters | point | {"seed": seed}``.
+    Complete runs are skipped, so calling ``sweep`` again resumes; failed runs are recorded and retried
+    by the next call. A complete run made with other parameters is an error rather than a silent reuse.
+    """
+    points = expand_grid(grid)
+    seeds = list(seeds)
+    if not points:
+        raise ValueError("the grid is empty: give at least one point")
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed")
+    root = Path(output_root).resolve()
+    jobs: list[tuple[dict, Path]] = []
+    for name, point in points.items():
+        for seed in seeds:
+            parameters = {**(base_parameters or {}), **point, "seed": seed}
+            if isinstance(notebook, str):
+                check_parameters(notebook, parameters)
+            jobs.append((parameters, root / name / f"seed{seed}"))
+    todo = [(p, d) for p, d in jobs if not is_complete(d)]
+    stale = [(d, changes) for p, d in jobs if is_complete(d) and (changes := parameter_changes(d, p))]
+    if stale:
+        run_dir, changes = stale[0]
+        raise ValueError(
+            f"{len(stale)} finished run(s) under {root} were made with other parameters, e.g. "
+            f"{run_dir.relative_to(root).as_posix()} ({'; '.join(changes[:3])}); a sweep only reuses identical runs: "
+            "choose another output_root, or delete those folders (`make clean-reports` for the default study)"
+        )
+    if print_fn:
+        print_fn(f"sweep: {len(jobs)} runs ({len(points)} points x {len(seeds)} seeds), {len(jobs) - len(todo)} done, {len(todo)} to run")
+
+    def report_done(result: dict, done: int) -> None:
+        if print_fn:
+            metrics = result.get("metrics") or {}
+            headline = "  ".join(f"{k}={metrics[k]:.3f}" for k in HEADLINE_METRICS[:2] if isinstance(metrics.get(k), (int, float)))
+            what = headline if result.get("status") == "ok" else f"FAILED {result.get('error', '')[:200]}"
+            print_fn(f"  [{done}/{len(todo)}] {Path(result['output_dir']).relative_to(root)}  {result.get('duration_s', 0):.0f}s  {what}")
+
+    if workers <= 1 or len(todo) <= 1:
+        for i, (parameters, run_dir) in enumerate(todo, 1):
+            report_done(_execute(notebook, parameters, run_dir, kernel_name, timeout), i)
+    elif isinstance(notebook, str):  # each run is its own kernel process already
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures: list[Future] = [pool.submit(_execute, notebook, p, d, kernel_name, timeout) for p, d in todo]
+            for i, future in enumerate(futures, 1):
+                report_done(future.result(), i)
+    else:
+        _run_in_processes(notebook, todo, workers, threads_per_worker, kernel_name, timeout, report_done)
+    frame = collect(root)
+    asked = {d.relative_to(root).as_posix() for _, d in jobs}
+    return frame[frame["run"].isin(asked)].reset_index(drop=True)

@@ -1,0 +1,80 @@
+"""Training runs as sweep runners: a notebook's parameters -> TrainConfig -> metrics."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def as_override_dict(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
+    """``{"a.b": 1}`` or ``["a.b=1"]`` (values typed by YAML, as on the command line) -> a flat dict."""
+    import yaml
+
+    if not overrides:
+        return {}
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    if isinstance(overrides, str):
+        raise ValueError(f"overrides must be a dict or a list of 'key=value' strings, got the string {overrides!r}")
+    flat = {}
+    for text in overrides:
+        if "=" not in text:
+            raise ValueError(f"override {text!r} is not of the form key=value")
+        key, raw = text.split("=", 1)
+        flat[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return flat
+
+
+def training_config(
+    preset: str = "synth_cpu",
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    seed: int | None = None,
+    epochs: int | None = None,
+    data_root: str | None = None,
+    output_dir: str | os.PathLike | None = None,
+):
+    """The engine's ``TrainConfig`` for a notebook's parameters: preset + overrides, then the explicit
+    ``seed`` / ``epochs`` / ``data_root`` / ``output_dir`` arguments (None keeps the preset's value)."""
+    from reidlab.engine import load_config
+
+    merged = as_override_dict(overrides)
+    for key, value in (("seed", seed), ("epochs", epochs), ("data.root", data_root), ("output_dir", output_dir)):
+        if value is not None:
+            merged[key] = str(value) if key in ("data.root", "output_dir") else value
+    return load_config(preset, merged)
+
+
+def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
+    """Sweep runner: train one configuration in this process and return its final metrics.
+
+    ``parameters``: ``preset``, ``overrides``, ``seed``, ``epochs``, ``data_root`` as in
+    :func:`training_config`; ``rerank`` (also evaluate with k-reciprocal re-ranking, adding ``mAP_rerank``
+    and ``rank1_rerank``); ``keep_checkpoints`` (default False: a sweep needs the numbers, not the weights).
+    """
+    import dataclasses
+
+    from reidlab.engine import evaluate_checkpoint, train
+
+    parameters = dict(parameters)
+    unknown = set(parameters) - {"preset", "overrides", "seed", "epochs", "data_root", "rerank", "keep_checkpoints"}
+    if unknown:
+        raise ValueError(f"train_run got unknown parameters {sorted(unknown)}; valid: preset, overrides, seed, epochs, data_root, rerank, keep_checkpoints")
+    config = training_config(
+        parameters.get("preset", "synth_cpu"), parameters.get("overrides"), parameters.get("seed"),
+        parameters.get("epochs"), parameters.get("data_root"), output_dir,
+    )
+    metrics = dict(train(config, print_fn=None))
+    if parameters.get("rerank"):
+        reranked = dataclasses.replace(config, eval=dataclasses.replace(config.eval, rerank=True))
+        extra = evaluate_checkpoint(reranked, metrics["checkpoint"], print_fn=None)
+        metrics.update({f"{k}_rerank": extra[k] for k in ("mAP", "rank1", "mINP") if k in extra})
+    if not parameters.get("keep_checkpoints", False):
+        shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
+        metrics.pop("checkpoint", None)
+        metrics.pop("best_checkpoint", None)
+    return metrics
+
+
