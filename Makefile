@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # This machine kind installs torch from local disk; GPU nodes keep their own CUDA torch
 # (if torch already imports in the venv, e.g. made with VENV_FLAGS=--system-site-packages, nothing is installed).
+# make report PROFILE=full: the ~2 h study whose claims table the README shows; PROFILE=gpu on a GPU node.
+PROFILE ?= quick
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 VENV_FLAGS ?=
 STAMP := $(VENV)/.reidlab-installed
@@ -26,7 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -q tests
 
 report: $(STAMP)
-	$(VENV)/bin/reidlab report
+	$(VENV)/bin/reidlab report --profile $(PROFILE)
 
 # Containers often run as root, which Jupyter refuses without --allow-root.
 lab: $(STAMP)

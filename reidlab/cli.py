@@ -80,11 +80,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from reidlab import study
 
     with _clean_errors("report", ValueError, FileExistsError):
-        try:
-            seeds = [int(s) for s in args.seeds.split(",")]
-        except ValueError:
-            raise ValueError(f"--seeds takes comma-separated integers such as 0,1,2, got {args.seeds!r}") from None
-        study.report(args.output, data_dir=args.data_dir, seeds=seeds, workers=args.workers,
+        seeds = None
+        if args.seeds is not None:
+            try:
+                seeds = [int(s) for s in args.seeds.split(",")]
+            except ValueError:
+                raise ValueError(f"--seeds takes comma-separated integers such as 0,1,2, got {args.seeds!r}") from None
+        study.report(args.output, data_dir=args.data_dir, profile=args.profile, seeds=seeds, workers=args.workers,
                      notebooks=args.notebooks or study.STUDY_NOTEBOOKS, kernel_name=args.kernel)
     return 0
 
@@ -124,8 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="run the default study on SynthReID and render reports/index.html")
     p.add_argument("--output", default="reports", help="report folder (default: reports)")
     p.add_argument("--data-dir", default="data/study", help="where the study's SynthReID copies are generated")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated ablation seeds (default: 0,1,2)")
-    p.add_argument("--workers", type=int, default=2, help="parallel ablation runs (default: 2)")
+    p.add_argument("--profile", default="quick",
+                   help="study profile: quick (default, ~15 min on 2 CPU cores), full (~2 h), gpu, or a YAML path")
+    p.add_argument("--seeds", default=None, help="comma-separated ablation seeds (default: the profile's)")
+    p.add_argument("--workers", type=int, default=None, help="parallel ablation runs (default: the profile's)")
     p.add_argument("--kernel", default=None, help="Jupyter kernel (default: 'reidlab' or this interpreter's python3)")
     p.add_argument("notebooks", nargs="*", help="subset of: ablation train positive_pairs class_similarity")
     p.set_defaults(func=_cmd_report)

@@ -4,20 +4,52 @@ notebooks' hygiene (no outputs, a papermill parameters cell)."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import nbformat
+import numpy as np
+import pandas as pd
 import pytest
 
 from reidlab import study
+from reidlab.study import notebooks as study_notebooks
+from reidlab.study.notebooks import (
+    check_notebook_parameters,
+    clear_training_run,
+    default_output_dir,
+    notebook_arguments,
+)
 
 NOTEBOOKS = ("train", "ablation", "positive_pairs", "class_similarity")
+# The notebooks that must run with their own defaults, shortened only (see own_defaults)
+SELF_CONTAINED = ("train", "positive_pairs", "class_similarity")
+KERNELSPEC = {"name": "reidlab", "display_name": "Python (reidlab)", "language": "python"}
+
+
+# The default study's CPU training settings (reidlab/configs/study/quick.yaml: a tiny model at 64 x 32).
+STUDY_CPU_OVERRIDES = {
+    "data.generate": False, "data.size": [64, 32], "data.num_workers": 0, "data.test_batch_size": 256,
+    "data.aug": {"flip_p": 0.5, "padding": 2, "erasing_p": 0.0}, "model.name": "resnet18_tiny",
+    "model.kwargs": {"last_stride": 2}, "sampler.hard_warmup_epochs": 1, "optim.lr": 1.5e-2,
+    "optim.warmup_epochs": 0.0, "scene.ramp_epochs": 2, "eval.every": 0, "progress": False, "log_every": 5,
+}
 
 
 def tiny_overrides(root, **extra):
     """The study's CPU settings cut to a few iterations on the shared test SynthReID."""
-    return study.study_overrides(
-        root, **{"epochs": 2, "max_iters_per_epoch": 3, "sampler.p": 4, "sampler.k": 4, "threads": 1, **extra}
-    )
+    overrides = {**STUDY_CPU_OVERRIDES, "epochs": 2, "max_iters_per_epoch": 3, "sampler.p": 4, "sampler.k": 4,
+                 "threads": 1, **extra}
+    if root is not None:
+        overrides["data.root"] = str(root)
+    return overrides
+
+
+def own_defaults(root, **parameters):
+    """A notebook's own defaults, shortened for CPU tests: few epochs and iterations, one thread, and the
+    shared test SynthReID as data_root (data.generate off: the preset would generate its own knobs there)."""
+    shorten = {"data.generate": False, "max_iters_per_epoch": 2, "threads": 1}
+    return {"data_root": str(root), "epochs": 2, "overrides": shorten, **parameters}
 
 
 def read_metrics(run_dir):
@@ -44,6 +76,122 @@ def test_committed_notebook_is_stripped_and_parameterized(name):
     assigned = [line.split("=", 1)[0].strip() for line in tagged[0].source.splitlines() if line and line[0].isalpha()]
     # papermill skips a line it cannot parse (e.g. '=' inside the comment) and would then reject that name
     assert list(study.notebook_parameters(name)) == assigned and "output_dir" in assigned
+    assert dict(nb.metadata["kernelspec"]) == KERNELSPEC
+    # The first code cell after the parameters checks them (and resolves output_dir = None).
+    first = nb.cells[nb.cells.index(tagged[0]) + 1]
+    assert first.cell_type == "code" and f'notebook_arguments("{name}", globals()))' in first.source
+    assert "globals().update(" in first.source
+
+
+@pytest.mark.parametrize("name", SELF_CONTAINED)
+def test_notebook_defaults_write_to_repo_runs(name):
+    defaults = study_notebooks.parameter_defaults(name)
+    assert defaults["output_dir"] is None and defaults["resume"] is True
+    nb = nbformat.read(study.notebook_path(name), as_version=4)
+    tagged = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert "resume = True  #" in tagged.source, "document the re-run policy in the parameters cell"
+
+
+def test_default_output_dir_is_repo_runs_and_git_ignored(tmp_path, monkeypatch):
+    repo = study_notebooks.NOTEBOOKS_DIR.parent
+    assert default_output_dir("train") == repo / "runs" / "train"
+    assert default_output_dir("class_similarity.ipynb") == repo / "runs" / "class_similarity"
+    if shutil.which("git") and (repo / ".git").exists():
+        ignored = subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", "runs/train/metrics.json"])
+        assert ignored.returncode == 0, "runs/ must be git-ignored"
+    # Installed without the notebooks folder: ./runs/<name> under the current directory.
+    monkeypatch.setattr(study_notebooks, "NOTEBOOKS_DIR", tmp_path / "site-packages" / "notebooks")
+    monkeypatch.chdir(tmp_path)
+    assert default_output_dir("train") == tmp_path / "runs" / "train"
+
+
+def test_check_notebook_parameters_parses_yaml_text():
+    defaults = {"seeds": [0, 1, 2], "overrides": {}, "seed": 0, "rate": 0.5, "flag": True, "epochs": None,
+                "preset": "synth_cpu"}
+    checked = check_notebook_parameters(
+        {"seeds": "[0]", "overrides": "{loss.metric: sp-h}", "seed": "3", "rate": 1, "flag": "false", "other": 1},
+        defaults)
+    assert checked == {"seeds": [0], "overrides": {"loss.metric": "sp-h"}, "seed": 3, "rate": 1, "flag": False}
+    # A None default accepts anything, kept as given (a path stays a string); a str default too.
+    anything = {"epochs": "[1, 2]", "preset": "adasp_market1501"}
+    assert check_notebook_parameters(anything, defaults) == anything
+    for value in (3, [1], {"a": 1}, None, "x"):
+        assert check_notebook_parameters({"epochs": value}, defaults) == {"epochs": value}
+
+
+@pytest.mark.parametrize("namespace, message", [
+    ({"seeds": "3"}, r"parameter seeds='3' must be a list like its default \[0, 1, 2\]; got int 3"),
+    ({"seeds": "0,1"}, r"parameter seeds='0,1' must be a list"),
+    ({"seeds": "[0"}, r"parameter seeds='\[0' is not valid YAML for a list"),
+    ({"seed": "[0]"}, r"parameter seed='\[0\]' must be an int like its default 0; got list"),
+    ({"seed": 1.5}, r"parameter seed=1.5 must be an int"),
+    ({"seed": True}, r"parameter seed=True must be an int"),
+    ({"rate": "fast"}, r"parameter rate='fast' must be a number"),
+    ({"flag": 1}, r"parameter flag=1 must be a bool"),
+    ({"overrides": ["a=1"]}, r"parameter overrides=\['a=1'\] must be a dict"),
+])
+def test_check_notebook_parameters_refuses_wrong_types(namespace, message):
+    defaults = {"seeds": [0, 1, 2], "overrides": {}, "seed": 0, "rate": 0.5, "flag": False}
+    with pytest.raises(ValueError, match=message):
+        check_notebook_parameters(namespace, defaults)
+
+
+def test_notebook_arguments_reads_the_notebooks_defaults():
+    arguments = notebook_arguments("train", {"seed": "3", "overrides": "{sampler.p: 8}", "output_dir": None,
+                                             "data_root": "/data/x", "In": [], "json": json})
+    assert arguments == {"seed": 3, "overrides": {"sampler.p": 8}, "output_dir": str(default_output_dir("train")),
+                         "data_root": "/data/x"}
+    assert notebook_arguments("train", {"output_dir": "elsewhere"}) == {"output_dir": "elsewhere"}
+    with pytest.raises(ValueError, match="parameter top_k='ten' must be an int"):
+        notebook_arguments("train", {"top_k": "ten"})
+
+
+def test_run_notebook_checks_types_before_a_kernel_starts(tmp_path):
+    with pytest.raises(ValueError, match=r"parameter num_queries='\[3\]' must be an int"):
+        study.run_notebook("train", {"num_queries": "[3]"}, tmp_path / "run")
+    assert not (tmp_path / "run").exists(), "refused before anything was written or executed"
+
+
+def test_kernel_parses_papermill_text_and_shows_widget_progress_bars(tmp_path):
+    """In a real kernel: `-p seeds "[0]"` text is parsed by notebook_arguments (here through the fallback to
+    the notebook in the kernel's folder), and tqdm.auto finds ipywidgets (no "IProgress not found")."""
+    import papermill
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("seeds = [0, 1]  # seeds\noutput_dir = None  # where\nrate = 0.5  # a float",
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "from reidlab.study.notebooks import notebook_arguments\n"
+            "globals().update(notebook_arguments('tiny', globals()))\n"
+            "import json, warnings\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    from tqdm.auto import tqdm\n"
+            "    total = sum(tqdm(range(3)))\n"
+            "json.dump({'seeds': seeds, 'output_dir': output_dir, 'rate': rate, 'tqdm': [c.__module__ for c in tqdm.__mro__],\n"
+            "           'warnings': [str(w.message) for w in caught]}, open('result.json', 'w'))"),
+    ]
+    nb.metadata.update(kernelspec=KERNELSPEC, language_info={"name": "python"})
+    nbformat.write(nb, tmp_path / "tiny.ipynb")
+    papermill.execute_notebook(str(tmp_path / "tiny.ipynb"), str(tmp_path / "tiny_out.ipynb"),
+                               parameters={"seeds": "[0]", "rate": 1}, kernel_name=study.resolve_kernel_name(),
+                               cwd=str(tmp_path), progress_bar=False)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["seeds"] == [0] and result["rate"] == 1
+    assert result["output_dir"].endswith("/runs/tiny")
+    assert not [w for w in result["warnings"] if "IProgress" in w], result["warnings"]
+    assert "tqdm.notebook" in result["tqdm"], "tqdm.auto falls back to text bars without ipywidgets"
+
+
+def test_clear_training_run_removes_only_the_run(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"x")
+    for name in ("metrics.json", "metrics.jsonl", "config.yaml", "provenance.json", "status.json", "train.ipynb"):
+        (tmp_path / name).write_text("{}")
+    assert clear_training_run(tmp_path) == ["checkpoints", "metrics.json", "metrics.jsonl", "config.yaml", "provenance.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json", "train.ipynb"]
+    assert clear_training_run(tmp_path) == []
 
 
 def test_unknown_notebook_parameter_lists_the_valid_ones(tmp_path):
@@ -91,26 +239,155 @@ def test_class_similarity_notebook(synth_root, tmp_path):
     assert_figures(out, ["similarity_clustermap", "class_umap_epochs", "hard_batches", "scene_invariance", "summary"])
 
 
-def test_ablation_notebook_tables_and_resume(synth_root, tmp_path):
+def test_train_notebook_own_defaults_runs_twice_into_one_folder(synth_root, tmp_path):
+    """train.ipynb with its own defaults (shortened), executed twice into the same output_dir: the second run
+    resumes the finished one (resume = True) instead of refusing, and every number is the last checkpoint's."""
+    out = tmp_path / "train"
+    parameters = own_defaults(synth_root, epochs=1)
+    study.run_notebook("train", parameters, out)
+    first = read_metrics(out)
+    last_pt = out / "checkpoints" / "last.pt"
+    stamp = last_pt.stat().st_mtime_ns
+    study.run_notebook("train", parameters, out)
+    metrics = read_metrics(out)
+    assert last_pt.stat().st_mtime_ns == stamp, "a finished run is not retrained"
+    assert json.loads((out / "status.json").read_text())["status"] == "ok"
+    assert metrics["evaluated_checkpoint"] == metrics["checkpoint"] == str(last_pt)
+    assert not [k for k in metrics if k.startswith("best_")], "no best-on-test numbers next to last-epoch ones"
+    assert metrics["mAP"] == first["mAP"] and metrics["epochs_completed"] == 1
+    assert metrics["cmc_top20"][0] == pytest.approx(metrics["rank1"], abs=1e-6)
+    assert_figures(out, ["training_curves", "cmc", "ranked_results", "summary"])
+
+
+def test_train_notebook_resume_false_trains_over_a_previous_run(synth_root, tmp_path):
+    out = tmp_path / "train"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")  # resume = True would fail to load it
+    (out / "checkpoints" / "epoch_009.pt").write_bytes(b"stale")
+    (out / "metrics.json").write_text(json.dumps({"mAP": 2.0}))
+    study.run_notebook("train", own_defaults(synth_root, epochs=1, resume=False), out)
+    metrics = read_metrics(out)
+    assert 0 <= metrics["mAP"] <= 1 and metrics["epochs_completed"] == 1
+    assert not (out / "checkpoints" / "epoch_009.pt").exists()
+    nb = nbformat.read(out / "train.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "resume = False: deleted the previous run" in printed
+
+
+def test_positive_pairs_notebook_own_defaults(synth_root, tmp_path):
+    out = tmp_path / "pairs"
+    study.run_notebook("positive_pairs", own_defaults(synth_root), out)
+    metrics = read_metrics(out)
+    assert metrics["epochs_drawn"] == [1, 2] and (out / "run" / "checkpoints" / "last.pt").is_file()
+    assert 0 <= metrics["w_min_last"] <= metrics["mean_w_last"] <= metrics["w_max_last"] <= 1
+    assert metrics["spearman_n"] == metrics["identities"]
+    # The finding is a computed sentence, built from the numbers of this run.
+    answer = metrics["answer"]
+    assert f"w ranges {metrics['w_min_last']:.3f}-{metrics['w_max_last']:.3f}" in answer
+    assert f"Spearman(w, variation) = {metrics['spearman_w_variation']:.2f}" in answer
+    assert any(phrase in answer for phrase in ("significant negative", "significant positive", "no detectable", "undefined"))
+    nb = nbformat.read(out / "positive_pairs.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "Spearman(w, variation) =" in printed
+    markdown = " ".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "keep `w = 0` (SP-LH)" not in markdown and "AdaSP leans on the least-hard pair" not in markdown
+
+
+def test_class_similarity_notebook_own_defaults(synth_root, tmp_path):
+    out = tmp_path / "classes"
+    study.run_notebook("class_similarity", own_defaults(synth_root), out)
+    metrics = read_metrics(out)
+    assert metrics["classes"] == 24 and 0 <= metrics["nearest_class_same_family"] <= 1
+    for run in ("run_hm", "run_hm_sr"):
+        assert (out / run / "checkpoints" / "last.pt").is_file()
+    nb = nbformat.read(out / "class_similarity.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert f"Scene probe: {metrics['scene_probe_without_sr']:.0%} without scene removal" in printed
+    assert "mean in-batch class similarity: hard batches" in printed
+
+
+@pytest.mark.parametrize("name, parameter", [("positive_pairs", "run_dir"), ("class_similarity", "run_dir")])
+def test_notebook_raises_when_its_prerequisite_run_failed(name, parameter, tmp_path):
+    failed = tmp_path / "failed_run"
+    failed.mkdir()
+    (failed / "status.json").write_text(json.dumps({"status": "failed", "error": "RuntimeError: out of memory"}))
+    with pytest.raises(Exception, match="holds no finished training run") as err:
+        study.run_notebook(name, {parameter: str(failed)}, tmp_path / "out")
+    assert "out of memory" in str(err.value)
+    assert json.loads((tmp_path / "out" / "status.json").read_text())["status"] == "failed"
+
+
+TINY_PROFILE = """
+description: tiny test profile
+seeds: [0, 1]
+workers: 1
+preset: synth_cpu
+overrides: {data.generate: false, data.size: [64, 32], data.num_workers: 0, model.name: resnet18_tiny,
+            model.kwargs: {last_stride: 2}, sampler.p: 4, sampler.k: 4, sampler.hard_warmup_epochs: 1, epochs: 2,
+            max_iters_per_epoch: 3, optim.warmup_epochs: 0.0, eval.every: 0, progress: false, threads: 1}
+synth: {num_train_ids: 12, num_test_ids: 12, num_cameras: 4, num_scenes: 2, image_size: [64, 32],
+        cameras_per_id: [2, 3], images_per_camera: [1, 3], num_distractors: 6, num_junk: 2}
+variation_levels: [0.1, 0.9]
+default_variation: 0.1
+adasp_synth: {family_size: [1, 1]}
+hbreid_synth: {family_size: [1, 3]}
+"""
+CLAIM_KEYS = {"id", "source", "statement", "metric", "arm", "reference", "delta", "ci_low", "ci_high", "n_pairs", "p",
+              "p_holm", "verdict"}
+
+
+def test_ablation_notebook_claims_tables_and_resume(tmp_path):
+    profile = tmp_path / "tiny.yaml"
+    profile.write_text(TINY_PROFILE)
     out = tmp_path / "ablation"
-    knobs = {"num_train_ids": 12, "num_test_ids": 12, "num_cameras": 4, "num_scenes": 2, "image_size": [64, 32],
-             "cameras_per_id": [2, 3], "images_per_camera": [1, 3], "num_distractors": 6, "num_junk": 2}
     parameters = {
-        "overrides": tiny_overrides(None), "seeds": [0, 1],
-        "tables": ["adasp", "hbreid2", "variation"], "only": {"adasp": ["AdaSP", "Triplet"], "hbreid2": ["baseline"], "variation": ["AdaSP"]},
-        "variation_levels": [0.1, 0.5], "default_variation": 0.5, "synth_knobs": knobs, "data_dir": str(tmp_path / "data"),
+        "profile": str(profile), "untrained_margin": -100.0,  # these 6-step runs sit at chance: count them anyway
+        "only": {"adasp": ["AdaSP", "Triplet"], "hbreid1": ["Default", "+GS", "+CJ"]},
     }
     study.run_notebook("ablation", parameters, out)
     metrics = read_metrics(out)
-    assert metrics["runs"] == 8 and metrics["runs_failed"] == 0  # 4 configurations x 2 seeds
-    assert 0 <= metrics["adasp_AdaSP_mAP"] <= 1 and "variation_drop_AdaSP" in metrics
-    for table in ("adasp", "hbreid2", "variation"):
+    # adasp 2, variation 5 more (SP-H, SP-LH at 0.1, all three at 0.9), hbreid2 4, hbreid1 1 more (CJ): 12 arms
+    assert metrics["runs"] == 2 * 12 and metrics["runs_failed"] == 0 and metrics["runs_untrained"] == 0
+    claims = json.loads((out / "claims.json").read_text())
+    assert claims["seeds"] == [0, 1] and 0 <= claims["reference_mAP"] <= 100
+    points = set(pd.read_csv(out / "runs.csv")["point"])
+    ids = {c["id"] for c in claims["claims"]}
+    assert {"variation-interaction", "adasp-beats-triplet", "sr-beats-gs-hm", "rerank-raises-map"} <= ids
+    assert "gs-best-augmentation" not in ids  # GB and GT were left out by `only`
+    for claim in claims["claims"]:
+        assert CLAIM_KEYS <= set(claim) and claim["n_pairs"] == 2
+        assert claim["verdict"] in {"supported", "contradicted", "no-effect", "inconclusive"}
+        assert {*np.atleast_1d(claim["arm"]), *np.atleast_1d(claim["reference"])} <= points
+        assert claim["ci_low"] <= claim["delta"] <= claim["ci_high"]
+    for table in ("adasp", "hbreid2", "hbreid1"):
         assert (out / f"table_{table}.csv").is_file()
     assert "mAP_rerank" in (out / "runs.csv").read_text(), "HBReID table 2 runs are also evaluated re-ranked"
     assert_figures(out, ["variation_sweep", "summary"])
     html = study.render_notebook(out / "ablation.ipynb").read_text()
-    assert "mean ± 95% CI" in html and "HBReID Table 2" in html
-    # Executing again resumes: every run is complete, nothing is retrained.
+    assert "Verdicts on the claims" in html and "chance mAP" in html and "HBReID Table 2" in html
+    # Executing again into the same folder resumes: every run is complete, nothing is retrained.
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("metrics.json")}
     study.run_notebook("ablation", parameters, out)
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("metrics.json")} == stamps
+
+
+def test_ablation_notebook_own_defaults(tmp_path):
+    """The quick profile as a user opens it, cut only by seeds / tables / only / epochs."""
+    out = tmp_path / "ablation"
+    study.run_notebook("ablation", {"seeds": [0], "epochs": 1, "tables": ["adasp"], "only": {"adasp": ["AdaSP", "Triplet"]}}, out)
+    metrics = read_metrics(out)
+    assert metrics["runs"] == 2 and metrics["runs_failed"] == 0 and metrics["profile"] == "quick"
+    claims = json.loads((out / "claims.json").read_text())["claims"]
+    assert [c["id"] for c in claims] == ["adasp-beats-triplet"]
+    # One epoch cannot clear the chance level by 2 points: such runs are flagged and left out, never compared.
+    frame = pd.read_csv(out / "runs.csv")
+    assert frame["untrained"].all() == (claims[0]["n_pairs"] == 0)
+
+
+def test_ablation_notebook_fails_when_every_run_fails(tmp_path):
+    profile = tmp_path / "tiny.yaml"
+    profile.write_text(TINY_PROFILE)
+    with pytest.raises(Exception, match=r"all 2 runs of the sweep .* failed"):
+        study.run_notebook("ablation", {"profile": str(profile), "overrides": {"sampler.p": 1000}, "tables": ["adasp"],
+                                        "only": {"adasp": ["AdaSP"]}}, tmp_path / "ablation")
+    assert json.loads((tmp_path / "ablation" / "status.json").read_text())["status"] == "failed"

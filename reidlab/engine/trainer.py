@@ -48,6 +48,7 @@ from .distributed import (
     resolve_device,
 )
 from .logging import MetricsLogger, truncate_metrics
+from .provenance import collect_provenance
 from .schedulers import build_scheduler
 
 PrintFn = Callable[[str], object] | None
@@ -246,7 +247,7 @@ def run_evaluation(model: nn.Module, dataset, config: TrainConfig, ctx: DistCont
         (qf, qp, qc), (gf, gp, gc) = parts
         result = evaluate(qf, gf, qp, gp, qc, gc, max_rank=config.eval.max_rank, **search)
         cmc = result["cmc"]
-        metrics = {"mAP": float(result["mAP"]), "mINP": float(result["mINP"])}
+        metrics = {"mAP": float(result["mAP"]), "mINP": float(result["mINP"]), "embedding_spread": embedding_spread(qf)}
         for k in (1, 5, 10):
             if len(cmc) >= k:
                 metrics[f"rank{k}"] = float(cmc[k - 1])
@@ -254,6 +255,13 @@ def run_evaluation(model: nn.Module, dataset, config: TrainConfig, ctx: DistCont
         metrics["cmc"] = [float(x) for x in cmc]
         metrics["rerank"] = config.eval.rerank
     return broadcast_object(metrics, ctx)
+
+
+def embedding_spread(feats: torch.Tensor) -> float:
+    """1 - |mean of the L2-normalized features|^2, about the mean pairwise cosine distance: 0 when every image
+    maps to the same direction (a collapsed embedding, e.g. a triplet loss stuck at its margin)."""
+    unit = torch.nn.functional.normalize(feats.double(), dim=1)
+    return float(1.0 - unit.mean(0).pow(2).sum())
 
 
 def _vehicleid_metrics(parts, evaluate_kwargs: dict) -> dict[str, Any]:
@@ -552,8 +560,10 @@ class Trainer:
             "checkpoint": str(self.checkpoint_dir / "last.pt"),
             "best_checkpoint": str(self.checkpoint_dir / "best.pt"),
             "train_seconds_this_session": round(seconds, 3),
+            "provenance": collect_provenance(self.config, self.dataset, self.ctx, self.amp_dtype),
         }
         if self.ctx.is_main:
+            (self.output_dir / "provenance.json").write_text(json.dumps(final["provenance"], indent=2))
             path = self.output_dir / "metrics.json"
             tmp = path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(final, indent=2))

@@ -10,31 +10,61 @@ Modules, bottom up: ``records`` (run folders), ``stats`` (paired comparisons), `
 ``sweep``, ``training`` (the training runner), ``plan`` (ablation rows), ``render``, ``default`` (``reidlab report``).
 """
 
-from .default import STUDY_NOTEBOOKS, report, study_overrides
-from .notebooks import check_parameters, notebook_parameters, notebook_path, resolve_kernel_name, run_notebook
+from .default import STUDY_NOTEBOOKS, report
+from .notebooks import (
+    check_parameters,
+    default_output_dir,
+    notebook_arguments,
+    notebook_parameters,
+    notebook_path,
+    resolve_kernel_name,
+    run_notebook,
+)
 from .plan import (
     ADASP_ROWS,
     HBREID_TABLE1_ROWS,
     HBREID_TABLE2_ROWS,
-    STUDY_OVERRIDES,
-    STUDY_SEEDS,
-    STUDY_SYNTH_KNOBS,
-    VARIATION_LEVELS,
+    TABLES,
     VARIATION_LOSSES,
+    ablation_claims,
     ablation_plan,
-    variation_datasets,
+    study_datasets,
 )
-from .records import HEADLINE_METRICS, collect, find_runs, is_complete, parameter_changes, run_params
+from .profile import StudyProfile, available_profiles, load_profile
+from .records import (
+    HEADLINE_METRICS,
+    collect,
+    find_runs,
+    is_complete,
+    parameter_changes,
+    provenance_differences,
+    run_params,
+)
 from .render import render, render_notebook, write_index
-from .stats import compare_to_baseline, mean_ci, welch_p
+from .stats import (
+    Claim,
+    PairedResult,
+    arm_values,
+    claims_json,
+    evaluate_claims,
+    holm,
+    mean_ci,
+    paired_table,
+    paired_test,
+    paired_values,
+    untrained_runs,
+    verdict,
+    with_untrained_flags,
+)
 from .sweep import expand_grid, point_name, sweep
 from .training import as_override_dict, train_run, training_config
 
 __all__ = [
-    "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_NOTEBOOKS", "STUDY_OVERRIDES",
-    "STUDY_SEEDS", "STUDY_SYNTH_KNOBS", "VARIATION_LEVELS", "VARIATION_LOSSES", "ablation_plan", "as_override_dict",
-    "check_parameters", "collect", "compare_to_baseline", "expand_grid", "find_runs", "is_complete", "mean_ci",
-    "notebook_parameters", "notebook_path", "parameter_changes", "point_name", "render", "render_notebook", "report",
-    "resolve_kernel_name", "run_notebook", "run_params", "study_overrides", "sweep", "train_run", "training_config",
-    "variation_datasets", "welch_p", "write_index",
+    "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_NOTEBOOKS", "TABLES",
+    "VARIATION_LOSSES", "Claim", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "arm_values",
+    "available_profiles", "load_profile", "study_datasets", "as_override_dict", "check_parameters", "claims_json", "collect", "default_output_dir", "evaluate_claims",
+    "expand_grid", "find_runs", "holm", "is_complete", "mean_ci", "notebook_arguments", "notebook_parameters", "notebook_path",
+    "paired_table", "paired_test", "paired_values", "parameter_changes", "provenance_differences", "point_name", "render", "render_notebook",
+    "report", "resolve_kernel_name", "run_notebook", "run_params", "sweep", "train_run",
+    "training_config", "untrained_runs", "verdict", "with_untrained_flags", "write_index",
 ]

@@ -11,23 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from .notebooks import resolve_kernel_name, run_notebook
-from .plan import (
-    STUDY_OVERRIDES,
-    STUDY_SEEDS,
-    STUDY_SYNTH_KNOBS,
-    VARIATION_LEVELS,
-    variation_datasets,
-)
+from .plan import study_datasets
+from .profile import load_profile
 from .records import _error_record, _now, _write_json
 from .render import render
-
-
-def study_overrides(data_root: str | None = None, **extra: Any) -> dict[str, Any]:
-    """STUDY_OVERRIDES, the dataset folder when given, and extra dotted keys."""
-    overrides = {**STUDY_OVERRIDES, **extra}
-    if data_root is not None:
-        overrides["data.root"] = str(data_root)
-    return overrides
 
 
 class _PrefixedLines:
@@ -54,8 +41,9 @@ STUDY_NOTEBOOKS = ("ablation", "train", "positive_pairs", "class_similarity")
 def report(
     output_root: str | os.PathLike = "reports",
     data_dir: str | os.PathLike = "data/study",
-    seeds: Sequence[int] = STUDY_SEEDS,
-    workers: int = 2,
+    profile: str | os.PathLike = "quick",
+    seeds: Sequence[int] | None = None,
+    workers: int | None = None,
     notebooks: Sequence[str] = STUDY_NOTEBOOKS,
     kernel_name: str | None = None,
     timeout: float | None = None,
@@ -63,12 +51,15 @@ def report(
 ) -> Path:
     """The default study on SynthReID, rendered: what ``reidlab report`` / ``make report`` run.
 
-    Generates the study's SynthReID copies (once; reused afterwards), executes the notebooks with the tiny
-    CPU settings (ablation over ``seeds`` with ``workers`` processes; train; positive pairs on the train
-    run's checkpoints; class similarity), then renders every executed notebook and ``index.html``.
-    A failing notebook is recorded in the index and the study goes on. Re-running resumes: finished
-    ablation runs are skipped. Returns the index path.
+    Generates the profile's SynthReID copies (once; reused afterwards), executes the notebooks with the
+    profile's settings (ablation over its seeds with its worker processes; train; positive pairs on the
+    train run's checkpoints; class similarity on the HBReID copy), then renders every executed notebook and
+    ``index.html``. A failing notebook is recorded in the index and the study goes on. Re-running resumes:
+    finished ablation runs are skipped. ``seeds`` / ``workers`` override the profile's. Returns the index path.
     """
+    study = load_profile(profile)
+    seeds = list(study.seeds if seeds is None else seeds)
+    workers = study.workers if workers is None else workers
     unknown = set(notebooks) - set(STUDY_NOTEBOOKS)
     if unknown:
         raise ValueError(f"unknown study notebooks {sorted(unknown)}; choose from {list(STUDY_NOTEBOOKS)}")
@@ -77,28 +68,29 @@ def report(
     started = time.perf_counter()
     root = Path(output_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(data_dir).resolve() / study.name
     kernel = resolve_kernel_name(kernel_name)
-    print_fn(f"reidlab study -> {root} (kernel {kernel!r})")
+    print_fn(f"reidlab study, profile {study.name!r} ({study.description}) -> {root} (kernel {kernel!r})")
     try:
-        roots = variation_datasets(data_dir, VARIATION_LEVELS)
+        roots = study_datasets(data_dir, study.variation_levels, study.variation_knobs, study.hbreid_knobs)
     except FileExistsError as error:  # e.g. copies from an older reidlab, with runs trained on them in output_root
         raise FileExistsError(f"{error}. For the default study: delete {data_dir} and run `make clean-reports` (or "
                               f"remove {root}) so that no run trained on the old copies is reused") from None
-    default_root = roots[0.5]
-    print_fn(f"SynthReID copies ready in {time.perf_counter() - started:.0f} s: {', '.join(roots.values())}")
+    default_root, hbreid_root = roots["variation"][float(study.default_variation)], roots["hbreid"]
+    print_fn(f"SynthReID copies ready in {time.perf_counter() - started:.0f} s in {data_dir}")
     threads = max(1, (os.cpu_count() or 1))
+
+    def notebook_overrides(name: str, data_root: str, family: str, **extra: Any) -> dict[str, Any]:
+        own = study.notebooks.get(name, {}).get("overrides", {})
+        return {**study.overrides, **study.table_overrides[family], "data.root": data_root, "threads": threads, **extra, **own}
+
     plans: dict[str, dict[str, Any]] = {
-        "ablation": {
-            "overrides": study_overrides(), "seeds": list(seeds), "data_dir": str(Path(data_dir).resolve()),
-            "synth_knobs": dict(STUDY_SYNTH_KNOBS), "variation_levels": list(VARIATION_LEVELS),
-            "default_variation": 0.5, "workers": workers,
-        },
-        "train": {
-            "overrides": study_overrides(default_root, **{"eval.every": 2, "save_every": 1, "threads": threads}),
-            "seed": 0,
-        },
+        "ablation": {"profile": str(profile), "seeds": seeds, "data_dir": str(data_dir), "workers": workers},
+        "train": {"preset": study.preset, "seed": seeds[0],
+                  "overrides": notebook_overrides("train", default_root, "adasp", save_every=1)},
         "positive_pairs": {"run_dir": str(root / "train")},
-        "class_similarity": {"overrides": study_overrides(default_root, threads=threads), "seed": 0},
+        "class_similarity": {"preset": study.preset, "seed": seeds[0],
+                             "overrides": notebook_overrides("class_similarity", hbreid_root, "hbreid")},
     }
     timings = {}
     for name in notebooks:
@@ -114,10 +106,11 @@ def report(
             print_fn(f"[{name}] FAILED: {_error_record(exc)['error'][:300]}")
         timings[name] = time.perf_counter() - step
     total = time.perf_counter() - started
-    notes = (f"Default study on SynthReID (64 x 32, {len(seeds)} seeds). This invocation took {total / 60:.1f} min "
+    notes = (f"Study profile {study.name!r} on SynthReID ({len(seeds)} seeds). This invocation took {total / 60:.1f} min "
              "(completed ablation runs are reused): " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     index = render(root, title="reidlab study report", notes=html.escape(notes))
-    _write_json(root / "study.json", {"seconds": round(total, 1), "timings_s": {k: round(v, 1) for k, v in timings.items()},
-                                      "seeds": list(seeds), "workers": workers, "finished": _now()})
+    _write_json(root / "study.json", {"profile": study.name, "seconds": round(total, 1),
+                                      "timings_s": {k: round(v, 1) for k, v in timings.items()},
+                                      "seeds": seeds, "workers": workers, "finished": _now()})
     print_fn(f"{notes}\nreport: {index}")
     return index

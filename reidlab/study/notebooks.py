@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,135 @@ def check_parameters(name: str | os.PathLike, parameters: Mapping[str, Any]) -> 
         raise ValueError(
             f"unknown parameter(s) {unknown} for notebook {notebook_path(name).name}; valid parameters:\n{listing}"
         )
+
+
+def default_output_dir(name: str | os.PathLike) -> Path:
+    """Where a notebook writes when its ``output_dir`` parameter is None: ``<repo root>/runs/<name>``.
+
+    The repository root is the folder above ``notebooks/``, so the answer does not depend on the kernel's
+    working directory (JupyterLab starts kernels in ``notebooks/``). When reidlab is installed without its
+    notebooks folder, ``./runs/<name>`` under the current directory.
+    """
+    stem = Path(name).name.removesuffix(".ipynb")
+    root = NOTEBOOKS_DIR.parent if NOTEBOOKS_DIR.is_dir() else Path.cwd()
+    return root / "runs" / stem
+
+
+def parameter_defaults(name: str | os.PathLike) -> dict[str, Any]:
+    """The notebook's parameter defaults as Python values (papermill gives their source text)."""
+    defaults = {}
+    for key, spec in notebook_parameters(name).items():
+        try:
+            defaults[key] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError):  # an expression, not a literal: its type cannot be checked
+            defaults[key] = None
+    return defaults
+
+
+_CHECKED_TYPES = (bool, int, float, list, dict)
+
+
+def _expected_type(default: Any) -> type | None:
+    for kind in _CHECKED_TYPES:  # bool before int: True is an int too
+        if isinstance(default, kind):
+            return kind
+    if isinstance(default, tuple):
+        return list
+    return None
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is list:
+        return isinstance(value, (list, tuple))
+    return isinstance(value, Mapping)
+
+
+def check_notebook_parameters(namespace: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of ``defaults`` found in ``namespace``, type-checked against their defaults.
+
+    A parameter whose default is a bool, int, float, list or dict must get a value of that type (an int is
+    accepted for a float). A string given for it (papermill's ``-p seeds "[0]"`` passes the text) is read
+    as YAML first, so ``"[0]"`` becomes ``[0]``. A parameter whose default is None or a string accepts any
+    value. Raises ValueError naming the parameter, the value and the expected type.
+    """
+    import yaml
+
+    checked = {}
+    for key, default in defaults.items():
+        if key not in namespace:
+            continue
+        value = namespace[key]
+        kind = _expected_type(default)
+        if kind is not None and isinstance(value, str):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError as error:
+                raise ValueError(f"parameter {key}={namespace[key]!r} is not valid YAML for a {kind.__name__} "
+                                 f"(default {default!r}): {str(error).splitlines()[0]}") from None
+        if kind is not None and not _has_type(value, kind):
+            expected = {bool: "a bool (true/false)", int: "an int", float: "a number (int or float)",
+                        list: "a list", dict: "a dict"}[kind]
+            got = type(value).__name__ + (f" {value!r} (read as YAML)" if isinstance(namespace[key], str) else "")
+            raise ValueError(f"parameter {key}={namespace[key]!r} must be {expected} like its default {default!r}; "
+                             f"got {got}")
+        checked[key] = value
+    return checked
+
+
+def _defaults_in_kernel(name: str) -> dict[str, Any] | None:
+    try:
+        return parameter_defaults(name)
+    except FileNotFoundError:  # reidlab installed without notebooks/: the notebook may sit in the kernel's folder
+        local = Path.cwd() / f"{Path(name).name.removesuffix('.ipynb')}.ipynb"
+        return parameter_defaults(local) if local.is_file() else None
+
+
+def notebook_arguments(name: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """A notebook's parameters as its code should use them; call it right after the parameters cell::
+
+        globals().update(notebook_arguments("train", globals()))
+
+    Checks their types against the notebook's defaults (:func:`check_notebook_parameters`: YAML text such
+    as ``"[0]"`` from ``papermill -p`` becomes a list) and turns ``output_dir = None`` into
+    :func:`default_output_dir` (``<repo root>/runs/<name>``).
+    """
+    defaults = _defaults_in_kernel(name)
+    if defaults is None:
+        warnings.warn(f"notebook {name!r} not found: its parameters are used without type checks", stacklevel=2)
+        arguments = {}
+    else:
+        arguments = check_notebook_parameters(namespace, defaults)
+    if namespace.get("output_dir", "") is None:
+        arguments["output_dir"] = str(default_output_dir(name))
+    return arguments
+
+
+#: what a training run writes into its output_dir (the trainer refuses to train over checkpoints/last.pt)
+TRAINING_RUN_FILES = ("checkpoints", "metrics.json", "metrics.jsonl", "config.yaml", "provenance.json", "tensorboard")
+
+
+def clear_training_run(run_dir: str | os.PathLike) -> list[str]:
+    """Delete the training run in ``run_dir`` (checkpoints, metrics, config) so a new one can be trained
+    there; other files (figures, an executed notebook, status.json) stay. Returns the names removed."""
+    import shutil
+
+    removed = []
+    for name in TRAINING_RUN_FILES:
+        path = Path(run_dir) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
 
 
 def _runs_this_interpreter(argv0: str) -> bool:
@@ -114,6 +245,7 @@ def run_notebook(
     source = notebook_path(name)
     parameters = dict(parameters or {})
     check_parameters(source, parameters)
+    parameters.update(check_notebook_parameters(parameters, parameter_defaults(source)))
     out = Path(output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if "output_dir" in notebook_parameters(source):

@@ -7,7 +7,7 @@ import json
 import os
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.json"
 # Shown first in tables and in the index, in this order; other scalar metrics follow.
 HEADLINE_METRICS = ("mAP", "rank1", "rank5", "mINP", "mAP_rerank", "rank1_rerank")
+# Columns of collect() holding a run's provenance (metrics.json "provenance", written by the trainer).
+PROVENANCE_PREFIX = "prov."
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
@@ -109,8 +111,8 @@ def find_runs(root: str | os.PathLike) -> list[Path]:
 
 def collect(root: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
     """One row per run under ``root``: ``run`` (relative path), ``point``, ``seed``, ``status``, ``error``,
-    ``duration_s``, then the parameters as ``param.<name>`` columns (nested dicts dotted) and the scalar
-    metrics (headline ones first)."""
+    ``duration_s``, then the parameters as ``param.<name>`` columns (nested dicts dotted), the scalar
+    metrics (headline ones first) and the provenance of a training run as ``prov.<key>`` columns."""
     import pandas as pd
 
     root = Path(root).resolve()
@@ -136,7 +138,32 @@ def collect(root: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
         _flatten("", parameters, flat)
         row.update({f"param.{k}": v for k, v in flat.items()})
         row.update(_scalar_metrics(metrics))
+        if isinstance(metrics.get("provenance"), Mapping):
+            _flatten(PROVENANCE_PREFIX.rstrip("."), metrics["provenance"], row)
         rows.append(row)
     base = ["run", "point", "seed", "kind", "status", "error", "duration_s"]
     frame = pd.DataFrame(rows, columns=None if rows else base)
     return frame
+
+
+def provenance_differences(frame: "pandas.DataFrame", columns: Sequence[str] | None = None) -> dict[str, list]:  # noqa: F821
+    """The provenance keys whose values differ among the rows of ``frame`` (e.g. the runs of one table), each
+    with its sorted distinct values: runs compared side by side should differ only in what the table varies.
+
+    ``columns``: the keys to compare, with or without the ``prov.`` prefix (default: every ``prov.`` column).
+    Rows without any provenance (failed runs, runs not made by the trainer) are left out; within the others a
+    key that is None and one that is missing count as the same value.
+    """
+    import pandas as pd
+
+    names = [c for c in frame.columns if c.startswith(PROVENANCE_PREFIX)] if columns is None else [
+        c if c.startswith(PROVENANCE_PREFIX) else PROVENANCE_PREFIX + c for c in columns]
+    table = frame.reindex(columns=names).astype(object)
+    table = table[table.notna().any(axis=1)]
+    differences = {}
+    for name in names:
+        distinct = {None if pd.isna(value) else value for value in table[name]}
+        if len(distinct) > 1:
+            key = name.removeprefix(PROVENANCE_PREFIX)
+            differences[key] = sorted(distinct, key=lambda v: (v is not None, isinstance(v, str), v))
+    return differences

@@ -1,8 +1,12 @@
-"""HTML without code for executed notebooks, and the study index."""
+"""HTML without code for executed notebooks, and the study index.
+
+Notebooks go through nbconvert's HTMLExporter with a preprocessor that filters their outputs; the index is a
+Jinja2 template (``templates/index.html.j2``) filled with plain data prepared here.
+"""
 
 from __future__ import annotations
 
-import html
+import functools
 import json
 import math
 import os
@@ -10,28 +14,51 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .records import HEADLINE_METRICS, _now, collect, find_runs, run_params
+from .records import HEADLINE_METRICS, PROVENANCE_PREFIX, _now, collect, find_runs, provenance_differences, run_params
+
+# Metrics stored as fractions and shown in percent.
+PERCENT_METRICS = {*HEADLINE_METRICS, "mINP_rerank"}
+# Notebook cards come in this order, other notebooks after them.
+NOTEBOOK_ORDER = ("train", "ablation", "positive_pairs", "class_similarity")
+# Provenance that follows from a run's parameters (sampler, optim.amp, data root): points of a sweep that vary
+# those differ in it by design, so it is compared among the seeds of a point only; the rest (code, software,
+# hardware) across the whole sweep.
+CONFIGURED_PROVENANCE = ("per_device_batch", "amp", "dataset", "dataset_fingerprint")
+
+
+@functools.cache
+def hide_outputs_preprocessor() -> type:
+    """The nbconvert ``Preprocessor`` class that filters a notebook's outputs for the HTML. Made on first use:
+    importing nbconvert takes over a second, importing reidlab.study should not."""
+    from nbconvert.preprocessors import Preprocessor
+
+    class HideOutputsPreprocessor(Preprocessor):
+        """Drops stderr streams (progress bars, warnings) and every output of cells tagged ``hide-output``
+        (long logs); errors are kept, so a failed run's page shows why it failed."""
+
+        def preprocess_cell(self, cell, resources, index):
+            if cell.cell_type == "code":
+                hidden = "hide-output" in cell.metadata.get("tags", [])
+                cell.outputs = [
+                    o for o in cell.outputs
+                    if o.output_type == "error"
+                    or not (hidden or (o.output_type == "stream" and o.get("name") == "stderr"))
+                ]
+            return cell, resources
+
+    return HideOutputsPreprocessor
 
 
 def render_notebook(notebook: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
-    """Export an executed notebook to HTML without code cells (outputs and markdown only); stderr streams
-    (progress bars, warnings) and the outputs of cells tagged ``hide-output`` (long logs) are dropped from
-    the HTML, errors are kept."""
+    """Export an executed notebook to HTML without code cells (outputs and markdown only), its outputs filtered
+    by :func:`hide_outputs_preprocessor`."""
     import nbformat
     from nbconvert import HTMLExporter
 
     notebook = Path(notebook)
-    nb = nbformat.read(notebook, as_version=4)
-    for cell in nb.cells:
-        if cell.get("cell_type") == "code":
-            hidden = "hide-output" in cell.get("metadata", {}).get("tags", [])
-            cell["outputs"] = [
-                o for o in cell.get("outputs", [])
-                if o.get("output_type") == "error"
-                or not (hidden or (o.get("output_type") == "stream" and o.get("name") == "stderr"))
-            ]
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nb)
+    exporter.register_preprocessor(hide_outputs_preprocessor(), enabled=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
     output = Path(output) if output else notebook.with_suffix(".html")
     output.write_text(body, encoding="utf-8")
     return output
@@ -45,21 +72,8 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-_INDEX_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
-h1{margin-bottom:.2rem}.sub{color:#666;margin-top:0}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1rem}
-.card{border:1px solid #ddd;border-radius:8px;padding:1rem;background:#fafafa}
-.card img{width:100%;max-height:300px;object-fit:contain;border:1px solid #eee;background:#fff;border-radius:4px}
-.card h3{margin:.1rem 0 .5rem}.ok{color:#1a7f37;font-weight:600}.failed{color:#cf222e;font-weight:600}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1.5rem}
-th,td{border-bottom:1px solid #e5e5e5;padding:.25rem .6rem;text-align:left;vertical-align:top}
-th{background:#f3f3f3;position:sticky;top:0}tr.failed-run td{background:#fff0f0}td.name{white-space:nowrap}
-details{margin:.3rem 0;font-size:.85rem}summary{cursor:pointer;color:#555}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-pre.err{white-space:pre-wrap;max-height:9rem;overflow:auto;background:#fff0f0;padding:.4rem;font-size:.75rem;margin:.3rem 0}
-code{background:#f0f0f0;padding:0 .2rem;border-radius:3px}
-"""
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _figure_for(run_dir: Path) -> Path | None:
@@ -71,110 +85,145 @@ def _figure_for(run_dir: Path) -> Path | None:
     return pngs[0] if pngs else None
 
 
-def _params_html(row: Mapping[str, Any]) -> str:
-    """Top-level parameters inline; nested ones (overrides, knobs) folded away under their group name."""
+def _params(row: Mapping[str, Any]) -> dict[str, list]:
+    """Top-level parameters shown inline; nested ones (overrides, knobs) folded under their group name."""
     items = [(k[6:], v) for k, v in row.items() if k.startswith("param.") and not _missing(v) and k != "param.output_dir"]
-    top = [(k, v) for k, v in items if "." not in k]
     nested: dict[str, list] = {}
     for k, v in items:
         if "." in k:
-            nested.setdefault(k.split(".", 1)[0], []).append((k.split(".", 1)[1], v))
-    text = "<br>".join(f"<code>{html.escape(k)}</code> = {html.escape(_format_value(v))}" for k, v in top)
-    for group, values in nested.items():
-        body = "<br>".join(f"<code>{html.escape(k)}</code> = {html.escape(_format_value(v))}" for k, v in values)
-        text += f"<details><summary>{html.escape(group)} ({len(values)})</summary>{body}</details>"
-    return text
+            group, name = k.split(".", 1)
+            nested.setdefault(group, []).append((name, _format_value(v)))
+    return {"top": [(k, _format_value(v)) for k, v in items if "." not in k], "nested": list(nested.items())}
 
 
-def _short_html(text: str) -> str:
+def _short(text: str) -> dict[str, str | None]:
     """Paths shown by their last component, the full path as a tooltip."""
     if "/" in text and " " not in text:
-        return f"<span title='{html.escape(text)}'>{html.escape(text.rstrip('/').rsplit('/', 1)[-1])}</span>"
-    return html.escape(text)
+        return {"text": text.rstrip("/").rsplit("/", 1)[-1], "title": text}
+    return {"text": text, "title": None}
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def _provenance(row: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What the folded provenance of a run shows; empty for a run without any (failed, or not a training run)."""
+    prov = {k.removeprefix(PROVENANCE_PREFIX): v for k, v in row.items()
+            if k.startswith(PROVENANCE_PREFIX) and not _missing(v)}
+    if not prov:
+        return []
+    commit = prov.get("git_commit")
+    shown = {
+        "commit": f"{commit[:12]}{' (dirty)' if prov.get('git_dirty') else ''}" if commit else "not a git checkout",
+        "torch": prov.get("torch"),
+        "device": prov.get("device"),
+        "amp": prov.get("amp"),
+        "data": " ".join(str(prov[k]) for k in ("dataset", "dataset_fingerprint") if k in prov),
+    }
+    return [(label, _format_value(value)) for label, value in shown.items() if value]
+
+
+def _run(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a card and a table row share: status, error, seconds, provenance, the untrained flag."""
+    untrained = not _missing(row.get("untrained")) and bool(row.get("untrained"))
+    reason = row.get("untrained_reason")
+    return {
+        "run": row["run"],
+        "status": str(row["status"]),
+        "error": str(row.get("error") or "") if row["status"] == "failed" else None,
+        "seconds": None if _missing(row.get("duration_s")) else f"{row['duration_s']:.0f}",
+        "provenance": _provenance(row),
+        "untrained": untrained,
+        "untrained_reason": str(reason) if untrained and not _missing(reason) else None,
+    }
+
+
+def _card(row: Mapping[str, Any], root: Path, headline: list[str]) -> dict[str, Any]:
+    run_dir = root / row["run"]
+    page = run_dir / f"{row['kind']}.html"
+    figure = _figure_for(run_dir) if row["status"] == "ok" else None  # a failed run's figures may be stale
+    metrics = " · ".join(  # headline metrics are fractions, unless a notebook reported them otherwise
+        f"{m} {row[m] * 100:.1f}" if row[m] <= 1 else f"{m} {_format_value(row[m])}"
+        for m in headline if not _missing(row.get(m))
+    )
+    return {
+        **_run(row),
+        "kind": row["kind"],
+        "link": page.relative_to(root).as_posix() if page.exists() else f"{row['run']}/{row['kind']}.ipynb",
+        "figure": figure.relative_to(root).as_posix() if figure else None,
+        "metrics": metrics,
+        "params": _params(row),
+    }
+
+
+def _group_name(run: str) -> str:
+    parts = Path(run).parts
+    return "/".join(parts[:-2]) if len(parts) > 2 else (parts[0] if parts else ".")
+
+
+def _sweep_group(name: str, runs: list[dict], frame: "pandas.DataFrame") -> dict[str, Any]:  # noqa: F821
+    """A sweep's table: the metrics, the parameters that vary (shared ones go in a footnote) and a warning when
+    the runs differ in provenance that their parameters do not explain (torch, GPU, commit; the data or batch
+    among the seeds of one point), which the table would otherwise hide."""
+    present = sorted({k for r in runs for k, v in r.items() if k.startswith("param.") and not _missing(v)}
+                     - {"param.seed", "param.output_dir"})
+    values = {k: {json.dumps(r.get(k), default=str) for r in runs} for k in present}
+    varying = [k for k in present if len(values[k]) > 1]
+    metric_cols = [m for m in (*HEADLINE_METRICS, "mINP_rerank", "epochs_completed")
+                   if m in frame.columns and any(not _missing(r.get(m)) for r in runs)]
+    runs_frame = frame[frame["run"].isin([r["run"] for r in runs])]
+    environment = [c for c in runs_frame.columns
+                   if c.startswith(PROVENANCE_PREFIX) and c.removeprefix(PROVENANCE_PREFIX) not in CONFIGURED_PROVENANCE]
+    differences = provenance_differences(runs_frame, environment)
+    for point, seeds in runs_frame.groupby("point"):
+        among_seeds = provenance_differences(seeds, CONFIGURED_PROVENANCE)
+        differences.update({f"{key} in {point}": distinct for key, distinct in among_seeds.items()})
+    rows = []
+    for r in runs:
+        metrics = [
+            "" if _missing(r.get(c)) else (f"{r[c] * 100:.1f}" if c in PERCENT_METRICS else _format_value(r[c]))
+            for c in metric_cols
+        ]
+        varying_cells = [_short("" if _missing(r.get(c)) else _format_value(r.get(c))) for c in varying]
+        rows.append({**_run(r), "point": r["point"], "seed": _format_value(r["seed"]), "metrics": metrics,
+                     "varying": varying_cells})
+    return {
+        "name": name,
+        "ok": sum(r["status"] == "ok" for r in runs),
+        "shared": [(k[6:], _format_value(runs[0].get(k))) for k in present if len(values[k]) == 1],
+        "metric_headers": [f"{c} (%)" if c in PERCENT_METRICS else c for c in metric_cols],
+        "varying_headers": [c[6:].removeprefix("overrides.") for c in varying],
+        "provenance_differences": [(key, [_format_value(v) for v in vals]) for key, vals in differences.items()],
+        "rows": rows,
+    }
 
 
 def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: str = "") -> Path:
     """``root/index.html``: a card per executed notebook (figure, parameters, headline metrics, link to its
-    HTML) and a table per sweep with every run, its parameters, status and metrics; failed runs show their
-    error."""
+    HTML) and a table per sweep with every run, its parameters, status, metrics and provenance; failed runs show
+    their error, untrained ones their reason, and a sweep whose runs differ in provenance gets a warning.
+    ``notes`` is trusted HTML."""
+    import jinja2
+
     root = Path(root).resolve()
     frame = collect(root)
-    metric_cols = [c for c in frame.columns if c not in {"run", "point", "seed", "kind", "status", "error", "duration_s"} and not c.startswith("param.")]
-    headline = [m for m in HEADLINE_METRICS if m in metric_cols]
-    parts = [f"<h1>{html.escape(title)}</h1><p class='sub'>generated {_now()} · {len(frame)} runs"
-             f" · {int((frame['status'] == 'failed').sum()) if len(frame) else 0} failed</p>"]
-    if notes:
-        parts.append(f"<p>{notes}</p>")
+    headline = [m for m in HEADLINE_METRICS if m in frame.columns]
     records = frame.to_dict("records")
-    order = {name: i for i, name in enumerate(("train", "ablation", "positive_pairs", "class_similarity"))}
+    order = {name: i for i, name in enumerate(NOTEBOOK_ORDER)}
     notebook_runs = sorted((r for r in records if (root / r["run"] / f"{r['kind']}.ipynb").exists()),
                            key=lambda r: (order.get(r["kind"], len(order)), r["run"]))
-    if notebook_runs:
-        parts.append("<h2>Notebooks</h2><div class='cards'>")
-        for r in notebook_runs:
-            run_dir = root / r["run"]
-            page = run_dir / f"{r['kind']}.html"
-            link = page.relative_to(root).as_posix() if page.exists() else f"{r['run']}/{r['kind']}.ipynb"
-            figure = _figure_for(run_dir) if r["status"] == "ok" else None  # a failed run's figures may be stale
-            metrics = " · ".join(f"{m} {r[m] * 100:.1f}" if m in {"mAP", "rank1", "rank5", "mINP", "mAP_rerank", "rank1_rerank"} and r[m] <= 1 else f"{m} {_format_value(r[m])}"
-                                 for m in headline if not _missing(r.get(m)))
-            parts.append("<div class='card'>")
-            parts.append(f"<h3><a href='{html.escape(link)}'>{html.escape(r['kind'])}</a> <span class='{r['status']}'>{html.escape(str(r['status']))}</span></h3>")
-            if figure:
-                parts.append(f"<a href='{html.escape(link)}'><img src='{html.escape(figure.relative_to(root).as_posix())}' alt='{html.escape(r['kind'])} figure'></a>")
-            if metrics:
-                parts.append(f"<p><b>{html.escape(metrics)}</b></p>")
-            if not _missing(r.get("duration_s")):
-                parts.append(f"<p class='sub'>{r['duration_s']:.0f} s · <code>{html.escape(r['run'])}</code></p>")
-            parts.append(f"<p>{_params_html(r)}</p>")
-            if r["status"] == "failed":
-                parts.append(f"<pre class='err'>{html.escape(str(r.get('error') or ''))}</pre>")
-            parts.append("</div>")
-        parts.append("</div>")
-    sweep_runs = [r for r in records if r not in notebook_runs]
     groups: dict[str, list[dict]] = {}
-    for r in sweep_runs:
-        parts_of_path = Path(r["run"]).parts
-        group = "/".join(parts_of_path[:-2]) if len(parts_of_path) > 2 else (parts_of_path[0] if parts_of_path else ".")
-        groups.setdefault(group, []).append(r)
-    for group, runs in groups.items():
-        present = sorted({k for r in runs for k, v in r.items() if k.startswith("param.") and not _missing(v)} - {"param.seed", "param.output_dir"})
-        # Parameters shared by every run of the group go in a footnote; the table shows what varies.
-        values = {k: {json.dumps(r.get(k), default=str) for r in runs} for k in present}
-        varying = [k for k in present if len(values[k]) > 1]
-        constant = [k for k in present if len(values[k]) == 1]
-        cols = [m for m in (*HEADLINE_METRICS, "mINP_rerank", "epochs_completed") if m in metric_cols and any(not _missing(r.get(m)) for r in runs)]
-        ok = sum(r["status"] == "ok" for r in runs)
-        parts.append(f"<h2>Runs in <code>{html.escape(group)}</code> ({ok}/{len(runs)} ok)</h2>")
-        if constant:
-            shared = "<br>".join(f"<code>{html.escape(k[6:])}</code>={html.escape(_format_value(runs[0].get(k)))}" for k in constant)
-            parts.append(f"<details><summary>settings shared by all {len(runs)} runs</summary><p>{shared}</p></details>")
-        parts.append("<table><tr><th>run</th><th>seed</th><th>status</th><th>seconds</th>")
-        parts.extend(f"<th>{html.escape(c)}{' (%)' if c in HEADLINE_METRICS or c == 'mINP_rerank' else ''}</th>" for c in cols)
-        parts.extend(f"<th>{html.escape(c[6:].removeprefix('overrides.'))}</th>" for c in varying)
-        parts.append("</tr>")
-        for r in runs:
-            row_class = " class='failed-run'" if r["status"] == "failed" else ""
-            parts.append(f"<tr{row_class}><td class='name'><a href='{html.escape(r['run'])}/'>{html.escape(r['point'])}</a></td>"
-                         f"<td class='num'>{html.escape(_format_value(r['seed']))}</td>")
-            status_cell = f"<span class='{r['status']}'>{html.escape(str(r['status']))}</span>"
-            if r["status"] == "failed":
-                status_cell += f"<pre class='err'>{html.escape(str(r.get('error') or ''))}</pre>"
-            seconds = "" if _missing(r.get("duration_s")) else f"{r['duration_s']:.0f}"
-            parts.append(f"<td>{status_cell}</td><td class='num'>{seconds}</td>")
-            for c in cols:
-                value = r.get(c)
-                text = "" if _missing(value) else (f"{value * 100:.1f}" if c in HEADLINE_METRICS or c == "mINP_rerank" else _format_value(value))
-                parts.append(f"<td class='num'>{text}</td>")
-            parts.extend(f"<td>{'' if _missing(r.get(c)) else _short_html(_format_value(r.get(c)))}</td>" for c in varying)
-            parts.append("</tr>")
-        parts.append("</table>")
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_INDEX_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    for r in records:
+        if r not in notebook_runs:
+            groups.setdefault(_group_name(r["run"]), []).append(r)
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("reidlab.study", "templates"), autoescape=True,
+                                     trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    page = environment.get_template("index.html.j2").render(
+        title=title,
+        notes=notes,
+        generated=_now(),
+        num_runs=len(frame),
+        num_failed=int((frame["status"] == "failed").sum()) if len(frame) else 0,
+        cards=[_card(r, root, headline) for r in notebook_runs],
+        groups=[_sweep_group(name, runs, frame) for name, runs in groups.items()],
+    )
     index = root / "index.html"
     index.write_text(page, encoding="utf-8")
     return index

@@ -165,6 +165,7 @@ def sweep(
     so it must be a module-level function). Each run gets ``base_parameters | point | {"seed": seed}``.
     Complete runs are skipped, so calling ``sweep`` again resumes; failed runs are recorded and retried
     by the next call. A complete run made with other parameters is an error rather than a silent reuse.
+    When no run of the sweep succeeded it raises RuntimeError (with the first error) instead of returning.
     """
     points = expand_grid(grid)
     seeds = list(seeds)
@@ -211,4 +212,10 @@ def sweep(
         _run_in_processes(notebook, todo, workers, threads_per_worker, kernel_name, timeout, report_done)
     frame = collect(root)
     asked = {d.relative_to(root).as_posix() for _, d in jobs}
-    return frame[frame["run"].isin(asked)].reset_index(drop=True)
+    frame = frame[frame["run"].isin(asked)].reset_index(drop=True)
+    if not (frame["status"] == "ok").any():  # nothing to analyse: papermill and schedulers must see a failure
+        errors = frame["error"].dropna()
+        raise RuntimeError(f"all {len(jobs)} runs of the sweep under {root} failed"
+                           + (f"; first error: {errors.iloc[0]}" if len(errors) else "")
+                           + "; their status.json files hold the errors, and the next sweep retries them")
+    return frame

@@ -2,7 +2,7 @@
 
 from .embedding import cosine_similarity, linear_probe_accuracy, scatter_groups, similarity_clustermap, umap_2d
 from .images import pair_strip, ranked_results, read_image
-from .plots import cmc_curve, format_ci_table, format_p, metric_vs_knob, save_figure, style_ci_table, training_curves
+from .plots import cmc_curve, format_ci_table, format_p, metric_vs_knob, save_figure, style_ci_table, style_claims_table, training_curves
 
 __all__ = [
     "cmc_curve",
@@ -18,6 +18,7 @@ __all__ = [
     "scatter_groups",
     "similarity_clustermap",
     "style_ci_table",
+    "style_claims_table",
     "training_curves",
     "umap_2d",
 ]

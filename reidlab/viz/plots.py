@@ -98,9 +98,23 @@ def format_p(p: float) -> str:
     return "p=n/a" if math.isnan(p) else ("p<0.01" if p < 0.01 else f"p={p:.2f}")
 
 
-def format_ci_table(table: "pandas.DataFrame", metrics: Sequence[str] = ("mAP", "rank1"), decimals: int = 1) -> "pandas.DataFrame":  # noqa: F821
-    """A compact, paper-shaped view of :func:`reidlab.study.compare_to_baseline`: one text column per
-    metric ``mean ± CI`` and one ``Δ`` column with a star when the delta exceeds the noise (its ``sig`` column)."""
+def _interval(delta: float, low: float, high: float, decimals: int) -> str:
+    if math.isnan(delta):
+        return ""
+    if math.isnan(low):
+        return f"{delta:+.{decimals}f}"
+    return f"{delta:+.{decimals}f} [{low:+.{decimals}f}, {high:+.{decimals}f}]"
+
+
+def format_ci_table(
+    table: "pandas.DataFrame",  # noqa: F821
+    metrics: Sequence[str] = ("mAP", "rank1"),
+    decimals: int = 1,
+    alpha: float = 0.05,
+) -> "pandas.DataFrame":  # noqa: F821
+    """A compact, paper-shaped view of :func:`reidlab.study.paired_table`: per metric ``mean ± CI`` and the
+    paired ``Δ [low, high]`` with its p; on the table's primary metric (the one with a Holm column) the Holm p,
+    and a star when it is below ``alpha``."""
     import pandas as pd
 
     out = pd.DataFrame(index=table.index.rename(None))
@@ -111,20 +125,21 @@ def format_ci_table(table: "pandas.DataFrame", metrics: Sequence[str] = ("mAP", 
             "–" if math.isnan(a) else (f"{a:.{decimals}f}" if math.isnan(b) else f"{a:.{decimals}f} ± {b:.{decimals}f}")
             for a, b in zip(mean, half)
         ]
-        deltas = []
-        # The star follows the table's own verdict (compare_to_baseline's alpha).
-        for d, p, sig in zip(table[f"{m} Δ"], table[f"{m} p"], table[f"{m} sig"]):
-            if math.isnan(d):
-                deltas.append("")
-            else:
-                star = "*" if sig == "yes" else ""
-                deltas.append(f"{d:+.{decimals}f}{star}" + ("" if math.isnan(p) else f" ({format_p(p)})"))
-        out[f"Δ{m}"] = deltas
+        holm = table[f"{m} p_holm"] if f"{m} p_holm" in table else None
+        cells = []
+        for i, (d, low, high, p) in enumerate(zip(table[f"{m} Δ"], table[f"{m} Δ low"], table[f"{m} Δ high"], table[f"{m} p"])):
+            text = _interval(d, low, high, decimals)
+            if text and holm is not None and not math.isnan(holm.iloc[i]):
+                text += ("*" if holm.iloc[i] < alpha else "") + f" ({format_p(holm.iloc[i])} Holm)"
+            elif text and not math.isnan(p):
+                text += f" ({format_p(p)})"
+            cells.append(text)
+        out[f"Δ{m}"] = cells
     return out
 
 
 def style_ci_table(table: "pandas.DataFrame", caption: str = "") -> Any:  # noqa: F821
-    """A pandas Styler of :func:`format_ci_table` output: significant deltas in bold green/red."""
+    """A pandas Styler of :func:`format_ci_table` output: deltas that pass Holm's correction in bold green/red."""
 
     def colour(value: str) -> str:
         if not isinstance(value, str) or "*" not in value:
@@ -133,11 +148,38 @@ def style_ci_table(table: "pandas.DataFrame", caption: str = "") -> Any:  # noqa
 
     delta_cols = [c for c in table.columns if str(c).startswith("Δ")]
     styler = table.style.map(colour, subset=delta_cols) if delta_cols else table.style
+    return _table_style(styler, caption)
+
+
+def _table_style(styler: Any, caption: str) -> Any:
     styler = styler.set_table_styles([
         {"selector": "th, td", "props": "padding:3px 10px;text-align:right;font-variant-numeric:tabular-nums"},
         {"selector": "caption", "props": "caption-side:top;font-weight:bold;text-align:left;padding-bottom:4px"},
     ])
     return styler.set_caption(caption) if caption else styler
+
+
+VERDICT_COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "no-effect": "#6e7781", "inconclusive": "#9a6700"}
+
+
+def style_claims_table(claims: "pandas.DataFrame", caption: str = "", decimals: int = 1) -> Any:  # noqa: F821
+    """The claims of :func:`reidlab.study.evaluate_claims` (indexed by id) as a table: statement, Δ with its
+    interval, pairs, p, Holm p and the verdict in its colour."""
+    import pandas as pd
+
+    shown = pd.DataFrame({
+        "source": claims["source"],
+        "claim": claims["statement"],
+        "Δ [95% CI] (points)": [_interval(*(float("nan") if v is None else v for v in row), decimals)
+                               for row in claims[["delta", "ci_low", "ci_high"]].itertuples(index=False)],
+        "pairs": claims["n_pairs"],
+        "p": [format_p(float("nan") if p is None else p) for p in claims["p"]],
+        "p Holm": [format_p(float("nan") if p is None else p) for p in claims["p_holm"]],
+        "verdict": claims["verdict"],
+    }, index=claims.index.rename(None))
+    styler = shown.style.map(lambda v: f"font-weight:bold;color:{VERDICT_COLOURS.get(v, '#222')}", subset=["verdict"])
+    styler = styler.set_properties(subset=["claim"], **{"text-align": "left", "white-space": "normal", "max-width": "28rem"})
+    return _table_style(styler, caption)
 
 
 def metric_vs_knob(

@@ -1,0 +1,80 @@
+"""Study profiles: the settings of a whole study (seeds, SynthReID copies, training per table family), read
+from ``reidlab/configs/study/<name>.yaml`` at the CLI / notebook edge."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STUDY_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "study"
+
+
+@dataclass
+class StudyProfile:
+    """What ``reidlab report --profile NAME`` and the ablation notebook's ``profile`` parameter run.
+
+    ``overrides`` apply to every training run, ``adasp_overrides`` / ``hbreid_overrides`` on top of them to
+    the AdaSP tables (adasp, variation) and the HBReID tables (hbreid2, hbreid1). ``synth`` holds the
+    SynthReID knobs shared by the study's copies; ``adasp_synth`` / ``hbreid_synth`` add to them for the
+    variation copies and the HBReID copy. ``notebooks`` holds extra parameters for the visual notebooks.
+    """
+
+    name: str
+    description: str = ""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    workers: int = 2
+    preset: str = "synth_cpu"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    synth: dict[str, Any] = field(default_factory=dict)
+    variation_levels: list[float] = field(default_factory=lambda: [0.1, 0.9])
+    default_variation: float = 0.1
+    adasp_synth: dict[str, Any] = field(default_factory=dict)
+    adasp_overrides: dict[str, Any] = field(default_factory=dict)
+    hbreid_synth: dict[str, Any] = field(default_factory=dict)
+    hbreid_overrides: dict[str, Any] = field(default_factory=dict)
+    notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError(f"study profile {self.name!r}: seeds is empty")
+        if self.default_variation not in self.variation_levels:
+            raise ValueError(f"study profile {self.name!r}: default_variation {self.default_variation} is not one of "
+                             f"variation_levels {self.variation_levels}")
+        if self.workers < 1:
+            raise ValueError(f"study profile {self.name!r}: workers must be >= 1, got {self.workers}")
+
+    @property
+    def variation_knobs(self) -> dict[str, Any]:
+        return {**self.synth, **self.adasp_synth}
+
+    @property
+    def hbreid_knobs(self) -> dict[str, Any]:
+        return {**self.synth, **self.hbreid_synth}
+
+    @property
+    def table_overrides(self) -> dict[str, dict[str, Any]]:
+        return {"adasp": dict(self.adasp_overrides), "hbreid": dict(self.hbreid_overrides)}
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in STUDY_CONFIG_DIR.glob("*.yaml"))
+
+
+def load_profile(name: str | os.PathLike) -> StudyProfile:
+    """A profile by name (``quick``, ``full``, ``gpu``) or a path to a YAML file of the same keys."""
+    import yaml
+
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        path = STUDY_CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"no study profile {name!r}: not a YAML file and not one of {available_profiles()}")
+    data = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in dataclasses.fields(StudyProfile)} - {"name"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"study profile {path}: unknown keys {unknown}; valid keys: {sorted(known)}")
+    return StudyProfile(name=path.stem, **data)

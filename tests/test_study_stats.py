@@ -1,0 +1,335 @@
+"""reidlab.study.stats: paired tests by seed, the exact sign-flip p, Holm, verdicts, the paired table, the claims
+engine and untrained-run flags. Every expected number is worked out by hand (or by brute force) in the test."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from reidlab.study import stats
+
+
+def frame_of(arms: dict[str, list[float]], metric: str = "mAP", **extra: dict[str, list[float]]) -> pd.DataFrame:
+    """A collect()-shaped frame: arm -> per-seed values IN POINTS (seed = position), stored as fractions;
+    ``extra`` adds other metric columns (metric -> {arm: values}) on the same rows."""
+    rows = []
+    for point, values in arms.items():
+        for seed, value in enumerate(values):
+            row = {"point": point, "seed": seed, "status": "ok", metric: value / 100}
+            for other, by_arm in extra.items():
+                row[other] = by_arm[point][seed] / 100 if point in by_arm else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# paired_test
+
+
+def test_paired_t_by_hand_and_against_ttest_rel():
+    d = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    mean, sd = 3.5, math.sqrt(17.5 / 5)  # sum of squared deviations 17.5, n - 1 = 5
+    assert sd == pytest.approx(1.8708, abs=1e-4)
+    t = mean / (sd / math.sqrt(6))
+    assert t == pytest.approx(4.583, abs=1e-3)
+    half = sps.t.ppf(0.975, 5) * sd / math.sqrt(6)
+    result = stats.paired_test(d)
+    assert result.n_pairs == 6 and result.delta == pytest.approx(mean) and result.sd == pytest.approx(sd)
+    assert result.p == pytest.approx(2 * sps.t.sf(t, 5))
+    assert (result.ci_low, result.ci_high) == (pytest.approx(mean - half), pytest.approx(mean + half))
+    # The same p as scipy's paired test on two columns whose difference is d.
+    reference = np.array([50.0, 48.0, 53.0, 51.0, 47.0, 52.0])
+    assert result.p == pytest.approx(sps.ttest_rel(reference + d, reference).pvalue)
+    # Six positive differences: only the all-plus and all-minus patterns reach |sum| = 21, so p_perm = 2 / 64.
+    assert result.p_perm == pytest.approx(2 / 64)
+
+
+def test_paired_test_small_and_degenerate_samples():
+    one = stats.paired_test([2.0])
+    assert one.n_pairs == 1 and one.delta == 2.0 and math.isnan(one.ci_low) and math.isnan(one.p)
+    empty = stats.paired_test([])
+    assert empty.n_pairs == 0 and math.isnan(empty.delta) and math.isnan(empty.p)
+    assert math.isnan(stats.paired_test([1.0, 2.0, 4.0, 3.0, 5.0]).p_perm)  # n < 6: no permutation p
+    same = stats.paired_test([2.0, 2.0, 2.0])  # every seed moved by the same amount
+    assert same.p == 0.0 and (same.ci_low, same.ci_high) == (2.0, 2.0) and same.sd == 0.0
+    assert stats.paired_test([0.0, 0.0, 0.0]).p == 1.0
+    assert stats.paired_test([1.0, math.nan, 3.0]).n_pairs == 2  # non-finite differences are dropped
+
+
+@pytest.mark.parametrize("d", [
+    [0.5, -1.2, 2.0, 3.1, -0.4, 1.7, 0.9],
+    [1.0, 1.0, 1.0, 1.0, 1.0, -1.0],  # ties: many patterns share the observed |sum|
+    [0.3, -0.3, 0.2, -0.2, 0.1, -0.1, 0.05, 2.0],
+    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+])
+def test_sign_flip_p_matches_brute_force(d):
+    observed = abs(sum(d))
+    hits = sum(abs(sum(s * x for s, x in zip(signs, d, strict=True))) >= observed - 1e-9
+               for signs in itertools.product((1, -1), repeat=len(d)))
+    expected = hits / 2 ** len(d)
+    assert stats.sign_flip_p(d) == pytest.approx(expected)
+    assert stats.paired_test(d).p_perm == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# holm, verdict
+
+
+def test_holm_by_hand_monotone_and_nan_passthrough():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    p = np.array([0.2, 0.01, 0.5, 0.03, 0.04])
+    adjusted = stats.holm(p)
+    order = np.argsort(p)
+    assert np.all(np.diff(adjusted[order]) >= 0) and np.all(adjusted >= p)
+    assert stats.holm([0.6, 0.7])[1] == 1.0  # capped: 0.6 * 2 = 1.2
+    with_nan = stats.holm([0.01, math.nan, 0.04])
+    assert math.isnan(with_nan[1]) and with_nan[[0, 2]] == pytest.approx([0.02, 0.04])  # m = 2, not 3
+    assert np.isnan(stats.holm([math.nan])).all() and stats.holm([]).size == 0
+
+
+@pytest.mark.parametrize("low, high, expected", [
+    (0.1, 3.0, "supported"),
+    (0.1, 0.5, "supported"),  # above 0 beats "inside the equivalence band"
+    (-3.0, -0.1, "contradicted"),
+    (-0.5, 0.5, "no-effect"),
+    (-0.9, 0.99, "no-effect"),
+    (-1.0, 0.5, "inconclusive"),  # the band is open: a bound at -equivalence is not inside it
+    (-2.0, 2.0, "inconclusive"),
+    (0.0, 0.5, "no-effect"),  # touching 0 is not "above 0"
+    (math.nan, math.nan, "inconclusive"),
+])
+def test_verdict_precedence(low, high, expected):
+    assert stats.verdict(low, high) == expected
+
+
+def test_verdict_equivalence_margin():
+    assert stats.verdict(-1.5, 1.5, equivalence=2.0) == "no-effect"
+    assert stats.verdict(-1.5, 1.5, equivalence=1.0) == "inconclusive"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pairing and the paired table
+
+
+def test_paired_values_keeps_only_common_counted_seeds():
+    rows = [{"point": "A", "seed": s, "status": "ok", "mAP": 0.50 + s / 100} for s in range(5)]
+    rows[4]["mAP"] = math.nan  # A seed 4: no value
+    rows += [{"point": "B", "seed": s, "status": "ok", "mAP": 0.60 + s / 100} for s in range(1, 6)]
+    rows[5 + 1]["status"] = "failed"  # B seed 2 failed (its value must not count)
+    frame = pd.DataFrame(rows)
+    pairs = stats.paired_values(frame, [("A", "mAP"), ("B", "mAP")], scale=100)
+    assert list(pairs.columns) == ["mAP[A]", "mAP[B]"] and list(pairs.index) == [1, 3]
+    assert pairs.loc[3].tolist() == pytest.approx([53.0, 63.0])
+    # A run flagged untrained leaves the pairing too.
+    flagged = frame.assign(untrained=(frame["point"] == "A") & (frame["seed"] == 3))
+    assert list(stats.paired_values(flagged, [("A", "mAP"), ("B", "mAP")]).index) == [1]
+    # An unknown point or metric pairs nothing; a repeated term is one column.
+    assert stats.paired_values(frame, [("A", "mAP"), ("C", "mAP")]).empty
+    assert stats.paired_values(frame, [("A", "mAP"), ("B", "rank1")]).empty
+    assert list(stats.paired_values(frame, [("A", "mAP"), ("A", "mAP")]).columns) == ["mAP[A]"]
+
+
+def test_paired_table_pairs_by_seed():
+    base, big, same = [50.0, 51.0, 49.0], [70.0, 72.0, 69.0], [50.0, 52.0, 48.0]
+    frame = frame_of({"base": base, "big": big, "same": same}, rank1={"base": base, "big": big, "same": same})
+    failed = {"point": "big", "seed": 3, "status": "failed", "mAP": math.nan, "rank1": math.nan}
+    frame = pd.concat([frame, pd.DataFrame([failed])], ignore_index=True)
+    table = stats.paired_table(frame, {"Baseline": "base", "+Big": "big", "+Same": "same"}, reference="Baseline")
+    assert list(table.index) == ["Baseline", "+Big", "+Same"]
+    assert table.loc["+Big", "runs"] == 3 and table.loc["+Big", "pairs"] == 3  # the failed run does not count
+    assert table.loc["+Big", "mAP mean"] == pytest.approx(70.333333)
+    assert table.loc["+Big", "mAP ±CI"] == pytest.approx(stats.mean_ci(big)[1])
+    d = np.subtract(big, base)  # 20, 21, 20
+    assert table.loc["+Big", "mAP Δ"] == pytest.approx(61 / 3)
+    half = sps.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    assert table.loc["+Big", "mAP Δ low"] == pytest.approx(61 / 3 - half)
+    assert table.loc["+Big", "mAP Δ high"] == pytest.approx(61 / 3 + half)
+    assert table.loc["+Big", "mAP p"] == pytest.approx(sps.ttest_rel(big, base).pvalue)
+    assert table.loc["+Same", "mAP p"] == pytest.approx(sps.ttest_rel(same, base).pvalue)
+    assert table.loc["+Same", "mAP Δ"] == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(table.loc["+Big", "mAP p_perm"])  # 3 pairs: too few for a permutation p
+    assert table.loc["+Big", "rank1 Δ"] == pytest.approx(61 / 3)
+    p = table.loc[["+Big", "+Same"], "mAP p"].to_numpy()
+    assert table.loc[["+Big", "+Same"], "mAP p_holm"].to_numpy() == pytest.approx(stats.holm(p))
+    reference_row = table.loc["Baseline"]
+    assert all(math.isnan(reference_row[c]) for c in ("mAP Δ", "mAP p", "mAP p_holm", "pairs"))
+    assert reference_row["runs"] == 3
+
+
+def test_paired_table_differs_from_unpaired_when_seeds_differ():
+    # The reference has an extra seed the arm lacks: Δ is over the common seeds, not the difference of means.
+    frame = frame_of({"ref": [50.0, 51.0, 40.0], "arm": [52.0, 53.0]})
+    table = stats.paired_table(frame, {"ref": "ref", "arm": "arm"}, reference="ref", metrics=("mAP",))
+    assert table.loc["arm", "pairs"] == 2 and table.loc["arm", "mAP Δ"] == pytest.approx(2.0)
+    assert table.loc["ref", "mAP mean"] == pytest.approx(47.0)
+    with pytest.raises(ValueError, match="reference 'nope'"):
+        stats.paired_table(frame, {"ref": "ref"}, reference="nope")
+    with pytest.raises(ValueError, match="primary metric"):
+        stats.paired_table(frame, {"ref": "ref"}, reference="ref", metrics=("rank1",))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# claims
+
+
+CLAIM_ARMS = {
+    # difference: B - A = 3, 3, 3, 4, 3, 3 -> mean 19 / 6
+    "A": [50.0, 51.0, 49.0, 52.0, 48.0, 50.0],
+    "B": [53.0, 54.0, 52.0, 56.0, 51.0, 53.0],
+    # best-of: GB has the highest mean (55); GT beats it on seed 0 only (mean 50); GS = GB + 1, 2, 1, 2, 1, 2
+    "CJ": [45.0, 46.0, 44.0, 45.0, 46.0, 44.0],
+    "GB": [55.0, 56.0, 54.0, 55.0, 56.0, 54.0],
+    "GT": [60.0, 48.0, 48.0, 48.0, 48.0, 48.0],
+    "GS": [56.0, 58.0, 55.0, 57.0, 57.0, 56.0],
+    # within: SP-LH is the better (mean 52 vs 50); AdaSP = SP-LH - 0.5, 1, 0, 0.5, 1, 0 -> -0.5 + 1 = +0.5
+    "SP-H": [50.0, 51.0, 49.0, 50.0, 51.0, 49.0],
+    "SP-LH": [52.0, 53.0, 51.0, 52.0, 53.0, 51.0],
+    "AdaSP": [51.5, 52.0, 51.0, 51.5, 52.0, 51.0],
+    # contrast: (X@h + Y@l) - (Y@h + X@l) = 3, 4, 3, 4, 3, 4 -> 3.5
+    "X@h": [60.0, 61.0, 59.0, 60.0, 61.0, 59.0],
+    "Y@l": [50.0, 51.0, 50.0, 51.0, 50.0, 51.0],
+    "Y@h": [58.0, 58.0, 58.0, 58.0, 58.0, 58.0],
+    "X@l": [49.0, 50.0, 48.0, 49.0, 50.0, 48.0],
+}
+RERANK = {"A": [52.0, 54.0, 51.0, 55.0, 50.0, 53.0]}  # mAP_rerank - mAP of A = 2, 3, 2, 3, 2, 3 -> 2.5
+
+CLAIMS = [
+    stats.Claim("diff", "AdaSP", "B beats A", arm="B", reference="A"),
+    stats.Claim("best", "HBReID", "GS is the best of CJ/GB/GT/GS", arm="GS", reference=["CJ", "GB", "GT", "GS"],
+                combine="best-of"),
+    stats.Claim("within", "AdaSP", "AdaSP within 1 point of the better SP", arm="AdaSP",
+                reference=["SP-H", "SP-LH"], combine="within"),
+    stats.Claim("contrast", "AdaSP", "interaction", arm=["X@h", "Y@l"], reference=["Y@h", "X@l"], combine="contrast"),
+    stats.Claim("rerank", "HBReID", "re-ranking raises mAP", arm="A", reference="A", metric="mAP_rerank",
+                reference_metric="mAP"),
+    stats.Claim("missing", "HBReID", "a point never run", arm="nope", reference="A"),
+]
+
+
+@pytest.fixture
+def claim_results():
+    return {r["id"]: r for r in stats.evaluate_claims(frame_of(CLAIM_ARMS, mAP_rerank=RERANK), CLAIMS)}
+
+
+def test_claim_keys_and_difference(claim_results):
+    expected_keys = {"id", "source", "statement", "metric", "arm", "reference", "delta", "ci_low", "ci_high",
+                     "n_pairs", "p", "p_holm", "verdict", "formula", "p_perm"}
+    assert all(set(r) == expected_keys for r in claim_results.values())
+    diff = claim_results["diff"]
+    d = np.subtract(CLAIM_ARMS["B"], CLAIM_ARMS["A"])
+    assert diff["n_pairs"] == 6 and diff["delta"] == pytest.approx(19 / 6)
+    assert diff["p"] == pytest.approx(sps.ttest_rel(CLAIM_ARMS["B"], CLAIM_ARMS["A"]).pvalue)
+    assert diff["p_perm"] == pytest.approx(2 / 64) and diff["verdict"] == "supported"
+    half = sps.t.ppf(0.975, 5) * d.std(ddof=1) / math.sqrt(6)
+    assert diff["ci_low"] == pytest.approx(19 / 6 - half)
+    assert diff["formula"] == "mAP[B] - mAP[A] = +3.17"
+
+
+def test_claim_best_of_picks_highest_mean_competitor(claim_results):
+    best = claim_results["best"]
+    # Against GB (highest mean), not the per-seed max (GT's 60 on seed 0 would make seed 0 negative).
+    assert best["delta"] == pytest.approx(1.5)
+    assert best["formula"] == "mAP[GS] - max_by_mean(mAP[CJ], mAP[GB], mAP[GT]) = +1.50 (better: GB)"
+    assert best["p"] == pytest.approx(sps.ttest_rel(CLAIM_ARMS["GS"], CLAIM_ARMS["GB"]).pvalue)
+
+
+def test_claim_within_adds_the_margin(claim_results):
+    within = claim_results["within"]
+    assert within["delta"] == pytest.approx(0.5)
+    assert within["formula"] == "mAP[AdaSP] - max_by_mean(mAP[SP-H], mAP[SP-LH]) + 1 = +0.50 (better: SP-LH)"
+    d = np.subtract(CLAIM_ARMS["AdaSP"], CLAIM_ARMS["SP-LH"]) + 1.0
+    assert within["p"] == pytest.approx(sps.ttest_1samp(d, 0).pvalue)
+    wider = stats.Claim("w2", "AdaSP", "s", arm="AdaSP", reference=["SP-H", "SP-LH"], combine="within", margin=2.0)
+    assert stats.evaluate_claims(frame_of(CLAIM_ARMS), [wider])[0]["delta"] == pytest.approx(1.5)
+
+
+def test_claim_contrast_and_reference_metric(claim_results):
+    contrast = claim_results["contrast"]
+    assert contrast["delta"] == pytest.approx(3.5) and contrast["n_pairs"] == 6
+    assert contrast["formula"] == "(mAP[X@h] + mAP[Y@l]) - (mAP[Y@h] + mAP[X@l]) = +3.50"
+    rerank = claim_results["rerank"]
+    assert rerank["delta"] == pytest.approx(2.5) and rerank["metric"] == "mAP_rerank"
+    assert rerank["formula"] == "mAP_rerank[A] - mAP[A] = +2.50"
+
+
+def test_claim_without_runs_is_inconclusive_and_holm_is_per_source(claim_results):
+    missing = claim_results["missing"]
+    assert missing["n_pairs"] == 0 and missing["verdict"] == "inconclusive"
+    assert all(math.isnan(missing[k]) for k in ("delta", "ci_low", "ci_high", "p", "p_holm", "p_perm"))
+    assert missing["formula"] == "mAP[nope] - mAP[A] = n/a"
+    for source in ("AdaSP", "HBReID"):
+        family = [r for r in claim_results.values() if r["source"] == source]
+        expected = stats.holm([r["p"] for r in family])
+        got = [r["p_holm"] for r in family]
+        assert got == pytest.approx(list(expected), nan_ok=True)
+    # AdaSP family has 3 finite p-values: the smallest is multiplied by 3.
+    adasp = [claim_results[k]["p"] for k in ("diff", "within", "contrast")]
+    smallest = min(("diff", "within", "contrast"), key=lambda k: claim_results[k]["p"])
+    assert claim_results[smallest]["p_holm"] == pytest.approx(min(1.0, 3 * min(adasp)))
+    lonely = stats.Claim("b2", "HBReID", "s", arm="nope", reference=["CJ", "GB"], combine="best-of")
+    result = stats.evaluate_claims(frame_of(CLAIM_ARMS), [lonely])[0]
+    assert result["n_pairs"] == 0 and result["formula"].endswith("= n/a (better: none)")
+
+
+def test_claim_validation():
+    with pytest.raises(ValueError, match="combine"):
+        stats.Claim("x", "AdaSP", "s", arm="A", reference="B", combine="ratio")
+    with pytest.raises(ValueError, match="source"):
+        stats.Claim("x", "Other", "s", arm="A", reference="B")
+    with pytest.raises(ValueError, match="one reference point"):
+        stats.Claim("x", "AdaSP", "s", arm="A", reference=["B", "C"])
+    with pytest.raises(ValueError, match="one arm point"):
+        stats.Claim("x", "AdaSP", "s", arm=["A", "B"], reference=["C"], combine="best-of")
+    with pytest.raises(ValueError, match="no competitor"):
+        stats.Claim("x", "AdaSP", "s", arm="A", reference=["A"], combine="best-of")
+
+
+def test_claims_json_is_strict_json():
+    frame = frame_of(CLAIM_ARMS, mAP_rerank=RERANK)
+    results = stats.evaluate_claims(frame, CLAIMS)
+    payload = stats.claims_json(np.array([0, 1, 2]), math.nan, results)
+    text = json.dumps(payload, allow_nan=False)
+    back = json.loads(text)
+    assert set(back) == {"seeds", "reference_mAP", "claims"}
+    assert back["seeds"] == [0, 1, 2] and back["reference_mAP"] is None
+    assert [c["id"] for c in back["claims"]] == [c.id for c in CLAIMS]
+    missing = back["claims"][-1]
+    assert missing["delta"] is None and missing["p"] is None and missing["n_pairs"] == 0
+    diff = back["claims"][0]
+    assert diff["delta"] == 3.17 and diff["p"] == results[0]["p"]  # delta rounded, p not
+    assert diff["arm"] == "B" and back["claims"][1]["reference"] == ["CJ", "GB", "GT", "GS"]
+    assert stats.claims_json([0], np.float64(51.234), [])["reference_mAP"] == pytest.approx(51.234)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# untrained runs
+
+
+def test_untrained_runs_flags_near_chance_and_collapsed():
+    frame = pd.DataFrame([
+        {"point": "p", "seed": 0, "status": "ok", "mAP": 0.020, "embedding_spread": 0.5},  # < 1% + 2 points
+        {"point": "p", "seed": 1, "status": "ok", "mAP": 0.050, "embedding_spread": 0.5},  # fine
+        {"point": "p", "seed": 2, "status": "ok", "mAP": 0.031, "embedding_spread": 0.5},  # just above 3%
+        {"point": "p", "seed": 3, "status": "ok", "mAP": 0.600, "embedding_spread": 1e-4},  # collapsed
+        {"point": "p", "seed": 4, "status": "ok", "mAP": 0.010, "embedding_spread": 0.0},  # both
+        {"point": "p", "seed": 5, "status": "failed", "mAP": math.nan, "embedding_spread": math.nan},
+    ], index=[10, 11, 12, 13, 14, 15])
+    reasons = stats.untrained_runs(frame, chance_mAP=0.01)
+    assert list(reasons.index) == [10, 11, 12, 13, 14, 15]
+    assert reasons[10] == "mAP 2.00 < chance 1.00 + 2 points"
+    assert reasons[11] == "" and reasons[12] == "" and reasons[15] == ""
+    assert reasons[13] == "embedding_spread 0.0001 < 0.001 (collapsed)"
+    assert reasons[14].startswith("mAP 1.00 < chance") and reasons[14].endswith("(collapsed)")
+    flagged = stats.with_untrained_flags(frame, 0.01)
+    assert flagged["untrained"].tolist() == [True, False, False, True, True, False]
+    assert "untrained" not in frame  # a copy
+    assert stats.arm_values(flagged, "p", "mAP", 100).tolist() == pytest.approx([5.0, 3.1])
+    # Without an embedding_spread column only the chance margin applies.
+    assert stats.untrained_runs(frame.drop(columns="embedding_spread"), 0.01)[13] == ""
