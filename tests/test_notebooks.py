@@ -4,8 +4,10 @@ notebooks' hygiene (no outputs, a papermill parameters cell)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -17,6 +19,7 @@ from reidlab.study import notebooks as study_notebooks
 from reidlab.study.notebooks import (
     check_notebook_parameters,
     clear_training_run,
+    default_data_root,
     default_output_dir,
     notebook_arguments,
 )
@@ -103,6 +106,37 @@ def test_default_output_dir_is_repo_runs_and_git_ignored(tmp_path, monkeypatch):
     monkeypatch.setattr(study_notebooks, "NOTEBOOKS_DIR", tmp_path / "site-packages" / "notebooks")
     monkeypatch.chdir(tmp_path)
     assert default_output_dir("train") == tmp_path / "runs" / "train"
+
+
+def test_default_data_root_is_under_the_repository_root(tmp_path, monkeypatch):
+    repo = study_notebooks.NOTEBOOKS_DIR.parent
+    assert default_data_root("data/synthreid") == str(repo / "data" / "synthreid")
+    assert default_data_root(tmp_path / "x") == str(tmp_path / "x") and default_data_root(None) is None
+    # Installed without the notebooks folder: relative to the current directory.
+    monkeypatch.setattr(study_notebooks, "NOTEBOOKS_DIR", tmp_path / "site-packages" / "notebooks")
+    monkeypatch.chdir(tmp_path)
+    assert default_data_root("data/synthreid") == str(tmp_path / "data" / "synthreid")
+
+
+def test_train_notebook_default_data_root_is_the_repositorys_data(monkeypatch):
+    """train.ipynb with data_root = None in a kernel started in notebooks/ (JupyterLab): the preset's relative
+    data.root lies under the repository root's data/, not under notebooks/. Runs the parameters cell and the
+    cell that builds the config (nothing is trained or written)."""
+    repo = study_notebooks.NOTEBOOKS_DIR.parent
+    nb = nbformat.read(study.notebook_path("train"), as_version=4)
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    monkeypatch.chdir(study_notebooks.NOTEBOOKS_DIR)
+    namespace = {}
+    for cell in nb.cells[index:index + 2]:
+        exec(compile(cell.source, "train.ipynb", "exec"), namespace)
+    assert namespace["config"].preset == "synth_cpu" and namespace["config"].data.root == str(repo / "data" / "synthreid")
+    root = Path(namespace["config"].data.root)
+    assert root.is_relative_to(repo / "data") and not root.is_relative_to(study_notebooks.NOTEBOOKS_DIR)
+    assert namespace["config"].output_dir == str(repo / "runs" / "train")
+    for path in ("notebooks/data/synthreid/meta.json", "notebooks/runs/train/metrics.json"):
+        if shutil.which("git") and (repo / ".git").exists():
+            ignored = subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", path])
+            assert ignored.returncode == 0, f"{path} must be git-ignored"
 
 
 def test_check_notebook_parameters_parses_yaml_text():
@@ -215,8 +249,10 @@ def test_train_notebook(train_run):
     assert len(metrics["cmc_top20"]) == 20 and metrics["cmc_top20"][0] == pytest.approx(metrics["rank1"])
     assert_figures(train_run, ["training_curves", "cmc", "ranked_results", "summary"])
     assert json.loads((train_run / "status.json").read_text())["status"] == "ok"
+    assert 0 < metrics["chance_mAP"] < 1 and 0 < metrics["chance_rank1"] < 1
     html = study.render_notebook(train_run / "train.ipynb").read_text()
     assert "engine.train(config)" not in html and "Ranked results" in html
+    assert "chance" in html and re.search(r"mAP \d+\.\d% \(chance \d+\.\d+%\)", html), "mAP next to its chance level"
 
 
 def test_positive_pairs_notebook(train_run, tmp_path):
@@ -225,6 +261,10 @@ def test_positive_pairs_notebook(train_run, tmp_path):
     metrics = read_metrics(out)
     assert 0 <= metrics["mean_w_last"] <= 1 and metrics["epochs_drawn"] == [1, 2]
     assert -1 <= metrics["spearman_w_variation"] <= 1
+    assert 0 < metrics["chance_mAP"] < 1 and metrics["run_mAP"] == read_metrics(train_run)["mAP"]
+    nb = nbformat.read(out / "positive_pairs.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert f"test mAP {metrics['run_mAP']:.1%} (chance {metrics['chance_mAP']:.2%})" in printed
     assert_figures(out, ["pairs_epoch_001", "pairs_epoch_002", "w_histogram", "variation_side_by_side", "summary"])
 
 
@@ -235,6 +275,7 @@ def test_class_similarity_notebook(synth_root, tmp_path):
     assert metrics["classes"] == 24
     for key in ("scene_probe_without_sr", "scene_probe_with_sr", "scene_chance", "scene_adversary_accuracy"):
         assert 0 <= metrics[key] <= 1
+    assert 0 < metrics["chance_mAP"] < 1
     assert metrics["in_batch_similarity_hard"] > metrics["in_batch_similarity_random"], "hard batches hold similar classes"
     assert_figures(out, ["similarity_clustermap", "class_umap_epochs", "hard_batches", "scene_invariance", "summary"])
 
@@ -303,6 +344,7 @@ def test_class_similarity_notebook_own_defaults(synth_root, tmp_path):
     nb = nbformat.read(out / "class_similarity.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert f"Scene probe: {metrics['scene_probe_without_sr']:.0%} without scene removal" in printed
+    assert f"(chance {metrics['chance_mAP']:.2%})" in printed and 0 < metrics["chance_mAP"] < 1
     assert "mean in-batch class similarity: hard batches" in printed
 
 
@@ -391,3 +433,26 @@ def test_ablation_notebook_fails_when_every_run_fails(tmp_path):
         study.run_notebook("ablation", {"profile": str(profile), "overrides": {"sampler.p": 1000}, "tables": ["adasp"],
                                         "only": {"adasp": ["AdaSP"]}}, tmp_path / "ablation")
     assert json.loads((tmp_path / "ablation" / "status.json").read_text())["status"] == "failed"
+
+
+def test_gpu_profile_plumbing_on_cpu(tmp_path):
+    """The gpu profile's training settings (ResNet-50-IBN-a BNNeck, AMP, loader workers) run end to end on CPU when
+    only the device, the SynthReID size and the step count are cut down."""
+    import yaml
+
+    profile = yaml.safe_load(study.STUDY_CONFIG_DIR.joinpath("gpu.yaml").read_text())
+    assert profile["overrides"]["model.name"] == "resnet50_ibn_a" and profile["overrides"]["optim.amp"] != "none"
+    assert profile["synth"]["image_size"] == [256, 128] and profile["synth"]["num_train_ids"] >= 500
+    tiny = yaml.safe_load(TINY_PROFILE)
+    profile["synth"] = tiny["synth"]
+    profile["seeds"] = [0]
+    profile["overrides"].update({"device": "cpu", "data.size": [64, 32], "data.num_workers": 0, "sampler.p": 4,
+                                 "sampler.k": 4, "epochs": 1, "max_iters_per_epoch": 2, "threads": 1})
+    path = tmp_path / "gpu_on_cpu.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    out = tmp_path / "ablation"
+    study.run_notebook("ablation", {"profile": str(path), "tables": ["adasp"], "only": {"adasp": ["AdaSP"]},
+                                    "untrained_margin": -100.0}, out)
+    run = study.collect(out / "runs").iloc[0]
+    assert run["status"] == "ok" and run["param.overrides.model.name"] == "resnet50_ibn_a"
+    assert run["prov.amp"] == "none" and run["prov.per_device_batch"] == 16  # autocast is CUDA-only

@@ -171,9 +171,11 @@ def test_sweep_goes_on_when_a_worker_process_dies(tmp_path):
     frame = study.sweep({"x": [1, 2, 3, 4]}, seeds=[0], notebook=runner_dying_on_x2, output_root=tmp_path, workers=2,
                         threads_per_worker=1)
     status = dict(zip(frame["param.x"], frame["status"]))
-    assert status[2] == "failed" and status[3] == status[4] == "ok"  # not started when the pool broke: a fresh pool
-    assert "worker process running it died" in frame.set_index("param.x").loc[2, "error"]
-    assert status[1] in {"ok", "failed"}  # ran beside x = 2, or had not started yet
+    assert status[2] == "failed" and "worker process running it died" in frame.set_index("param.x").loc[2, "error"]
+    # With 2 workers at most one other run was executing beside x = 2 when the pool broke (on a loaded machine
+    # that may be x = 3 rather than x = 1); every run not yet started went to a fresh pool and succeeded.
+    others = [status[x] for x in (1, 3, 4)]
+    assert others.count("failed") <= 1 and others.count("ok") >= 2 and status[4] == "ok"
 
 
 def test_sweep_runs_notebooks_and_skips_existing(toy, tmp_path):

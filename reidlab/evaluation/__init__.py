@@ -1,6 +1,6 @@
 """Ranking metrics, re-ranking, search and feature extraction."""
 
-from reidlab.evaluation.chance import chance_level
+from reidlab.evaluation.chance import chance_level, split_chance_level
 from reidlab.evaluation.extract import extract_features
 from reidlab.evaluation.query_expansion import average_query_expansion
 from reidlab.evaluation.rank import evaluate_rank
@@ -12,5 +12,5 @@ from reidlab.evaluation.verification import pairwise_tar_at_far, tar_at_far
 __all__ = [
     "average_query_expansion", "chance_level", "draw_gallery", "evaluate", "evaluate_rank", "evaluate_vehicleid",
     "evaluate_vehicleid_sizes", "extract_features", "KReciprocalReranker", "pairwise_tar_at_far", "re_ranking",
-    "tar_at_far",
+    "split_chance_level", "tar_at_far",
 ]

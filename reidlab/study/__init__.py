@@ -30,7 +30,7 @@ from .plan import (
     ablation_plan,
     study_datasets,
 )
-from .profile import StudyProfile, available_profiles, load_profile
+from .profile import STUDY_CONFIG_DIR, StudyProfile, available_profiles, load_profile
 from .records import (
     HEADLINE_METRICS,
     collect,
@@ -60,7 +60,7 @@ from .sweep import expand_grid, point_name, sweep
 from .training import as_override_dict, train_run, training_config
 
 __all__ = [
-    "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_NOTEBOOKS", "TABLES",
+    "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_CONFIG_DIR", "STUDY_NOTEBOOKS", "TABLES",
     "VARIATION_LOSSES", "Claim", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "arm_values",
     "available_profiles", "load_profile", "study_datasets", "as_override_dict", "check_parameters", "claims_json", "collect", "default_output_dir", "evaluate_claims",
     "expand_grid", "find_runs", "holm", "is_complete", "mean_ci", "notebook_arguments", "notebook_parameters", "notebook_path",

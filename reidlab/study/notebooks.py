@@ -70,8 +70,27 @@ def default_output_dir(name: str | os.PathLike) -> Path:
     notebooks folder, ``./runs/<name>`` under the current directory.
     """
     stem = Path(name).name.removesuffix(".ipynb")
-    root = NOTEBOOKS_DIR.parent if NOTEBOOKS_DIR.is_dir() else Path.cwd()
-    return root / "runs" / stem
+    return _repository_root() / "runs" / stem
+
+
+def _repository_root() -> Path:
+    # The folder above notebooks/; without it (reidlab installed without its notebooks) the current directory.
+    return NOTEBOOKS_DIR.parent if NOTEBOOKS_DIR.is_dir() else Path.cwd()
+
+
+def default_data_root(config_root: str | os.PathLike | None) -> str | None:
+    """The dataset folder a notebook uses when its ``data_root`` parameter is None: the config's ``data.root``
+    (the preset's, or an override's), a relative one resolved against the repository root.
+
+    Without this a relative root such as synth_cpu's ``data/synthreid`` would resolve against the kernel's
+    working directory: ``notebooks/`` in JupyterLab, the output folder under papermill, so SynthReID would be
+    generated there. An absolute root is kept; None (a preset that needs ``data_root``) stays None. When
+    reidlab is installed without its notebooks folder, a relative root is resolved against the current directory.
+    """
+    if config_root is None:
+        return None
+    path = Path(config_root).expanduser()
+    return str(path if path.is_absolute() else _repository_root() / path)
 
 
 def parameter_defaults(name: str | os.PathLike) -> dict[str, Any]:
