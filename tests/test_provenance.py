@@ -52,6 +52,17 @@ def test_every_run_records_its_provenance(tiny_run):
     assert prov["dataset"] == "synthreid" and re.fullmatch(r"[0-9a-f]{16}", prov["dataset_fingerprint"])
 
 
+def test_every_run_records_its_split_chance_level(tiny_run, synth_root):
+    """The floor a run must clear is stored with its metrics; the study index flags the runs that do not clear it."""
+    from reidlab.data import build_dataset
+    from reidlab.evaluation import split_chance_level
+
+    _, final = tiny_run
+    chance = split_chance_level(build_dataset("synthreid", synth_root))
+    assert final["chance_mAP"] == chance["mAP"] and final["chance_rank1"] == chance["rank1"]
+    assert 0 < final["chance_mAP"] < 1
+
+
 def test_collect_adds_provenance_columns(tiny_run):
     out, final = tiny_run
     row = collect(out).iloc[0]

@@ -114,6 +114,14 @@ def test_verdict_equivalence_margin():
     assert stats.verdict(-1.5, 1.5, equivalence=1.0) == "inconclusive"
 
 
+def test_verdict_needs_the_corrected_p_to_pass_too():
+    # The interval excludes 0, but after Holm's correction the claim no longer passes: not supported.
+    assert stats.verdict(0.5, 4.0, p_adjusted=0.20) == "inconclusive"
+    assert stats.verdict(-4.0, -0.5, p_adjusted=0.20) == "inconclusive"
+    assert stats.verdict(0.5, 4.0, p_adjusted=0.01) == "supported"
+    assert stats.verdict(-0.9, -0.1, p_adjusted=0.30) == "no-effect"  # inside ±1 point whatever the p
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # pairing and the paired table
 

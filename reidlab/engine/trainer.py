@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Subset
 from reidlab.data import ReIDImageDataset, build_dataset, build_transforms
 from reidlab.data.hard_batch_sampler import HardBatchSampler
 from reidlab.data.samplers import PKSampler
+from reidlab.evaluation.chance import split_chance_level
 from reidlab.losses import CombinedLoss, build_loss
 from reidlab.losses.distributed import gather_with_grad
 from reidlab.models import build_model
@@ -374,6 +375,7 @@ class Trainer:
         self.step_in_epoch = 0
         self.best = {"mAP": -1.0, "epoch": 0}
         self.last_eval: dict[str, Any] = {}
+        self._chance: dict[str, float] | None = None
         self.logger: MetricsLogger | None = None
 
     # ------------------------------------------------------------------ construction helpers
@@ -707,10 +709,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
 
+    def _chance_level(self) -> dict[str, float]:
+        """mAP / rank-1 of random rankings of this run's split, computed once: the floor its results must clear
+        (the study leaves runs within 2 points of it out as not trained)."""
+        if self._chance is None:
+            chance = split_chance_level(self.dataset)
+            self._chance = {"chance_mAP": chance["mAP"], "chance_rank1": chance["rank1"]}
+        return self._chance
+
     def evaluate(self) -> dict[str, Any]:
         """Evaluate the current model on query/gallery, log it and track the best mAP."""
         broadcast_buffers(self.model, self.ctx)
         metrics = run_evaluation(self.model, self.dataset, self.config, self.ctx)
+        if self.config.data.name != "vehicleid":  # the Market-style protocol; VehicleID scores its own draws
+            metrics.update(self._chance_level())
         metrics["epoch"] = self.epoch
         self.last_eval = metrics
         if metrics["mAP"] > self.best["mAP"]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .records import HEADLINE_METRICS, PROVENANCE_PREFIX, _now, collect, find_runs, provenance_differences, run_params
+from .stats import with_untrained_flags
 
 # Metrics stored as fractions and shown in percent.
 PERCENT_METRICS = {*HEADLINE_METRICS, "mINP_rerank"}
@@ -204,6 +205,8 @@ def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: st
 
     root = Path(root).resolve()
     frame = collect(root)
+    if "chance_mAP" in frame.columns:  # training runs record their split's chance level
+        frame = with_untrained_flags(frame, frame["chance_mAP"])
     headline = [m for m in HEADLINE_METRICS if m in frame.columns]
     records = frame.to_dict("records")
     order = {name: i for i, name in enumerate(NOTEBOOK_ORDER)}

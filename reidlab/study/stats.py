@@ -197,15 +197,19 @@ def holm(pvalues: Iterable[float]) -> np.ndarray:
     return adjusted
 
 
-def verdict(ci_low: float, ci_high: float, equivalence: float = 1.0) -> str:
+def verdict(ci_low: float, ci_high: float, equivalence: float = 1.0, p_adjusted: float = math.nan,
+            alpha: float = 0.05) -> str:
     """What an interval of a difference (points) says: "supported" when it lies above 0, "contradicted" when below,
     "no-effect" when it lies within ±``equivalence`` (any effect is too small to matter), else "inconclusive"
-    (also when the interval is undefined)."""
+    (also when the interval is undefined). With ``p_adjusted`` (the claim's multiplicity-corrected p), an interval
+    that excludes 0 only counts when that p is below ``alpha`` too: otherwise the family of claims could owe
+    its "supported" to the number of claims tested."""
     if math.isnan(ci_low) or math.isnan(ci_high):
         return "inconclusive"
-    if ci_low > 0:
+    survives = math.isnan(p_adjusted) or p_adjusted < alpha
+    if ci_low > 0 and survives:
         return "supported"
-    if ci_high < 0:
+    if ci_high < 0 and survives:
         return "contradicted"
     if -equivalence < ci_low and ci_high < equivalence:
         return "no-effect"
@@ -362,7 +366,7 @@ def evaluate_claims(
     """One dict per claim: ``id, source, statement, metric, arm, reference, delta, ci_low, ci_high, n_pairs, p,
     p_holm, verdict`` plus ``formula`` (with its value, and the chosen competitor for best-of / within) and
     ``p_perm``. Numbers in points, unrounded; ``p_holm`` is Holm across the claims of the same source; the verdict
-    comes from the interval (:func:`verdict`). A claim whose points have no runs gets n_pairs 0, nan numbers and
+    comes from the interval and the Holm p (:func:`verdict`). A claim whose points have no runs gets n_pairs 0, nan numbers and
     "inconclusive"."""
     results = []
     for claim in claims:
@@ -376,14 +380,14 @@ def evaluate_claims(
             "arm": claim.arm if isinstance(claim.arm, str) else list(claim.arm),
             "reference": claim.reference if isinstance(claim.reference, str) else list(claim.reference),
             "delta": result.delta, "ci_low": result.ci_low, "ci_high": result.ci_high, "n_pairs": result.n_pairs,
-            "p": result.p, "p_holm": math.nan,
-            "verdict": verdict(result.ci_low, result.ci_high, equivalence),
+            "p": result.p, "p_holm": math.nan, "verdict": "inconclusive",
             "formula": formula, "p_perm": result.p_perm,
         })
     for source in dict.fromkeys(r["source"] for r in results):
         family = [r for r in results if r["source"] == source]
         for record, adjusted in zip(family, holm([r["p"] for r in family]), strict=True):
             record["p_holm"] = float(adjusted)
+            record["verdict"] = verdict(record["ci_low"], record["ci_high"], equivalence, record["p_holm"])
     return results
 
 
