@@ -146,9 +146,13 @@ def test_check_notebook_parameters_parses_yaml_text():
         {"seeds": "[0]", "overrides": "{loss.metric: sp-h}", "seed": "3", "rate": 1, "flag": "false", "other": 1},
         defaults)
     assert checked == {"seeds": [0], "overrides": {"loss.metric": "sp-h"}, "seed": 3, "rate": 1, "flag": False}
-    # A None default accepts anything, kept as given (a path stays a string); a str default too.
-    anything = {"epochs": "[1, 2]", "preset": "adasp_market1501"}
+    # A None default accepts anything; text that reads as a YAML list or dict becomes one (ablation.ipynb's
+    # `seeds = None` given papermill's `-p seeds "[0, 1]"`), other text (a path) stays a string; a str default too.
+    assert check_notebook_parameters({"epochs": "[1, 2]"}, defaults) == {"epochs": [1, 2]}
+    assert check_notebook_parameters({"epochs": "{a: 1}"}, defaults) == {"epochs": {"a": 1}}
+    anything = {"epochs": "/data/market1501", "preset": "[not, parsed]"}
     assert check_notebook_parameters(anything, defaults) == anything
+    assert check_notebook_parameters({"epochs": "3"}, defaults) == {"epochs": "3"}
     for value in (3, [1], {"a": 1}, None, "x"):
         assert check_notebook_parameters({"epochs": value}, defaults) == {"epochs": value}
 

@@ -134,7 +134,8 @@ def check_notebook_parameters(namespace: Mapping[str, Any], defaults: Mapping[st
     A parameter whose default is a bool, int, float, list or dict must get a value of that type (an int is
     accepted for a float). A string given for it (papermill's ``-p seeds "[0]"`` passes the text) is read
     as YAML first, so ``"[0]"`` becomes ``[0]``. A parameter whose default is None or a string accepts any
-    value. Raises ValueError naming the parameter, the value and the expected type.
+    value; for a None default, text that reads as a YAML list or dict (``seeds = None`` given ``"[0, 1]"``)
+    becomes that list or dict, and any other text (a path) stays as it is. Raises ValueError naming the parameter, the value and the expected type.
     """
     import yaml
 
@@ -144,7 +145,13 @@ def check_notebook_parameters(namespace: Mapping[str, Any], defaults: Mapping[st
             continue
         value = namespace[key]
         kind = _expected_type(default)
-        if kind is not None and isinstance(value, str):
+        if default is None and isinstance(value, str):  # only list / dict text is converted
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                parsed = None
+            value = parsed if isinstance(parsed, (list, dict)) else value
+        elif kind is not None and isinstance(value, str):
             try:
                 value = yaml.safe_load(value)
             except yaml.YAMLError as error:
