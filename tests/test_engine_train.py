@@ -261,6 +261,21 @@ def test_camera_balanced_sampler_is_wired_in(synth_root, tmp_path):
         load_config("synth_cpu", ["sampler.name=hard", "sampler.camera_balanced=true"])
 
 
+def test_channels_last_on_cpu_only_when_asked(synth_root, tmp_path):
+    """None (the default) keeps NCHW on CPU; true trains in NHWC there, with the same loss as NCHW up to rounding."""
+    def first_step(out, *extra):
+        trainer = Trainer(load_config("synth_cpu", overrides(synth_root, tmp_path / out, "model.name=resnet18_tiny", *extra)))
+        batch = next(iter(trainer.train_loader))
+        return trainer, float(trainer.train_step(batch)["total"])
+
+    default, loss_nchw = first_step("nchw")
+    nhwc, loss_nhwc = first_step("nhwc", "model.channels_last=true")
+    assert not default.channels_last and nhwc.channels_last
+    weight = next(p for p in nhwc.model.parameters() if p.dim() == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert loss_nhwc == pytest.approx(loss_nchw, rel=1e-4)
+
+
 def test_hard_mining_and_scene_removal_are_wired_in(synth_root, tmp_path):
     class WeightsCheck(Callback):
         mined = []

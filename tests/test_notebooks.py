@@ -377,6 +377,7 @@ variation_levels: [0.1, 0.9]
 default_variation: 0.1
 adasp_synth: {family_size: [1, 1]}
 hbreid_synth: {family_size: [1, 3]}
+pretrain: {synth: {num_train_ids: 8, num_test_ids: 6, num_distractors: 0}, epochs: 1, overrides: {loss.ce_weight: 1.0}}
 """
 CLAIM_KEYS = {"id", "source", "statement", "metric", "arm", "reference", "delta", "ci_low", "ci_high", "n_pairs", "p",
               "p_holm", "verdict"}
@@ -411,10 +412,14 @@ def test_ablation_notebook_claims_tables_and_resume(tmp_path):
     assert_figures(out, ["variation_sweep", "summary"])
     html = study.render_notebook(out / "ablation.ipynb").read_text()
     assert "Verdicts on the claims" in html and "chance mAP" in html and "HBReID Table 2" in html
+    # Every run fine-tunes the profile's backbone, pretrained once on a copy with other identities.
+    backbone = out / "data" / "pretrain" / "backbone" / "seed0"
+    assert (backbone / "checkpoints" / "last.pt").is_file()
+    assert set(pd.read_csv(out / "runs.csv")["param.overrides.model.pretrained"]) == {str(backbone / "checkpoints" / "last.pt")}
     # Executing again into the same folder resumes: every run is complete, nothing is retrained.
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("metrics.json")}
+    stamps = {p: p.stat().st_mtime_ns for folder in ("runs", "data") for p in (out / folder).rglob("metrics.json")}
     study.run_notebook("ablation", parameters, out)
-    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("metrics.json")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and (backbone / "metrics.json") in stamps
 
 
 def test_ablation_notebook_own_defaults(tmp_path):

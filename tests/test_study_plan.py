@@ -27,6 +27,8 @@ def test_shipped_profiles_load(name):
     assert len(profile.seeds) >= 5 and profile.default_variation in profile.variation_levels
     assert profile.variation_knobs["num_test_ids"] >= 100
     assert name in study.available_profiles()
+    if profile.pretrain is not None:  # the backbone's copy is big enough to pretrain on, and other identities
+        assert profile.pretrain_knobs["num_train_ids"] >= profile.variation_knobs["num_train_ids"]
 
 
 def test_profile_errors_name_the_problem(tmp_path):
@@ -38,6 +40,12 @@ def test_profile_errors_name_the_problem(tmp_path):
         study.load_profile(bad)
     bad.write_text("variation_levels: [0.1, 0.9]\ndefault_variation: 0.5\n")
     with pytest.raises(ValueError, match="default_variation 0.5 is not one of"):
+        study.load_profile(bad)
+    bad.write_text("pretrain: {epochs: 2, lr: 0.1}\n")
+    with pytest.raises(ValueError, match=r"pretrain needs 'epochs' and takes only .*unknown keys \['lr'\]"):
+        study.load_profile(bad)
+    bad.write_text("pretrain: {epochs: 2, synth_seed: 0}\n")
+    with pytest.raises(ValueError, match="would see the test identities"):
         study.load_profile(bad)
 
 

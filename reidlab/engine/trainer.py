@@ -323,7 +323,7 @@ class Trainer:
         self.dataset = prepare_dataset(config, self.ctx)
         self._check_batch_shape()
         self.model = build_reid_model(config, self.dataset).to(device)
-        self.channels_last = config.model.channels_last and device.type == "cuda"
+        self.channels_last = device.type == "cuda" if config.model.channels_last is None else config.model.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if config.model.sync_bn and self.ctx.distributed:

@@ -28,6 +28,7 @@ from .plan import (
     VARIATION_LOSSES,
     ablation_claims,
     ablation_plan,
+    study_backbone,
     study_datasets,
 )
 from .profile import STUDY_CONFIG_DIR, StudyProfile, available_profiles, load_profile
@@ -62,7 +63,7 @@ from .training import as_override_dict, train_run, training_config
 __all__ = [
     "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_CONFIG_DIR", "STUDY_NOTEBOOKS", "TABLES",
     "VARIATION_LOSSES", "Claim", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "arm_values",
-    "available_profiles", "load_profile", "study_datasets", "as_override_dict", "check_parameters", "claims_json", "collect", "default_output_dir", "evaluate_claims",
+    "available_profiles", "load_profile", "study_backbone", "study_datasets", "as_override_dict", "check_parameters", "claims_json", "collect", "default_output_dir", "evaluate_claims",
     "expand_grid", "find_runs", "holm", "is_complete", "mean_ci", "notebook_arguments", "notebook_parameters", "notebook_path",
     "paired_table", "paired_test", "paired_values", "parameter_changes", "provenance_differences", "point_name", "render", "render_notebook",
     "report", "resolve_kernel_name", "run_notebook", "run_params", "sweep", "train_run",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .notebooks import resolve_kernel_name, run_notebook
-from .plan import study_datasets
+from .plan import study_backbone, study_datasets
 from .profile import load_profile
 from .records import _error_record, _now, _write_json
 from .render import render
@@ -79,10 +79,18 @@ def report(
     default_root, hbreid_root = roots["variation"][float(study.default_variation)], roots["hbreid"]
     print_fn(f"SynthReID copies ready in {time.perf_counter() - started:.0f} s in {data_dir}")
     threads = max(1, (os.cpu_count() or 1))
+    timings, pretrained = {}, {}
+    if study.pretrain is not None:  # every run of the study fine-tunes this backbone (the ablation notebook reuses it)
+        step = time.perf_counter()
+        print_fn("[pretrain] the shared backbone ...")
+        pretrained["model.pretrained"] = study_backbone(study, data_dir, threads, print_fn=lambda line: print_fn("    " + line))
+        timings["pretrain"] = time.perf_counter() - step
+        print_fn(f"[pretrain] ok in {timings['pretrain']:.0f} s: {pretrained['model.pretrained']}")
 
     def notebook_overrides(name: str, data_root: str, family: str, **extra: Any) -> dict[str, Any]:
         own = study.notebooks.get(name, {}).get("overrides", {})
-        return {**study.overrides, **study.table_overrides[family], "data.root": data_root, "threads": threads, **extra, **own}
+        return {**study.overrides, **study.table_overrides[family], **pretrained, "data.root": data_root,
+                "threads": threads, **extra, **own}
 
     plans: dict[str, dict[str, Any]] = {
         "ablation": {"profile": str(profile), "seeds": seeds, "data_dir": str(data_dir), "workers": workers},
@@ -92,7 +100,6 @@ def report(
         "class_similarity": {"preset": study.preset, "seed": seeds[0],
                              "overrides": notebook_overrides("class_similarity", hbreid_root, "hbreid")},
     }
-    timings = {}
     for name in notebooks:
         step = time.perf_counter()
         if name != "ablation":  # these train afresh into their folder, which must not hold the previous run

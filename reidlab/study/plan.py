@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .profile import PRETRAIN_SYNTH_SEED, STUDY_SYNTH_SEED, StudyProfile
 from .stats import Claim
-from .sweep import _slug, point_name
-from .training import as_override_dict
+from .sweep import _slug, point_name, sweep
+from .training import as_override_dict, train_run
 
 # Ablation cells: overrides on top of the study's training settings. The AdaSP README rows train the metric
 # loss alone (AdaSP's "single" setting), with the batch-hard triplet as the dense baseline they are meant to beat.
@@ -126,7 +127,7 @@ def ablation_plan(
 
 
 def study_datasets(data_dir: str | os.PathLike, variation_levels: Sequence[float], variation_knobs: Mapping[str, Any],
-                   hbreid_knobs: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
+                   hbreid_knobs: Mapping[str, Any] | None = None, seed: int = STUDY_SYNTH_SEED) -> dict[str, Any]:
     """Generate (or reuse) the study's SynthReID copies: one per intra-class variation level (AdaSP tables) and,
     with ``hbreid_knobs``, one for the HBReID tables. Returns ``{"variation": {level: folder}, "hbreid": folder}``."""
     from reidlab.data import synth
@@ -141,6 +142,33 @@ def study_datasets(data_dir: str | os.PathLike, variation_levels: Sequence[float
         synth.generate(root, seed=seed, **hbreid_knobs)
         roots["hbreid"] = str(root.resolve())
     return roots
+
+
+def study_backbone(profile: StudyProfile, data_dir: str | os.PathLike, threads: int | None = None,
+                   print_fn: Callable[[str], None] | None = print) -> str | None:
+    """The checkpoint of the profile's shared backbone, pretrained once under ``data_dir/pretrain`` (an
+    interrupted or finished pretraining is resumed or reused); None when the profile has no ``pretrain``.
+
+    Why: the papers fine-tune ImageNet weights. From random weights, the few hundred steps a CPU affords leave
+    every run mid-descent, and the seed-to-seed spread hides the effects the tables ask about. The backbone
+    trains on its own SynthReID copy, drawn with another generator seed, so it never sees a test identity.
+    """
+    from reidlab.data import synth
+
+    if profile.pretrain is None:
+        return None
+    root = Path(data_dir) / "synthreid-pretrain"
+    synth.generate(root, seed=profile.pretrain.get("synth_seed", PRETRAIN_SYNTH_SEED), **profile.pretrain_knobs)
+    overrides = {**profile.overrides, **profile.pretrain.get("overrides", {}), "threads": threads or os.cpu_count() or 1}
+    params = {"preset": profile.preset, "overrides": overrides, "epochs": profile.pretrain["epochs"],
+              "data_root": str(root.resolve()), "keep_checkpoints": True}
+    runs = Path(data_dir) / "pretrain"
+    sweep({"backbone": params}, [0], notebook=train_run, output_root=runs, print_fn=print_fn)
+    checkpoint = runs.resolve() / "backbone" / "seed0" / "checkpoints" / "last.pt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"the pretrained backbone {checkpoint} is missing although its run finished; "
+                                f"delete {runs} to pretrain it again")
+    return str(checkpoint)
 
 
 def ablation_claims(rows: Mapping[str, Mapping[str, str]], default_variation: float | None = None) -> list[Claim]:

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 STUDY_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "study"
+STUDY_SYNTH_SEED = 0  # generator seed of the study's SynthReID copies
+PRETRAIN_SYNTH_SEED = 1000  # default generator seed of the backbone's copy: identities the tables never test on
+PRETRAIN_KEYS = ("synth", "synth_seed", "epochs", "overrides")
 
 
 @dataclass
@@ -36,6 +39,7 @@ class StudyProfile:
     hbreid_synth: dict[str, Any] = field(default_factory=dict)
     hbreid_overrides: dict[str, Any] = field(default_factory=dict)
     notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pretrain: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -45,6 +49,14 @@ class StudyProfile:
                              f"variation_levels {self.variation_levels}")
         if self.workers < 1:
             raise ValueError(f"study profile {self.name!r}: workers must be >= 1, got {self.workers}")
+        if self.pretrain is not None:
+            unknown = sorted(set(self.pretrain) - set(PRETRAIN_KEYS))
+            if unknown or "epochs" not in self.pretrain:
+                raise ValueError(f"study profile {self.name!r}: pretrain needs 'epochs' and takes only {list(PRETRAIN_KEYS)}"
+                                 + (f"; unknown keys {unknown}" if unknown else ""))
+            if self.pretrain.get("synth_seed", PRETRAIN_SYNTH_SEED) == STUDY_SYNTH_SEED:
+                raise ValueError(f"study profile {self.name!r}: pretrain.synth_seed must differ from the study copies' "
+                                 f"generator seed {STUDY_SYNTH_SEED}, or the backbone would see the test identities")
 
     @property
     def variation_knobs(self) -> dict[str, Any]:
@@ -53,6 +65,10 @@ class StudyProfile:
     @property
     def hbreid_knobs(self) -> dict[str, Any]:
         return {**self.synth, **self.hbreid_synth}
+
+    @property
+    def pretrain_knobs(self) -> dict[str, Any]:
+        return {**self.synth, **(self.pretrain or {}).get("synth", {})}
 
     @property
     def table_overrides(self) -> dict[str, dict[str, Any]]:
