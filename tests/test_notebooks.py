@@ -454,6 +454,7 @@ def test_gpu_profile_plumbing_on_cpu(tmp_path):
     assert profile["synth"]["image_size"] == [256, 128] and profile["synth"]["num_train_ids"] >= 500
     tiny = yaml.safe_load(TINY_PROFILE)
     profile["synth"] = tiny["synth"]
+    profile["pretrain"].update(epochs=1, synth=tiny["pretrain"]["synth"])
     profile["seeds"] = [0]
     profile["overrides"].update({"device": "cpu", "data.size": [64, 32], "data.num_workers": 0, "sampler.p": 4,
                                  "sampler.k": 4, "epochs": 1, "max_iters_per_epoch": 2, "threads": 1})
