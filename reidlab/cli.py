@@ -7,15 +7,14 @@ import contextlib
 import os
 import sys
 
+from reidlab.utils import parse_key_values
+
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from reidlab.data import synth
 
     with _clean_errors("synth", FileExistsError, ValueError, TypeError):
-        bad = [kv for kv in args.knob if "=" not in kv]
-        if bad:
-            raise ValueError(f"knobs are key=value pairs, got {bad}")
-        knobs = dict(kv.split("=", 1) for kv in args.knob)
+        knobs = parse_key_values(args.knob, typed=False, what="knob")
         root = synth.generate(args.root, seed=args.seed, overwrite=args.overwrite, **synth.parse_knobs(knobs))
     print(f"SynthReID written to {root}")
     from reidlab.data import build_dataset

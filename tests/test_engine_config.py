@@ -140,7 +140,7 @@ def test_real_data_presets_fail_clearly_without_data(preset, tmp_path):
 
 
 def test_real_data_preset_with_an_empty_folder_names_the_layout(tmp_path):
-    from reidlab.engine.trainer import prepare_dataset
+    from reidlab.engine.builders import prepare_dataset
 
     config = load_config("adasp_market1501", ["model.pretrained=null", f"data.root={tmp_path}"])
     with pytest.raises(FileNotFoundError, match="bounding_box_train"):
@@ -148,7 +148,7 @@ def test_real_data_preset_with_an_empty_folder_names_the_layout(tmp_path):
 
 
 def test_generated_synthreid_with_other_knobs_is_not_replaced_by_training(synth_root):
-    from reidlab.engine.trainer import prepare_dataset
+    from reidlab.engine.builders import prepare_dataset
 
     config = load_config("synth_cpu", [f"data.root={synth_root}"])  # the preset asks for the default size
     with pytest.raises(ConfigError, match=r"holds another SynthReID \(num_train_ids .*data\.generate=false"):
@@ -242,7 +242,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path):
 def test_loss_applies_the_models_group_weights(weights):
     import torch.nn.functional as F
 
-    from reidlab.engine.trainer import build_reid_loss
+    from reidlab.engine.builders import build_reid_loss
     from reidlab.losses import SparsePairwiseLoss
 
     class FakeModel:

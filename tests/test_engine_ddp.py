@@ -13,7 +13,8 @@ WORLD_SIZE = 2
 
 def _worker(rank: int, init_file: str, root: str, out: str, results: str) -> None:
     from reidlab.engine import Callback, DistContext, load_config
-    from reidlab.engine.trainer import Trainer, run_evaluation
+    from reidlab.engine.evaluator import run_evaluation
+    from reidlab.engine.trainer import Trainer
 
     class RecordBatches(Callback):
         indices: list[list[int]] = []

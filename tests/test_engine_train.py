@@ -16,7 +16,8 @@ import torch
 
 from reidlab.engine import Callback, ConfigError, NonFiniteLossError, load_config, load_trained, read_metrics, train
 from reidlab.engine.checkpoint import load_checkpoint
-from reidlab.engine.trainer import Trainer, eval_loader, run_evaluation
+from reidlab.engine.evaluator import eval_loader, run_evaluation
+from reidlab.engine.trainer import Trainer
 
 # CPU-sized settings shared by these tests: 64 x 32 inputs, one thread (bit-identical runs), no workers.
 FAST = [
@@ -85,7 +86,7 @@ def test_vehicleid_fits_a_camera_embedding(tmp_path):
     from PIL import Image
 
     from reidlab.data import build_dataset
-    from reidlab.engine.trainer import build_reid_model
+    from reidlab.engine.builders import build_reid_model
 
     base = tmp_path / "VehicleID"
     (base / "image").mkdir(parents=True)
@@ -297,6 +298,10 @@ def test_hard_mining_and_scene_removal_are_wired_in(synth_root, tmp_path):
     steps = read_metrics(tmp_path, "step")
     assert all({"scene", "scene_accuracy", "scene_lambda"} <= set(r) for r in steps)
     assert [r["scene_lambda"] for r in steps] == [0.0, 0.25, 0.5, 0.5]  # linear ramp over one epoch of 2 steps
+    assert trainer.sampler.mining_plan == "rounds"
+    single = Trainer(load_config("synth_cpu", overrides(synth_root, tmp_path / "single", "sampler.name=hard",
+                                                       "sampler.hard_plan=single_round")))
+    assert single.sampler.mining_plan == "single_round"
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])

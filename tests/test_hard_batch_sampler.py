@@ -133,3 +133,29 @@ def test_bad_inputs():
         sampler.update_weights(torch.randn(5, 32))
     with pytest.raises(ValueError, match="NaN"):
         sampler.update_weights(torch.full((32, 4), float("nan")))
+
+
+def test_single_round_plan_is_one_round_with_every_class_once():
+    """HBReID's literal plan: one anchor per epoch, classes sorted by similarity to it, consecutive groups of P,
+    the short last group kept, each class exactly once per epoch."""
+    labels = [c for c in pids() if c != 31]  # 31 classes: groups of 4 leave a short group of 3
+    weights = clustered_weights()
+    sampler = HardBatchSampler(labels, P, K, warmup_epochs=1, seed=0, plan="single_round")
+    sampler.update_weights(weights)
+    assert sampler.short_group_classes == 31 % P == 3
+    sampler.set_epoch(1)
+    batches = list(sampler)
+    assert len(batches) == -(-31 // P) and len(batches[-1]) == 3 * K
+    groups = [sorted({labels[i] for i in batch}) for batch in batches]
+    assert sorted(c for group in groups for c in group) == list(range(31))
+    unit = torch.nn.functional.normalize(weights.double()[:31], dim=1)
+    anchor = next(a for a in groups[0] if set(torch.argsort(-(unit @ unit[a]))[:P].tolist()) == set(groups[0]))
+    similarity = (unit @ unit[anchor]).numpy()
+    # consecutive groups follow the similarity ranking to the one anchor of the epoch
+    assert all(similarity[groups[g]].min() >= similarity[groups[g + 1]].max() - 1e-12 for g in range(len(groups) - 1))
+    rounds = HardBatchSampler(labels, P, K, warmup_epochs=1, seed=0)  # the default keeps the random plan's length
+    rounds.update_weights(weights)
+    rounds.set_epoch(1)
+    assert len(list(rounds)) == len(list(PKSampler(labels, P, K, seed=0))) > len(batches)
+    with pytest.raises(ValueError, match="plan must be one of"):
+        HardBatchSampler(labels, P, K, plan="design")

@@ -14,11 +14,9 @@ from reidlab.losses import (
     CircleLoss,
     CombinedLoss,
     LossTerm,
-    SceneAdversary,
     SparsePairwiseLoss,
     TripletLoss,
     build_loss,
-    grad_reverse,
 )
 
 SP_MODES = ("sp-h", "sp-lh", "adasp")
@@ -93,7 +91,7 @@ def ref_sparse_pairwise(x: torch.Tensor, labels: list[int], temperature: float, 
 
 def published_port(x: torch.Tensor, num_ids: int, temperature: float, mode: str) -> torch.Tensor:
     """The published algorithm for contiguous, equally many rows per identity (identity = block position),
-    re-derived from DESIGN.md section 4: block masks, raw exponentials, per-identity sums by matmul with the
+    re-derived from docs/design.md, "Losses": block masks, raw exponentials, per-identity sums by matmul with the
     block indicator, inverse sums on the positive blocks, L1-normalized rows, -log of the diagonal."""
     batch = x.shape[0]
     per_id = batch // num_ids
@@ -435,44 +433,6 @@ def test_bad_constructor_arguments():
         TripletLoss(margin=-1)
     with pytest.raises(ValueError, match="unknown metric loss"):
         build_loss(metric="arcface")
-
-
-# ---------------------------------------------------------------- scene removal
-
-
-@pytest.mark.parametrize("lambda_", [1.0, 0.25])
-def test_grad_reverse_flips_and_scales(lambda_):
-    x = torch.randn(5, 3, requires_grad=True)
-    upstream = torch.randn(5, 3)
-    y = grad_reverse(x, lambda_)
-    assert torch.equal(y, x)
-    y.backward(upstream)
-    torch.testing.assert_close(x.grad, -lambda_ * upstream)
-
-
-def test_scene_adversary_trains_classifier_and_reverses_feature_gradient():
-    torch.manual_seed(0)
-    feature = torch.randn(8, 6, requires_grad=True)
-    scenes = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    adversary = SceneAdversary(6, 3, lambda_=0.5)
-    plain = torch.nn.Linear(6, 3)
-    plain.load_state_dict(adversary.classifier.state_dict())
-    loss, accuracy = adversary.loss_and_accuracy(adversary(feature), scenes)
-    loss.backward()
-    reversed_grad = feature.grad.clone()
-    feature.grad = None
-    F.cross_entropy(plain(feature), scenes).backward()
-    torch.testing.assert_close(reversed_grad, -0.5 * feature.grad)
-    torch.testing.assert_close(adversary.classifier.weight.grad, plain.weight.grad)
-    assert 0 <= accuracy.item() <= 1 and not accuracy.requires_grad
-    adversary.lambda_ = 2.0  # ramps set the attribute
-    feature.grad = None
-    adversary.loss_and_accuracy(adversary(feature), scenes)[0].backward()
-    torch.testing.assert_close(feature.grad, reversed_grad * 2.0 / 0.5)
-    hidden = SceneAdversary(6, 3, hidden=4)
-    assert hidden(feature).shape == (8, 3)
-    with pytest.raises(ValueError, match="num_scenes"):
-        SceneAdversary(6, 1)
 
 
 # ---------------------------------------------------------------- combiner

@@ -1,4 +1,4 @@
-"""gather=True on a 2-process gloo group equals the single-process loss on the whole batch."""
+"""DistributedLossWrapper on a 2-process gloo group equals the single-process loss on the whole batch."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from reidlab.losses import CircleLoss, SparsePairwiseLoss, TripletLoss, gather_with_grad
+from reidlab.losses import CircleLoss, DistributedLossWrapper, SparsePairwiseLoss, TripletLoss, build_loss, gather_with_grad
 
 WORLD_SIZE = 2
 # Unequal local batch sizes exercise the padded gather.
@@ -25,10 +25,10 @@ def full_batch(seed: int = 0):
 
 def make_losses():
     return {
-        "adasp": SparsePairwiseLoss("adasp", 0.1, gather=True),
-        "sp-h": SparsePairwiseLoss("sp-h", 0.1, gather=True),
-        "triplet": TripletLoss(0.3, gather=True),
-        "circle": CircleLoss(gather=True),
+        "adasp": DistributedLossWrapper(SparsePairwiseLoss("adasp", 0.1)),
+        "sp-h": DistributedLossWrapper(SparsePairwiseLoss("sp-h", 0.1)),
+        "triplet": DistributedLossWrapper(TripletLoss(0.3)),
+        "circle": DistributedLossWrapper(CircleLoss()),
     }
 
 
@@ -76,3 +76,10 @@ def test_gather_is_noop_without_process_group():
     assert not dist.is_initialized()
     gathered_x, gathered_y = gather_with_grad(embeddings, labels)
     assert gathered_x is embeddings and gathered_y is labels
+
+
+def test_build_loss_wraps_the_metric_loss_only_when_gathering():
+    (metric_term,) = build_loss(ce_weight=0.0, metric="sp-h", gather=True).terms
+    assert isinstance(metric_term.loss, DistributedLossWrapper) and isinstance(metric_term.loss.loss, SparsePairwiseLoss)
+    (plain,) = build_loss(ce_weight=0.0, metric="sp-h").terms
+    assert isinstance(plain.loss, SparsePairwiseLoss)

@@ -242,7 +242,7 @@ def test_cli_reports_bad_knobs_in_one_line(tmp_path, capsys):
     from reidlab.cli import main
 
     for argv, expected in (
-        (["synth", str(tmp_path / "a"), "variation"], "knobs are key=value pairs"),
+        (["synth", str(tmp_path / "a"), "variation"], "knob 'variation' is not of the form key=value"),
         (["synth", str(tmp_path / "a"), "bogus=1"], "unknown SynthReID knob"),
     ):
         with pytest.raises(SystemExit) as exit_info:

@@ -1,7 +1,7 @@
 """SynthReID: a procedurally drawn pedestrian ReID benchmark written in the exact Market-1501 layout.
 
 Real benchmarks cannot be downloaded or redistributed here, so the default study runs on this one.
-It is built to exercise what the losses and tricks are about (DESIGN section 6):
+It is built to exercise what the losses and tricks are about (README, "SynthReID"):
 
 - identities with consistent attributes (build, skin, hair, garments with colours and patterns, shoes,
   bags, hats) so that a network can learn them across cameras;

@@ -1,5 +1,9 @@
 """Trainer, checkpoints and distributed helpers.
 
+Modules: ``config`` (YAML -> dataclasses), ``builders`` (config -> dataset, model, loss), ``trainer`` (the loop),
+``evaluator`` (metrics during training), ``runs`` (finished runs: evaluate, reload), ``checkpoint``,
+``distributed``, ``logging``, ``provenance``, ``schedulers``.
+
 Notebook/CLI entry points: `load_config(preset_or_path, overrides)`, `train(config)`,
 `evaluate_checkpoint(config, checkpoint)`, `load_trained(output_dir)`; `Callback` for per-epoch hooks;
 `read_metrics(output_dir)` for the metrics.jsonl curves.
@@ -20,19 +24,12 @@ from .config import (
     load_config,
     parse_overrides,
 )
+from .builders import autocast_dtype
 from .distributed import DistContext, init_distributed
 from .logging import read_metrics
+from .runs import TrainedRun, evaluate_checkpoint, load_trained
 from .schedulers import build_scheduler, lr_factor
-from .trainer import (
-    Callback,
-    NonFiniteLossError,
-    Trainer,
-    TrainedRun,
-    autocast_dtype,
-    evaluate_checkpoint,
-    load_trained,
-    train,
-)
+from .trainer import Callback, NonFiniteLossError, Trainer, train
 
 __all__ = [
     "Callback",

@@ -20,6 +20,8 @@ from typing import Any, Union
 
 import yaml
 
+from reidlab.utils import parse_key_values
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -110,6 +112,9 @@ class SamplerConfig:
     p: int = 16
     k: int = 4
     hard_warmup_epochs: int = 1  # hard: random P x K for these first epochs
+    # hard: "rounds" keeps the random plan's epoch length; "single_round" is HBReID's one round per epoch
+    # (every class once; shorter epochs). reidlab.data.samplers.hard explains both
+    hard_plan: str = field(default="rounds", metadata=_choices("rounds", "single_round"))
     camera_balanced: bool = False  # pk: each identity's K images dealt round-robin over its cameras
 
 
@@ -304,12 +309,10 @@ def parse_overrides(overrides: dict | list[str] | tuple[str, ...] | None) -> dic
         # copies: a later dotted key (data.aug.p) must not write into the caller's nested dict (data.aug)
         items = [(key, copy.deepcopy(value)) for key, value in overrides.items()]
     else:
-        items = []
-        for text in overrides:
-            if "=" not in text:
-                raise ConfigError(f"override {text!r} is not of the form key=value")
-            key, raw = text.split("=", 1)
-            items.append((key.strip(), yaml.safe_load(raw) if raw.strip() else None))
+        try:
+            items = list(parse_key_values(overrides).items())
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     nested: dict = {}
     for key, value in items:
         parts = key.split(".")

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from reidlab.utils import atomic_write
+
 
 def _plain(value: Any) -> Any:
     """JSON-safe scalars (numpy/torch numbers, NaN -> None)."""
@@ -91,6 +93,4 @@ def truncate_metrics(output_dir: str | os.PathLike, last_epoch: int) -> None:
     if not path.is_file():
         return
     kept = [json.dumps(r) + "\n" for r in read_metrics(output_dir) if r.get("epoch", 0) <= last_epoch]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    atomic_write(path, "".join(kept))

@@ -2,9 +2,8 @@
 
 `Trainer(config)` turns a `TrainConfig` into plain library objects (dataset, model, loss, sampler,
 optimizer, schedule) and `fit()` runs epochs: train, evaluate every `eval.every` epochs, write
-`checkpoints/last.pt` (and `best.pt` by mAP), log to `metrics.jsonl`. `train(config)` and
-`evaluate_checkpoint(config, path)` are the entry points for the CLI and notebooks; `load_trained(dir)`
-rebuilds a finished run's model and dataset.
+`checkpoints/last.pt` (and `best.pt` by mAP), log to `metrics.jsonl`. `train(config)` is the entry point
+for the CLI and notebooks (`reidlab.engine.runs` evaluates and reloads finished runs).
 
 Exact resume: the sampler plan is a function of (seed, epoch), the loader's generator is reseeded from
 (seed, rank, epoch) each epoch, and the checkpoint holds every rank's RNG states, so a run killed after an
@@ -15,46 +14,47 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
-from reidlab.data import ReIDImageDataset, build_dataset, build_transforms
-from reidlab.data.hard_batch_sampler import HardBatchSampler
-from reidlab.data.samplers import PKSampler
+from reidlab.data import ReIDImageDataset, build_transforms
+from reidlab.data.samplers import HardBatchSampler, PKSampler
 from reidlab.evaluation.chance import split_chance_level
-from reidlab.losses import CombinedLoss, build_loss
-from reidlab.losses.distributed import gather_with_grad
-from reidlab.models import build_model
+from reidlab.utils import atomic_write
 
+from .builders import (
+    autocast_dtype,
+    build_reid_loss,
+    build_reid_model,
+    prepare_dataset,
+    seed_everything,
+)
 from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
-from .config import ConfigError, TrainConfig, check_paths, config_from_dict, config_to_dict, save_config
+from .config import ConfigError, TrainConfig, config_to_dict, save_config
 from .distributed import (
     DistContext,
-    barrier,
     broadcast_buffers,
-    broadcast_object,
     cleanup,
     init_distributed,
     resolve_device,
 )
+from .evaluator import run_evaluation
 from .logging import MetricsLogger, truncate_metrics
 from .provenance import collect_provenance
+from .runs import PrintFn, config_differences
 from .schedulers import build_scheduler
 
-PrintFn = Callable[[str], object] | None
 CHECKPOINT_FORMAT = "reidlab-checkpoint-v1"
-VEHICLEID_DRAWS = 10  # random galleries averaged by the VehicleID protocol
 # Settings that may differ between a run and its resumption without changing what it computes (not `device`:
 # the GradScaler and the numerics follow it; not `data.num_workers`: each worker count has its own augmentation
 # random streams).
@@ -80,205 +80,6 @@ class Callback:
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message names the step and the loss terms."""
-
-
-# --------------------------------------------------------------------------------------- building
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def prepare_dataset(config: TrainConfig, ctx: DistContext = DistContext()):
-    """Build the dataset of a config. With `data.generate` (synthreid), rank 0 first makes sure SynthReID with
-    the configured seed and knobs is at `data.root` (generate() reuses an identical one and refuses to replace another)."""
-    check_paths(config)
-    root = Path(config.data.root)
-    if config.data.generate and config.data.name == "synthreid":
-        if ctx.is_main:
-            from reidlab.data import synth
-
-            try:
-                synth.generate(root, seed=config.data.synth_seed, **config.data.synth_knobs)
-            except FileExistsError as error:
-                raise ConfigError(f"data.root: {error}; or set data.generate=false to train on the data there") from None
-        barrier(ctx)
-    try:
-        return build_dataset(config.data.name, root, **config.data.dataset_kwargs)
-    except ValueError as error:  # the data layer's bad-input errors (names, lists, meta.json), one line on the CLI
-        raise ConfigError(f"data.root={root}: {error}") from None
-
-
-def build_reid_model(config: TrainConfig, dataset) -> nn.Module:
-    """The model of a config for a dataset: identity classes, cameras and scenes come from the data."""
-    kwargs = dict(config.model.kwargs)
-    if "transreid" in config.model.name:  # the ViTs size their position embedding from the input
-        kwargs.setdefault("img_size", tuple(config.data.size))
-    if config.model.camera_embedding:
-        kwargs["num_cameras"] = dataset.num_cameras
-    if config.model.pretrained is not None:
-        kwargs["pretrained"] = config.model.pretrained
-    if config.scene.enabled:
-        if dataset.num_scenes < 2:
-            raise ConfigError(
-                f"scene.enabled=true needs at least 2 scenes, but {config.data.name} has {dataset.num_scenes}; "
-                "choose another data.dataset_kwargs.sceneid or set scene.enabled=false"
-            )
-        kwargs["num_scenes"] = dataset.num_scenes
-        kwargs["scene_lambda"] = config.scene.grl_lambda if config.scene.ramp_epochs <= 0 else 0.0
-    return build_model(config.model.name, dataset.num_train_pids, **kwargs)
-
-
-def build_reid_loss(config: TrainConfig, model: nn.Module) -> ModelWeightedLoss:
-    """`reidlab.losses.build_loss` from the config, with the model's published per-group weights."""
-    loss = build_loss(
-        ce_weight=config.loss.ce_weight,
-        label_smoothing=config.loss.label_smoothing,
-        metric=None if config.loss.metric == "none" else config.loss.metric,
-        metric_weight=config.loss.metric_weight,
-        temperature=config.loss.temperature,
-        margin=config.loss.margin,
-        gamma=config.loss.gamma,
-        hard_mining=config.loss.hard_mining,
-        normalize=config.loss.normalize,
-        scene_weight=config.scene.weight if config.scene.enabled else 0.0,
-        gather=config.loss.gather,
-    )
-    return ModelWeightedLoss(loss, {"features": model.feature_weights, "logits": model.logit_weights})
-
-
-class ModelWeightedLoss(nn.Module):
-    """Applies a model's per-group loss weights (MGN: 0.2 per metric group, 0.125 per CE head; TransReID JPM:
-    0.5 global + 0.5 / k per local group) to the terms of a `CombinedLoss`.
-
-    Uniform weights become a mean over the groups times their sum; non-uniform ones split the term into
-    one term per group (outputs `source_g`), logged as `name_g` plus their weighted mean under `name`.
-    """
-
-    def __init__(self, loss: CombinedLoss, group_weights: dict[str, Sequence[float]]) -> None:
-        super().__init__()
-        self.split: dict[str, tuple[str, int]] = {}  # source -> (term name, number of groups)
-        terms = []
-        for term in loss.terms:
-            weights = group_weights.get(term.source)
-            if weights is None:
-                terms.append(term)
-            elif len(set(weights)) == 1:
-                terms.append(replace(term, group_reduction="mean", weight=term.weight * sum(weights)))
-            else:
-                self.split[term.source] = (term.name, len(weights))
-                for g, w in enumerate(weights):
-                    terms.append(replace(term, name=f"{term.name}_{g}", source=f"{term.source}_{g}", weight=term.weight * w))
-        self.combined = CombinedLoss(terms)
-        self.weights = {t.name: t.weight for t in terms}
-
-    def forward(self, outputs: dict, labels: torch.Tensor, scene_labels: torch.Tensor | None = None):
-        if self.split:
-            outputs = dict(outputs)
-            for source, (_, groups) in self.split.items():
-                if len(outputs[source]) != groups:
-                    raise ValueError(f"model output {source!r} has {len(outputs[source])} groups, expected {groups}")
-                outputs.update({f"{source}_{g}": value for g, value in enumerate(outputs[source])})
-        total, logs = self.combined(outputs, labels, scene_labels)
-        for name, groups in self.split.values():
-            parts = [f"{name}_{g}" for g in range(groups) if f"{name}_{g}" in logs]
-            if parts:
-                weight = sum(self.weights[p] for p in parts)
-                logs[name] = sum(self.weights[p] * logs[p] for p in parts) / weight
-        return total, logs
-
-
-def _shard(dataset, ctx: DistContext):
-    """This rank's contiguous slice of an evaluation set (concatenating ranks restores the order)."""
-    if not ctx.distributed:
-        return dataset
-    n = len(dataset)
-    start, stop = n * ctx.rank // ctx.world_size, n * (ctx.rank + 1) // ctx.world_size
-    return Subset(dataset, range(start, stop))
-
-
-def eval_loader(records, config: TrainConfig, ctx: DistContext = DistContext()) -> DataLoader:
-    transform = build_transforms(False, size=tuple(config.data.size))
-    return DataLoader(
-        _shard(ReIDImageDataset(records, transform), ctx),
-        batch_size=config.data.test_batch_size,
-        shuffle=False,
-        num_workers=config.data.num_workers,
-        pin_memory=ctx.device.type == "cuda",
-    )
-
-
-def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype a run of `config` uses on `device` (None: full precision), for training and extraction."""
-    if device.type != "cuda" or config.optim.amp == "none":
-        return None
-    return torch.bfloat16 if config.optim.amp == "bf16" else torch.float16
-
-
-def run_evaluation(model: nn.Module, dataset, config: TrainConfig, ctx: DistContext = DistContext()) -> dict[str, Any]:
-    """Query/gallery retrieval metrics (fractions) of `model`; every rank extracts its share of the images,
-    rank 0 gathers and ranks, every rank gets the result."""
-    from reidlab.evaluation import evaluate, extract_features
-
-    if not dataset.query or not dataset.gallery:
-        raise ValueError(f"{config.data.name} has an empty query or gallery split; nothing to evaluate")
-    amp = autocast_dtype(config, ctx.device)
-    parts = []
-    for records in (dataset.query, dataset.gallery):
-        feats, pids, camids = extract_features(
-            model, eval_loader(records, config, ctx), device=ctx.device, flip=config.eval.flip, amp=amp or False
-        )
-        if ctx.distributed:
-            labels = torch.stack([torch.as_tensor(pids), torch.as_tensor(camids)], dim=1).to(ctx.device)
-            with torch.no_grad():
-                feats, labels = gather_with_grad(feats.to(ctx.device), labels)
-            pids, camids = labels[:, 0].cpu().numpy(), labels[:, 1].cpu().numpy()
-        parts.append((feats.cpu(), pids, camids))
-    metrics = None
-    search = dict(
-        rerank=config.eval.rerank,
-        rerank_kwargs=dict(k1=config.eval.rerank_k1, k2=config.eval.rerank_k2, lambda_value=config.eval.rerank_lambda),
-        device=ctx.device,
-    )
-    if ctx.is_main and config.data.name == "vehicleid":
-        metrics = _vehicleid_metrics(parts, search)
-    elif ctx.is_main:
-        (qf, qp, qc), (gf, gp, gc) = parts
-        result = evaluate(qf, gf, qp, gp, qc, gc, max_rank=config.eval.max_rank, **search)
-        cmc = result["cmc"]
-        metrics = {"mAP": float(result["mAP"]), "mINP": float(result["mINP"]), "embedding_spread": embedding_spread(qf)}
-        for k in (1, 5, 10):
-            if len(cmc) >= k:
-                metrics[f"rank{k}"] = float(cmc[k - 1])
-        metrics["num_valid_queries"] = int(result["num_valid_queries"])
-        metrics["cmc"] = [float(x) for x in cmc]
-        metrics["rerank"] = config.eval.rerank
-    return broadcast_object(metrics, ctx)
-
-
-def embedding_spread(feats: torch.Tensor) -> float:
-    """1 - |mean of the L2-normalized features|^2, about the mean pairwise cosine distance: 0 when every image
-    maps to the same direction (a collapsed embedding, e.g. a triplet loss stuck at its margin)."""
-    unit = torch.nn.functional.normalize(feats.double(), dim=1)
-    return float(1.0 - unit.mean(0).pow(2).sum())
-
-
-def _vehicleid_metrics(parts, evaluate_kwargs: dict) -> dict[str, Any]:
-    """VehicleID's protocol: the dataset's one gallery draw is not the benchmark; the mean over 10 seeded
-    one-image-per-vehicle galleries of all test images is (mINP and the full CMC are not part of it)."""
-    from reidlab.evaluation import evaluate_vehicleid
-
-    feats = torch.cat([part[0] for part in parts])
-    vids = np.concatenate([np.asarray(part[1]) for part in parts])
-    result = evaluate_vehicleid(feats, vids, num_draws=VEHICLEID_DRAWS, **evaluate_kwargs)
-    metrics = {}
-    for name, key in (("mAP", "mAP"), ("rank1", "R1"), ("rank5", "R5")):
-        metrics[name], metrics[f"{name}_std"] = result[key], result[f"{key}_std"]
-    metrics["num_draws"] = result["num_draws"]
-    metrics["rerank"] = evaluate_kwargs["rerank"]
-    return metrics
 
 
 def _stream_seed(*keys: int) -> int:
@@ -393,7 +194,7 @@ class Trainer:
         pids = [record.pid for record in self.dataset.train]
         common = dict(seed=self.config.seed, rank=ctx.rank, world_size=ctx.world_size)
         if cfg.name == "hard":
-            return HardBatchSampler(pids, cfg.p, cfg.k, warmup_epochs=cfg.hard_warmup_epochs, **common)
+            return HardBatchSampler(pids, cfg.p, cfg.k, warmup_epochs=cfg.hard_warmup_epochs, plan=cfg.hard_plan, **common)
         camids = [record.camid for record in self.dataset.train] if cfg.camera_balanced else None
         return PKSampler(pids, cfg.p, cfg.k, camids=camids, **common)
 
@@ -499,7 +300,7 @@ class Trainer:
         state = load_checkpoint(path, map_location=self.ctx.device)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a reidlab training checkpoint (format {state.get('format')!r})")
-        differing = _config_differences(state["config"], config_to_dict(self.config)) - RESUME_SAFE_KEYS
+        differing = config_differences(state["config"], config_to_dict(self.config)) - RESUME_SAFE_KEYS
         if "epochs" in differing:
             differing.discard("epochs")
             self._say(
@@ -566,10 +367,7 @@ class Trainer:
         }
         if self.ctx.is_main:
             (self.output_dir / "provenance.json").write_text(json.dumps(final["provenance"], indent=2))
-            path = self.output_dir / "metrics.json"
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(final, indent=2))
-            os.replace(tmp, path)
+            path = atomic_write(self.output_dir / "metrics.json", json.dumps(final, indent=2))
             self._say(
                 f"finished {self.epoch} epochs: mAP {final['mAP']:.1%}, rank-1 {final.get('rank1', float('nan')):.1%}; "
                 f"metrics in {path}, checkpoints in {self.checkpoint_dir}"
@@ -594,6 +392,12 @@ class Trainer:
             if ctx.distributed:
                 dist.broadcast(weights, src=0)  # one plan on every rank, bit for bit
             self.sampler.update_weights(weights)
+            if epoch == self.sampler.warmup_epochs:
+                short = self.sampler.short_group_classes
+                self._say(f"hard batch mining from epoch {epoch + 1}, plan {self.sampler.mining_plan!r}: "
+                          f"{len(self.sampler)} batches per epoch" + (
+                              f"; {short} classes per round fall in a short last group, left out of that round"
+                              if short and self.sampler.mining_plan == "rounds" else ""))
         self.loader_generator.manual_seed(_stream_seed(config.seed, ctx.rank, epoch))
         self._hook("on_epoch_start", epoch + 1)
         self.train_model.train()
@@ -750,17 +554,6 @@ def _absolute_paths(config: TrainConfig) -> TrainConfig:
     )
 
 
-def _config_differences(saved: dict, current: dict, prefix: str = "") -> set[str]:
-    keys = set()
-    for key in set(saved) | set(current):
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict) and key not in ("kwargs", "dataset_kwargs", "aug", "synth_knobs"):
-            keys |= _config_differences(a, b, f"{prefix}{key}.")
-        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
-            keys.add(f"{prefix}{key}")
-    return keys
-
-
 # ------------------------------------------------------------------------------------ entry points
 
 
@@ -774,96 +567,3 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), print_fn: Pri
     finally:
         if created:
             cleanup(ctx)
-
-
-def _trained_settings(state: dict, config: TrainConfig) -> dict[str, Any]:
-    """The settings that shape the network's forward pass (model name, kwargs, camera embedding, input size)
-    with which a training checkpoint was made, where `config` sets them otherwise."""
-    saved = state.get("config")
-    if not isinstance(saved, dict):
-        return {}
-    shaping = {"model.name", "model.kwargs", "model.camera_embedding", "data.size"}
-    keys = sorted(_config_differences(saved, config_to_dict(config)) & shaping)
-    return {key: saved.get(key.split(".")[0], {}).get(key.split(".")[1]) for key in keys}
-
-
-def _load_model(config: TrainConfig, dataset, checkpoint: str | os.PathLike, device: torch.device,
-                print_fn: PrintFn = None) -> nn.Module:
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    weights = state["model"] if "model" in state and isinstance(state["model"], dict) else state
-    trained = ", ".join(f"{k}={v!r}" for k, v in _trained_settings(state, config).items())
-    model = build_reid_model(replace(config, model=replace(config.model, pretrained=None)), dataset)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        hint = (f"; it was trained with {trained}: pass those overrides, or -c OUTPUT_DIR/config.yaml of its run"
-                if trained else "")
-        raise ConfigError(
-            f"checkpoint {checkpoint} does not fit model {config.model.name!r} on {config.data.name}{hint}: {error}"
-        ) from None
-    if trained and print_fn is not None:
-        print_fn(f"warning: {checkpoint} was trained with {trained}; evaluating with this config's values instead")
-    return model.to(device).eval()
-
-
-def evaluate_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike | None = None, print_fn: PrintFn = print) -> dict[str, Any]:
-    """Evaluate a checkpoint (default: `config.checkpoint`) on the config's query/gallery; the metrics are also
-    written next to it as `<checkpoint>.eval.json`."""
-    checkpoint = checkpoint or config.checkpoint
-    if checkpoint is None:
-        raise ConfigError("no checkpoint to evaluate: pass checkpoint=PATH")
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
-    created = not (dist.is_available() and dist.is_initialized())
-    ctx = init_distributed(config.device)
-    try:
-        dataset = prepare_dataset(replace(config, model=replace(config.model, pretrained=None)), ctx)
-        model = _load_model(config, dataset, checkpoint, ctx.device, print_fn if ctx.is_main else None)
-        metrics = run_evaluation(model, dataset, config, ctx)
-    finally:
-        if created:
-            cleanup(ctx)
-    metrics["checkpoint"] = str(checkpoint)
-    out = checkpoint.with_name(checkpoint.name + ".eval.json")
-    if ctx.is_main:
-        out.write_text(json.dumps(metrics, indent=2))
-        if print_fn is not None:
-            print_fn(
-                f"{checkpoint}: mAP {metrics['mAP']:.1%}, rank-1 {metrics.get('rank1', float('nan')):.1%}"
-                + (f", mINP {metrics['mINP']:.1%}" if "mINP" in metrics else "")
-                + f"{' (re-ranked)' if config.eval.rerank else ''}; written to {out}"
-            )
-    return metrics
-
-
-class TrainedRun(NamedTuple):
-    """A finished run, rebuilt: the model (eval mode, weights loaded), its config and its dataset."""
-
-    model: nn.Module
-    config: TrainConfig
-    dataset: Any
-    checkpoint: Path
-
-
-def load_trained(output_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best", device: str = "cpu") -> TrainedRun:
-    """Rebuild a trained run from OUTPUT_DIR: its config.yaml and `checkpoints/<checkpoint>.pt` (`best`, `last`,
-    `epoch_003` with `save_every`; `best` falls back to `last`). `checkpoint` may also be a file path."""
-    import yaml
-
-    output_dir = Path(output_dir)
-    config_path = output_dir / "config.yaml"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: is {str(output_dir)!r} the output_dir of a training run?")
-    config = config_from_dict(yaml.safe_load(config_path.read_text()))
-    path = Path(checkpoint)
-    if not path.is_file():
-        path = output_dir / "checkpoints" / f"{checkpoint}.pt"
-        if not path.is_file() and checkpoint == "best":
-            path = output_dir / "checkpoints" / "last.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint {checkpoint!r} in {output_dir / 'checkpoints'}")
-    dataset = prepare_dataset(replace(config, model=replace(config.model, pretrained=None)))
-    model = _load_model(config, dataset, path, resolve_device(device))
-    return TrainedRun(model, config, dataset, path)
-

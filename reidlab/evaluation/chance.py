@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import check_positive_int
 from .rank import evaluate_rank
 
 
@@ -16,8 +17,7 @@ def chance_level(q_pids, g_pids, q_camids, g_camids, draws: int = 20, seed: int 
     A large split is estimated within ``max_distances`` random distances in all: a seeded subset of at most
     ``max_distances / 5`` query-gallery pairs per draw and fewer draws (SynthReID-sized splits use every
     query and all ``draws``)."""
-    if draws < 1:
-        raise ValueError(f"draws must be >= 1, got {draws}")
+    draws = check_positive_int(draws, "draws")
     q_pids, g_pids, q_camids, g_camids = (np.asarray(a) for a in (q_pids, g_pids, q_camids, g_camids))
     rng = np.random.default_rng(seed)
     num_query = min(len(q_pids), max(1, int(max_distances / 5 // max(len(g_pids), 1))))

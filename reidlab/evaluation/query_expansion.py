@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from reidlab.evaluation.checks import check_positive_int
+
 __all__ = ["average_query_expansion"]
 
 _CHUNK_ELEMENTS = 1 << 24
@@ -34,8 +36,7 @@ def _expand(x: torch.Tensor, database: torch.Tensor, k: int, alpha: float, exclu
 def average_query_expansion(q_feats: torch.Tensor, g_feats: torch.Tensor, k: int = 5, alpha: float = 3.0,
                             expand_gallery: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(expanded queries, gallery) as L2-normalized tensors; see the module docstring."""
-    if int(k) != k or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = check_positive_int(k, "k")
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
     q, g = F.normalize(q_feats, dim=1), F.normalize(g_feats, dim=1)

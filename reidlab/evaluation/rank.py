@@ -1,6 +1,6 @@
 """Market-1501-style ranking metrics (CMC, mAP, mINP) that never sort the gallery.
 
-Protocol (DESIGN section 8): for each query the gallery is ranked by distance with a *stable* sort
+Protocol (docs/design.md, "Evaluation protocol"): for each query the gallery is ranked by distance with a *stable* sort
 (ties keep gallery order); gallery entries with the query's pid AND camera are removed, and so are
 junk entries (pid < 0, the Market-1501 convention); a query with no remaining match is skipped but
 counted (``num_invalid_queries``).  CMC comes from the first correct match, AP is the mean precision
@@ -23,24 +23,12 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from reidlab.evaluation.checks import as_label_array, check_positive_int
+
 __all__ = ["evaluate_rank", "RankingProblem"]
 
 #: target number of distance entries handled at once by the dense path (bounds temporary memory)
 _DENSE_CHUNK_ELEMENTS = 1 << 23
-
-
-def as_label_array(values, name: str) -> np.ndarray:
-    """1-D int64 numpy copy-free view of labels given as a list, numpy array or torch tensor."""
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if arr.size and not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_)):
-        rounded = np.asarray(arr, dtype=np.float64)
-        if not np.all(np.isfinite(rounded)) or np.any(rounded != np.round(rounded)):
-            raise ValueError(f"{name} must hold integer labels, got dtype {arr.dtype}")
-    return arr.astype(np.int64, copy=False)
 
 
 class RankingProblem:
@@ -289,12 +277,6 @@ class MetricAccumulator:
         return out
 
 
-def check_max_rank(max_rank: int) -> int:
-    if int(max_rank) != max_rank or max_rank < 1:
-        raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")
-    return int(max_rank)
-
-
 def _dense_block(distmat, rows: slice, columns: np.ndarray | None) -> torch.Tensor:
     """Rows of a numpy / memmap / torch distance matrix as a fresh torch tensor (never writes to the input)."""
     if isinstance(distmat, torch.Tensor):
@@ -332,7 +314,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 5
     (float64 per query, NaN for a query without a valid match), ``first_match_rank`` (1-based, 0 when
     invalid) and ``num_matches``.
     """
-    max_rank = check_max_rank(max_rank)
+    max_rank = check_positive_int(max_rank, "max_rank")
     shape = tuple(distmat.shape)
     if len(shape) != 2:
         raise ValueError(f"distmat must be 2-D [num_query, num_gallery], got shape {shape}")

@@ -32,6 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from reidlab.evaluation.checks import as_feature_tensor, check_positive_int
+
 __all__ = ["re_ranking", "KReciprocalReranker"]
 
 _CHUNK_ELEMENTS = 1 << 24
@@ -58,11 +60,8 @@ class KReciprocalReranker:
 
     def __init__(self, q_feats, g_feats, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
                  chunk_size: int | None = None, device=None, block_size: int = 2048):
-        from reidlab.evaluation.search import as_feature_tensor  # search imports this module
 
-        for name, value in (("k1", k1), ("k2", k2)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        k1, k2 = check_positive_int(k1, "k1"), check_positive_int(k2, "k2")
         if not 0.0 <= lambda_value <= 1.0:
             raise ValueError(f"lambda_value must lie in [0, 1], got {lambda_value!r}")
         q = as_feature_tensor(q_feats, "q_feats", device)
@@ -78,9 +77,7 @@ class KReciprocalReranker:
         self.num_query, self.num_all = len(q), len(self.features)
         self.sq_norms = (self.features * self.features).sum(1)
         self.chunk_size = chunk_size or max(1, _CHUNK_ELEMENTS // self.num_all)
-        if int(block_size) != block_size or block_size < 1:
-            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-        self.block_size = int(block_size)
+        self.block_size = check_positive_int(block_size, "block_size")
         neighbours, self.row_max = self._neighbours()
         self.V = self._build_v(neighbours)
         self._gallery_columns = self.V[self.num_query:].tocsc()  # column l -> gallery images using l

@@ -7,34 +7,19 @@ features' device, so on GPU when they are CUDA tensors) and each chunk goes stra
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reidlab.evaluation.checks import as_feature_tensor, check_positive_int
 from reidlab.evaluation.query_expansion import average_query_expansion
-from reidlab.evaluation.rank import MetricAccumulator, RankingProblem, check_max_rank, match_ranks
+from reidlab.evaluation.rank import MetricAccumulator, RankingProblem, match_ranks
 from reidlab.evaluation.rerank import KReciprocalReranker
 
-__all__ = ["evaluate", "as_feature_tensor", "ranking_features"]
+__all__ = ["evaluate", "ranking_features"]
 
 METRICS = ("cosine", "euclidean")
 #: tolerance on |norm - 1| under which features count as L2-normalized (see :func:`ranking_features`)
 UNIT_NORM_ATOL = 1e-4
-
-
-def as_feature_tensor(feats, name: str, device=None) -> torch.Tensor:
-    """A 2-D float tensor (float64 kept, other dtypes -> float32) on ``device``; rejects NaN/inf."""
-    x = feats if isinstance(feats, torch.Tensor) else torch.from_numpy(np.asarray(feats))
-    x = x.detach()
-    if device is not None:
-        x = x.to(device)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [num_images, dim], got shape {tuple(x.shape)}")
-    x = x if x.dtype == torch.float64 else x.float()
-    if not torch.isfinite(x).all():
-        bad = int((~torch.isfinite(x)).any(1).nonzero()[0])
-        raise ValueError(f"{name} has NaN or infinite values (first in row {bad}); check the model's output")
-    return x
 
 
 def _is_unit_norm(x: torch.Tensor) -> bool:
@@ -82,7 +67,7 @@ def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int
 
     Equal to ``evaluate_rank`` on the dense matrix computed the same way (same keys, same ties).
     """
-    max_rank = check_max_rank(max_rank)
+    max_rank = check_positive_int(max_rank, "max_rank")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     q = as_feature_tensor(q_feats, "q_feats", device)
@@ -101,8 +86,8 @@ def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int
         g = F.normalize(g, dim=1).index_copy(0, kept.to(g.device), expanded)
     elif query_expansion:
         q, g = average_query_expansion(q, g, **query_expansion)
-    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if chunk_size is not None:
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
     acc = MetricAccumulator(problem.num_query)
     if rerank:
         reranker = KReciprocalReranker(q, g, chunk_size=chunk_size, **(rerank_kwargs or {}))

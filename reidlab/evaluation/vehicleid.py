@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from reidlab.evaluation.rank import as_label_array
-from reidlab.evaluation.search import as_feature_tensor, evaluate
+from reidlab.evaluation.checks import as_feature_tensor, as_label_array, check_positive_int
+from reidlab.evaluation.search import evaluate
 
 __all__ = ["draw_gallery", "evaluate_vehicleid", "evaluate_vehicleid_sizes"]
 
@@ -38,8 +38,7 @@ def evaluate_vehicleid(feats, vids, num_draws: int = 10, seed: int = 0, metric: 
     vids = as_label_array(vids, "vids")
     if len(vids) != len(x):
         raise ValueError(f"vids has {len(vids)} entries but there are {len(x)} feature rows")
-    if int(num_draws) != num_draws or num_draws < 1:
-        raise ValueError(f"num_draws must be a positive integer, got {num_draws!r}")
+    num_draws = check_positive_int(num_draws, "num_draws")
     max_rank = max(5, evaluate_kwargs.pop("max_rank", 5))
     per_draw = {"R1": [], "R5": [], "mAP": []}
     for draw in range(num_draws):

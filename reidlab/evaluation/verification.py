@@ -15,8 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reidlab.evaluation.rank import as_label_array
-from reidlab.evaluation.search import as_feature_tensor
+from reidlab.evaluation.checks import as_feature_tensor, as_label_array
 
 __all__ = ["tar_at_far", "pairwise_tar_at_far"]
 

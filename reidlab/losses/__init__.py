@@ -6,8 +6,7 @@ Cross-entropy with label smoothing is ``torch.nn.functional.cross_entropy(..., l
 
 from .circle import CircleLoss
 from .combine import METRIC_LOSSES, CombinedLoss, LossTerm, build_loss, create_metric_loss
-from .distributed import gather_with_grad
-from .scene import GradientReversal, SceneAdversary, grad_reverse
+from .distributed import DistributedLossWrapper, gather_with_grad
 from .sparse_pairwise import SPARSE_PAIRWISE_MODES, PairSelection, SparsePairwiseLoss, sparse_pairwise_terms
 from .triplet import TripletLoss, pairwise_distance
 
@@ -16,16 +15,14 @@ __all__ = [
     "SPARSE_PAIRWISE_MODES",
     "CircleLoss",
     "CombinedLoss",
-    "GradientReversal",
+    "DistributedLossWrapper",
     "LossTerm",
     "PairSelection",
-    "SceneAdversary",
     "SparsePairwiseLoss",
     "TripletLoss",
     "build_loss",
     "create_metric_loss",
     "gather_with_grad",
-    "grad_reverse",
     "pairwise_distance",
     "sparse_pairwise_terms",
 ]

@@ -1,4 +1,4 @@
-"""Pairwise Circle loss (Sun et al., CVPR 2020) as in fast-reid's pairwise_circleloss (DESIGN.md section 4)."""
+"""Pairwise Circle loss (Sun et al., CVPR 2020) as in fast-reid's pairwise_circleloss (docs/design.md, "Losses")."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import check_embeddings_and_labels, cosine_similarity_matrix
-from .distributed import gather_with_grad
 
 __all__ = ["CircleLoss"]
 
@@ -20,21 +19,17 @@ class CircleLoss(nn.Module):
     as in fast-reid (whose -1e8 fill drives the softplus to 0).
     """
 
-    def __init__(self, margin: float = 0.25, gamma: float = 128.0, gather: bool = False, process_group=None):
+    def __init__(self, margin: float = 0.25, gamma: float = 128.0):
         super().__init__()
         if not gamma > 0:
             raise ValueError(f"gamma must be > 0, got {gamma}")
         self.margin = float(margin)
         self.gamma = float(gamma)
-        self.gather = gather
-        self.process_group = process_group
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}, gamma={self.gamma}, gather={self.gather}"
+        return f"margin={self.margin}, gamma={self.gamma}"
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        if self.gather:
-            embeddings, labels = gather_with_grad(embeddings, labels, self.process_group)
         check_embeddings_and_labels(embeddings, labels)
         similarity, _ = cosine_similarity_matrix(embeddings)
         same = labels.unsqueeze(0) == labels.unsqueeze(1)

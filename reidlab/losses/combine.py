@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .circle import CircleLoss
+from .distributed import DistributedLossWrapper
 from .sparse_pairwise import SparsePairwiseLoss
 from .triplet import TripletLoss
 
@@ -135,14 +136,14 @@ def build_loss(
     + metric_weight * mean over feature groups of the metric loss
     + scene_weight * cross_entropy(scene_logits, scene_labels)  (the adversary's gradient reversal makes the
       backbone maximize it). margin None = the loss's default (triplet 0.3, circle 0.25); temperature applies
-    to adasp/sp-h/sp-lh only; gather all-gathers the metric loss's batch across ranks.
+    to adasp/sp-h/sp-lh only; gather wraps the metric loss in ``DistributedLossWrapper`` (global batch).
     """
     terms = []
     if ce_weight:
         cross_entropy = functools.partial(F.cross_entropy, label_smoothing=label_smoothing)
         terms.append(LossTerm("ce", cross_entropy, ce_weight, "logits", group_reduction="sum", report_accuracy=True))
     if metric is not None and metric_weight:
-        kwargs: dict = {"gather": gather}
+        kwargs: dict = {}
         if metric in ("adasp", "sp-h", "sp-lh"):
             kwargs["temperature"] = temperature
         elif metric == "triplet":
@@ -151,7 +152,8 @@ def build_loss(
             kwargs["gamma"] = gamma
         if margin is not None and metric in ("triplet", "circle"):
             kwargs["margin"] = margin
-        terms.append(LossTerm(metric, create_metric_loss(metric, **kwargs), metric_weight, "features"))
+        metric_loss = create_metric_loss(metric, **kwargs)
+        terms.append(LossTerm(metric, DistributedLossWrapper(metric_loss) if gather else metric_loss, metric_weight, "features"))
     if scene_weight:
         terms.append(
             LossTerm("scene", F.cross_entropy, scene_weight, "scene_logits", target="scene_labels", report_accuracy=True)

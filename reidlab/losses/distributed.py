@@ -1,12 +1,13 @@
-"""All-gather of embeddings and labels so a pairwise loss sees the global batch under DDP."""
+"""All-gather of embeddings and labels so a pairwise loss sees the global batch under DDP: one wrapper for every
+pairwise loss (as pytorch-metric-learning's ``DistributedLossWrapper``) instead of a flag in each."""
 
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["gather_with_grad"]
+__all__ = ["DistributedLossWrapper", "gather_with_grad"]
 
 
 def _gather_padded(tensor: Tensor, sizes: list[int], group) -> list[Tensor]:
@@ -59,3 +60,19 @@ def gather_with_grad(embeddings: Tensor, labels: Tensor, group=None) -> tuple[Te
     sizes = [int(size.item()) for size in all_sizes]
     gathered_labels = torch.cat(_gather_padded(labels, sizes, group), dim=0)
     return _AllGatherRows.apply(embeddings, sizes, rank, group), gathered_labels
+
+
+class DistributedLossWrapper(nn.Module):
+    """``loss(embeddings, labels)`` on the global batch: every rank's rows are gathered first (``gather_with_grad``).
+
+    Outside DDP (or with one rank) it is the wrapped loss itself. ``process_group``: the ranks to gather over
+    (None: the default group).
+    """
+
+    def __init__(self, loss: nn.Module, process_group=None) -> None:
+        super().__init__()
+        self.loss = loss
+        self.process_group = process_group
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        return self.loss(*gather_with_grad(embeddings, labels, self.process_group))

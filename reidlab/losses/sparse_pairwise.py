@@ -1,6 +1,6 @@
 """Sparse Pairwise losses SP-H, SP-LH and AdaSP (Zhou et al., CVPR 2023), computed from label masks.
 
-Math (DESIGN.md section 4), with z_i = x_i / ||x_i||, s_ij = z_i . z_j, temperature T, C_a the rows of
+Math (docs/design.md, "Losses"), with z_i = x_i / ||x_i||, s_ij = z_i . z_j, temperature T, C_a the rows of
 identity a:
 
     n_ab    = log sum_{i in C_a, j in C_b} exp(s_ij / T)                   (soft hardest negative pair)
@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import check_embeddings_and_labels, cosine_similarity_matrix, segment_logsumexp
-from .distributed import gather_with_grad
 
 __all__ = ["SPARSE_PAIRWISE_MODES", "PairSelection", "SparsePairwiseLoss", "sparse_pairwise_terms"]
 
@@ -101,12 +100,11 @@ class SparsePairwiseLoss(nn.Module):
     Args:
         mode: "adasp" (adaptive mix), "sp-h" (hardest positive pair) or "sp-lh" (least-hard positive).
         temperature: T; 0.04 for person, 0.05 for vehicle datasets in the paper.
-        gather: all-gather embeddings and labels across torch.distributed ranks first so the loss sees the
-            global batch (no-op when torch.distributed is not initialized). See ``gather_with_grad``.
-        process_group: the group to gather over (None: the default group).
+
+    Under DDP, ``DistributedLossWrapper(SparsePairwiseLoss(...))`` computes it on the global batch.
     """
 
-    def __init__(self, mode: str = "adasp", temperature: float = 0.04, gather: bool = False, process_group=None):
+    def __init__(self, mode: str = "adasp", temperature: float = 0.04):
         super().__init__()
         if mode not in SPARSE_PAIRWISE_MODES:
             raise ValueError(f"unknown sparse pairwise mode {mode!r}; choose one of {SPARSE_PAIRWISE_MODES}")
@@ -114,11 +112,9 @@ class SparsePairwiseLoss(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.mode = mode
         self.temperature = float(temperature)
-        self.gather = gather
-        self.process_group = process_group
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, temperature={self.temperature}, gather={self.gather}"
+        return f"mode={self.mode!r}, temperature={self.temperature}"
 
     def positives(self, terms: dict[str, Tensor]) -> Tensor:
         """p_a for this mode from ``sparse_pairwise_terms`` output."""
@@ -144,8 +140,6 @@ class SparsePairwiseLoss(nn.Module):
         return F.cross_entropy(logits, target, reduction="none")
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        if self.gather:
-            embeddings, labels = gather_with_grad(embeddings, labels, self.process_group)
         return self.per_identity(embeddings, labels).mean()
 
     @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Batch-hard triplet loss (Hermans et al. 2017) in the fast-reid convention (DESIGN.md section 4)."""
+"""Batch-hard triplet loss (Hermans et al. 2017) in the fast-reid convention (docs/design.md, "Losses")."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import check_embeddings_and_labels, check_finite_rows, compute_dtype, cosine_similarity_matrix, gram_matrix
-from .distributed import gather_with_grad
 
 __all__ = ["TripletLoss", "pairwise_distance"]
 
@@ -47,23 +46,18 @@ class TripletLoss(nn.Module):
             softmax-weighted means over the anchor's positives (weights softmax(d)) and negatives
             (weights softmax(-d)); fast-reid adds 1e-6 to the softmax denominator, this uses the exact softmax.
         normalize: use the cosine distance 2 - 2 cos on L2-normalized features instead of raw Euclidean.
-        gather: all-gather the batch across ranks first (see ``gather_with_grad``).
     """
 
-    def __init__(
-        self, margin: float = 0.3, hard_mining: bool = True, normalize: bool = False, gather: bool = False, process_group=None
-    ):
+    def __init__(self, margin: float = 0.3, hard_mining: bool = True, normalize: bool = False):
         super().__init__()
         if margin < 0:
             raise ValueError(f"margin must be >= 0 (0 = soft margin), got {margin}")
         self.margin = float(margin)
         self.hard_mining = hard_mining
         self.normalize = normalize
-        self.gather = gather
-        self.process_group = process_group
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}, hard_mining={self.hard_mining}, normalize={self.normalize}, gather={self.gather}"
+        return f"margin={self.margin}, hard_mining={self.hard_mining}, normalize={self.normalize}"
 
     def mine(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """(d_ap [B], d_an [B]): each anchor's positive and negative distance under the mining rule."""
@@ -79,8 +73,6 @@ class TripletLoss(nn.Module):
         return d_ap, d_an
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        if self.gather:
-            embeddings, labels = gather_with_grad(embeddings, labels, self.process_group)
         d_ap, d_an = self.mine(embeddings, labels)
         if self.margin > 0:
             return F.relu(d_ap - d_an + self.margin).mean()

@@ -11,6 +11,7 @@ from .heads import CosineClassifier, EmbeddingHead, GeneralizedMeanPooling, Head
 from .mgn import MGN
 from .registry import build_model, is_model, list_models, register_model
 from .resnet_ibn import IBN, convert_to_ibn_a, create_resnet, set_stage_stride
+from .scene import GradientReversal, SceneAdversary, grad_reverse
 from .vit_transreid import OverlapPatchEmbed, TransReID, jigsaw_rearrange
 from .weights import LoadReport, load_pretrained, read_state_dict
 
@@ -18,6 +19,7 @@ __all__ = [
     "IBN",
     "MGN",
     "Baseline",
+    "GradientReversal",
     "CosineClassifier",
     "EmbeddingHead",
     "GeneralizedMeanPooling",
@@ -25,12 +27,14 @@ __all__ = [
     "LoadReport",
     "OverlapPatchEmbed",
     "ReIDModel",
+    "SceneAdversary",
     "TransReID",
     "build_classifier",
     "build_model",
     "build_pool",
     "convert_to_ibn_a",
     "create_resnet",
+    "grad_reverse",
     "is_model",
     "jigsaw_rearrange",
     "list_models",

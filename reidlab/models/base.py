@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from torch import Tensor, nn
 
 from .heads import EmbeddingHead
+from .scene import SceneAdversary
 
 __all__ = ["HEAD_ARGUMENTS", "ReIDModel", "classifier_weight_of", "finish_model", "pop_kwargs"]
 
@@ -37,10 +38,8 @@ class ReIDModel(nn.Module):
         self.scene_adversary: nn.Module | None = None
 
     def attach_scene_adversary(self, num_scenes: int, lambda_: float = 1.0, hidden: int | None = None) -> None:
-        """Put ``reidlab.losses.SceneAdversary`` (gradient reversal + scene classifier) on the global feature;
+        """Put a :class:`SceneAdversary` (gradient reversal + scene classifier) on the global feature;
         train mode then adds ``scene_logits`` [B, num_scenes] to the output dict (HBReID scene removal)."""
-        from reidlab.losses import SceneAdversary  # the losses package owns the module
-
         self.scene_adversary = SceneAdversary(self.global_feature_dim, num_scenes, lambda_, hidden=hidden)
 
     def backbone_parameters(self) -> list[nn.Parameter]:

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reidlab.utils import atomic_write
+
 PARAMS_FILE = "params.json"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.json"
@@ -24,9 +26,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n")
 
 
 def _read_json(path: Path) -> dict:

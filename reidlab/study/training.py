@@ -8,24 +8,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reidlab.utils import parse_key_values
+
 
 def as_override_dict(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
     """``{"a.b": 1}`` or ``["a.b=1"]`` (values typed by YAML, as on the command line) -> a flat dict."""
-    import yaml
-
     if not overrides:
         return {}
     if isinstance(overrides, Mapping):
         return dict(overrides)
-    if isinstance(overrides, str):
-        raise ValueError(f"overrides must be a dict or a list of 'key=value' strings, got the string {overrides!r}")
-    flat = {}
-    for text in overrides:
-        if "=" not in text:
-            raise ValueError(f"override {text!r} is not of the form key=value")
-        key, raw = text.split("=", 1)
-        flat[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-    return flat
+    return parse_key_values(overrides)
 
 
 def training_config(

@@ -1,4 +1,4 @@
-"""Adversarial scene removal (HBReID, DESIGN.md section 5): gradient reversal + a scene classifier."""
+"""Adversarial scene removal (HBReID): gradient reversal + a scene classifier, a module of the ReID model."""
 
 from __future__ import annotations
 

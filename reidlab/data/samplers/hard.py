@@ -1,12 +1,19 @@
 """HBReID hard batch mining: batches of mutually similar identities, by classifier-weight similarity.
 
-Warm-up epochs use the random P x K plan of `PKSampler`. After that, each epoch repeats rounds of: draw one
-random anchor class, rank every class by the cosine similarity of its classifier weight row to the
-anchor's row, and cut the ranked list into consecutive groups of P classes; each group becomes one batch of
-K images per class (sampled with replacement only for classes with fewer than K images). Similar classes
-therefore share batches and the batch-hard negatives become globally hard. Rounds continue until the epoch
-has as many batches as the random plan would have, so the epoch length (and an lr schedule built on it)
-does not change when mining starts.
+Warm-up epochs use the random P x K plan of `PKSampler`. After that, a *round* draws one random anchor class,
+ranks every class by the cosine similarity of its classifier weight row to the anchor's row, and cuts the
+ranked list into consecutive groups of P classes; each group becomes one batch of K images per class (drawn
+anew for every batch, with replacement only for classes with fewer than K images). Similar classes therefore
+share batches and the batch-hard negatives become globally hard. Two plans (``plan``):
+
+- ``"rounds"`` (the default): rounds repeat until the epoch has as many batches as the random plan, so the
+  epoch length (and an lr schedule built on it) does not change when mining starts, and every image count of
+  the random plan is kept (~all train images per epoch). A round's last group of fewer than P classes is not
+  used (``short_group_classes`` of them per round; the next round draws them again in other groups).
+- ``"single_round"``: HBReID's literal plan, one round per epoch: every class once, C / P batches of
+  P x K = C x K images per epoch (Market-1501 at K = 4: ~3,000 of its 12,936 train images), the last, short
+  group kept as a smaller batch. Epochs then get shorter when mining starts, and a learning-rate schedule
+  built on the random plan's epoch length does not run to its end.
 
 The trainer calls `update_weights(classifier_weight)` at each epoch start. The plan depends only on
 (seed, epoch, weights): every DDP rank builds the same plan from the same (synchronised) weights and keeps
@@ -20,11 +27,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .samplers import PKSampler
+from .pk import PKSampler
+
+HARD_PLANS = ("rounds", "single_round")
 
 
 class HardBatchSampler(PKSampler):
-    """P x K batches of similar identities after `warmup_epochs` random epochs (HBReID, DESIGN section 5).
+    """P x K batches of similar identities after `warmup_epochs` random epochs (HBReID, docs/design.md, "HBReID parts").
 
     ``pids`` must be the relabelled train identities 0..C-1, so that pid ``c`` is row ``c`` of the
     classifier weight matrix given to ``update_weights``.
@@ -40,13 +49,17 @@ class HardBatchSampler(PKSampler):
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = True,
+        plan: str = "rounds",
     ) -> None:
+        if plan not in HARD_PLANS:
+            raise ValueError(f"plan must be one of {HARD_PLANS}, got {plan!r}")
         if warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
         self.class_weights: np.ndarray | None = None
         self.warmup_epochs = 1 << 62  # PKSampler.__init__ checks the random plan, which has the mined plan's length
         super().__init__(pids, p, k, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
         self.warmup_epochs = warmup_epochs
+        self.mining_plan = plan
         self.clear_plan()
         self.classes = np.asarray(list(self.images_of), dtype=np.int64)
         if self.classes.min() < 0:
@@ -80,17 +93,27 @@ class HardBatchSampler(PKSampler):
                 f"HardBatchSampler epoch {epoch} mines hard batches but has no classifier weights: "
                 "call update_weights(model classifier weight) before iterating"
             )
+        if self.mining_plan == "single_round":
+            return self.mined_plan(epoch, num_batches=None)
         return self.mined_plan(epoch, num_batches=len(random_plan))
 
-    def mined_plan(self, epoch: int, num_batches: int) -> list[list[int]]:
-        """`num_batches` batches from rounds of similarity-sorted classes (see the module docstring)."""
+    @property
+    def short_group_classes(self) -> int:
+        """Classes in a round's last group of fewer than P: unused by ``"rounds"``, a smaller batch in ``"single_round"``."""
+        return len(self.classes) % self.p
+
+    def mined_plan(self, epoch: int, num_batches: int | None) -> list[list[int]]:
+        """Batches from rounds of similarity-sorted classes (see the module docstring): ``num_batches`` full
+        batches from as many rounds as it takes, or (None) one round including its short last group."""
         rng = np.random.default_rng([self.seed, epoch, 1])  # a stream apart from the random plan's
         unit = self.class_weights[self.classes]
+        single_round = num_batches is None
+        last_start = len(self.classes) if single_round else len(self.classes) - self.p + 1
         batches: list[list[int]] = []
-        while len(batches) < num_batches:
+        while single_round or len(batches) < num_batches:
             anchor = rng.integers(len(self.classes))
             order = self.classes[np.argsort(-(unit @ unit[anchor]), kind="stable")]
-            for start in range(0, len(order) - self.p + 1, self.p):
+            for start in range(0, last_start, self.p):
                 batch = []
                 for pid in order[start : start + self.p]:
                     images = self.images_of[int(pid)]
@@ -98,6 +121,8 @@ class HardBatchSampler(PKSampler):
                 batches.append(batch)
                 if len(batches) == num_batches:
                     break
+            if single_round:
+                break
         return batches
 
     def state_dict(self) -> dict:

@@ -1,0 +1,128 @@
+"""Finished runs: evaluating a checkpoint, rebuilding a run's model and dataset, comparing saved configs."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .builders import build_reid_model, prepare_dataset
+from .checkpoint import load_checkpoint
+from .config import ConfigError, TrainConfig, config_from_dict, config_to_dict
+from .distributed import cleanup, init_distributed, resolve_device
+from .evaluator import run_evaluation
+
+PrintFn = Callable[[str], object] | None
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> set[str]:
+    """Dotted keys whose values differ between two config dicts (``config_to_dict`` form); free-form mappings
+    (model kwargs, dataset kwargs, augmentation, SynthReID knobs) compare as one value."""
+    keys = set()
+    for key in set(saved) | set(current):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key not in ("kwargs", "dataset_kwargs", "aug", "synth_knobs"):
+            keys |= config_differences(a, b, f"{prefix}{key}.")
+        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def _trained_settings(state: dict, config: TrainConfig) -> dict[str, Any]:
+    """The settings that shape the network's forward pass (model name, kwargs, camera embedding, input size)
+    with which a training checkpoint was made, where `config` sets them otherwise."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        return {}
+    shaping = {"model.name", "model.kwargs", "model.camera_embedding", "data.size"}
+    keys = sorted(config_differences(saved, config_to_dict(config)) & shaping)
+    return {key: saved.get(key.split(".")[0], {}).get(key.split(".")[1]) for key in keys}
+
+
+def _load_model(config: TrainConfig, dataset, checkpoint: str | os.PathLike, device: torch.device,
+                print_fn: PrintFn = None) -> nn.Module:
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    weights = state["model"] if "model" in state and isinstance(state["model"], dict) else state
+    trained = ", ".join(f"{k}={v!r}" for k, v in _trained_settings(state, config).items())
+    model = build_reid_model(replace(config, model=replace(config.model, pretrained=None)), dataset)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        hint = (f"; it was trained with {trained}: pass those overrides, or -c OUTPUT_DIR/config.yaml of its run"
+                if trained else "")
+        raise ConfigError(
+            f"checkpoint {checkpoint} does not fit model {config.model.name!r} on {config.data.name}{hint}: {error}"
+        ) from None
+    if trained and print_fn is not None:
+        print_fn(f"warning: {checkpoint} was trained with {trained}; evaluating with this config's values instead")
+    return model.to(device).eval()
+
+
+def evaluate_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike | None = None, print_fn: PrintFn = print) -> dict[str, Any]:
+    """Evaluate a checkpoint (default: `config.checkpoint`) on the config's query/gallery; the metrics are also
+    written next to it as `<checkpoint>.eval.json`."""
+    checkpoint = checkpoint or config.checkpoint
+    if checkpoint is None:
+        raise ConfigError("no checkpoint to evaluate: pass checkpoint=PATH")
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
+    created = not (dist.is_available() and dist.is_initialized())
+    ctx = init_distributed(config.device)
+    try:
+        dataset = prepare_dataset(replace(config, model=replace(config.model, pretrained=None)), ctx)
+        model = _load_model(config, dataset, checkpoint, ctx.device, print_fn if ctx.is_main else None)
+        metrics = run_evaluation(model, dataset, config, ctx)
+    finally:
+        if created:
+            cleanup(ctx)
+    metrics["checkpoint"] = str(checkpoint)
+    out = checkpoint.with_name(checkpoint.name + ".eval.json")
+    if ctx.is_main:
+        out.write_text(json.dumps(metrics, indent=2))
+        if print_fn is not None:
+            print_fn(
+                f"{checkpoint}: mAP {metrics['mAP']:.1%}, rank-1 {metrics.get('rank1', float('nan')):.1%}"
+                + (f", mINP {metrics['mINP']:.1%}" if "mINP" in metrics else "")
+                + f"{' (re-ranked)' if config.eval.rerank else ''}; written to {out}"
+            )
+    return metrics
+
+
+class TrainedRun(NamedTuple):
+    """A finished run, rebuilt: the model (eval mode, weights loaded), its config and its dataset."""
+
+    model: nn.Module
+    config: TrainConfig
+    dataset: Any
+    checkpoint: Path
+
+
+def load_trained(output_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best", device: str = "cpu") -> TrainedRun:
+    """Rebuild a trained run from OUTPUT_DIR: its config.yaml and `checkpoints/<checkpoint>.pt` (`best`, `last`,
+    `epoch_003` with `save_every`; `best` falls back to `last`). `checkpoint` may also be a file path."""
+    import yaml
+
+    output_dir = Path(output_dir)
+    config_path = output_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: is {str(output_dir)!r} the output_dir of a training run?")
+    config = config_from_dict(yaml.safe_load(config_path.read_text()))
+    path = Path(checkpoint)
+    if not path.is_file():
+        path = output_dir / "checkpoints" / f"{checkpoint}.pt"
+        if not path.is_file() and checkpoint == "best":
+            path = output_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {checkpoint!r} in {output_dir / 'checkpoints'}")
+    dataset = prepare_dataset(replace(config, model=replace(config.model, pretrained=None)))
+    model = _load_model(config, dataset, path, resolve_device(device))
+    return TrainedRun(model, config, dataset, path)
+

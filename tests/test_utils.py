@@ -1,0 +1,40 @@
+"""The shared helpers: atomic writes and key=value parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from reidlab.utils import atomic_write, parse_key_values
+
+
+def test_atomic_write_text_bytes_and_writer(tmp_path):
+    path = tmp_path / "sub" / "file.json"
+    assert atomic_write(path, "{}") == path and path.read_text() == "{}"
+    atomic_write(path, b"\x00\x01")
+    assert path.read_bytes() == b"\x00\x01"
+    atomic_write(path, lambda f: f.write(b"streamed"))
+    assert path.read_bytes() == b"streamed"
+    assert [p.name for p in path.parent.iterdir()] == ["file.json"]  # no temporary file left behind
+
+
+def test_a_failed_atomic_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text("old")
+
+    def crash(f):
+        f.write(b"half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        atomic_write(path, crash)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_parse_key_values():
+    assert parse_key_values(["a.b=1", "c = x", "d=[1, 2]", "e=", "f=a=b"]) == {
+        "a.b": 1, "c": "x", "d": [1, 2], "e": None, "f": "a=b"}
+    assert parse_key_values(["size=128x64"], typed=False) == {"size": "128x64"}
+    with pytest.raises(ValueError, match="knob 'oops' is not of the form key=value"):
+        parse_key_values(["oops"], what="knob")
+    with pytest.raises(ValueError, match="got the string"):
+        parse_key_values("a=1")
