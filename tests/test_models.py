@@ -26,6 +26,7 @@ from reidlab.models import (
     jigsaw_rearrange,
     list_models,
     load_pretrained,
+    model_info,
 )
 
 NUM_CLASSES = 5
@@ -63,6 +64,10 @@ def test_registry_names_and_unknown_name():
         build_model("resnet51", NUM_CLASSES)
     with pytest.raises(ValueError, match="num_classes"):
         build_model("resnet18", -1)
+    # what a model needs from a run is declared at registration, not guessed from its name
+    assert {n for n in list_models() if model_info(n).input_size_kwarg == "img_size"} == set(list_models("vit_*"))
+    with pytest.raises(ValueError, match="unknown model 'resnet51'"):
+        model_info("resnet51")
 
 
 @pytest.mark.parametrize("name", list_models())

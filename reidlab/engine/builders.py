@@ -14,7 +14,7 @@ from torch import nn
 
 from reidlab.data import build_dataset
 from reidlab.losses import CombinedLoss, build_loss
-from reidlab.models import build_model
+from reidlab.models import build_model, model_info
 
 from .config import ConfigError, TrainConfig, check_paths
 from .distributed import DistContext, barrier
@@ -49,8 +49,9 @@ def prepare_dataset(config: TrainConfig, ctx: DistContext = DistContext()):
 def build_reid_model(config: TrainConfig, dataset) -> nn.Module:
     """The model of a config for a dataset: identity classes, cameras and scenes come from the data."""
     kwargs = dict(config.model.kwargs)
-    if "transreid" in config.model.name:  # the ViTs size their position embedding from the input
-        kwargs.setdefault("img_size", tuple(config.data.size))
+    size_kwarg = model_info(config.model.name).input_size_kwarg  # e.g. ViTs size their position embeddings
+    if size_kwarg:
+        kwargs.setdefault(size_kwarg, tuple(config.data.size))
     if config.model.camera_embedding:
         kwargs["num_cameras"] = dataset.num_cameras
     if config.model.pretrained is not None:

@@ -9,7 +9,7 @@ from .base import ReIDModel
 from .baseline import Baseline
 from .heads import CosineClassifier, EmbeddingHead, GeneralizedMeanPooling, HeadOutput, build_classifier, build_pool
 from .mgn import MGN
-from .registry import build_model, is_model, list_models, register_model
+from .registry import ModelInfo, build_model, is_model, list_models, model_info, register_model
 from .resnet_ibn import IBN, convert_to_ibn_a, create_resnet, set_stage_stride
 from .scene import GradientReversal, SceneAdversary, grad_reverse
 from .vit_transreid import OverlapPatchEmbed, TransReID, jigsaw_rearrange
@@ -25,6 +25,7 @@ __all__ = [
     "GeneralizedMeanPooling",
     "HeadOutput",
     "LoadReport",
+    "ModelInfo",
     "OverlapPatchEmbed",
     "ReIDModel",
     "SceneAdversary",
@@ -39,6 +40,7 @@ __all__ = [
     "jigsaw_rearrange",
     "list_models",
     "load_pretrained",
+    "model_info",
     "read_state_dict",
     "register_model",
     "set_stage_stride",

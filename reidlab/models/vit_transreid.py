@@ -253,19 +253,19 @@ def _create_transreid(
     return finish_model(model, num_scenes, scene_lambda, scene_hidden)
 
 
-@register_model
+@register_model(input_size_kwarg="img_size")
 def vit_base_transreid(num_classes: int, **kwargs) -> TransReID:
     """ViT-B/16 (768-d), stride 12; HBReID MSMT17 row: ``img_size=(384, 128), num_cameras=15, jpm=True``."""
     return _create_transreid("vit_base_patch16_224", num_classes, **kwargs)
 
 
-@register_model
+@register_model(input_size_kwarg="img_size")
 def vit_small_transreid(num_classes: int, **kwargs) -> TransReID:
     """ViT-S/16 (384-d, DeiT-S dims), stride 12."""
     return _create_transreid("vit_small_patch16_224", num_classes, **kwargs)
 
 
-@register_model
+@register_model(input_size_kwarg="img_size")
 def vit_tiny_transreid(num_classes: int, **kwargs) -> TransReID:
     """ViT-Ti/16 (192-d), stride 12: the CPU-sized ViT (128 x 64 -> 10 x 5 tokens)."""
     return _create_transreid("vit_tiny_patch16_224", num_classes, **kwargs)
