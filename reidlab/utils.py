@@ -48,5 +48,7 @@ def parse_key_values(items: Iterable[str], typed: bool = True, what: str = "over
         if "=" not in text:
             raise ValueError(f"{what} {text!r} is not of the form key=value")
         key, raw = text.split("=", 1)
-        parsed[key.strip()] = raw if not typed else yaml.safe_load(raw) if raw.strip() else None
+        if typed:
+            raw = yaml.safe_load(raw) if raw.strip() else None
+        parsed[key.strip()] = raw
     return parsed

@@ -35,18 +35,15 @@ def test_profile_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="no study profile 'nope'.*quick"):
         study.load_profile("nope")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("seed: [0]\n")
-    with pytest.raises(ValueError, match=r"unknown keys \['seed'\]"):
-        study.load_profile(bad)
-    bad.write_text("variation_levels: [0.1, 0.9]\ndefault_variation: 0.5\n")
-    with pytest.raises(ValueError, match="default_variation 0.5 is not one of"):
-        study.load_profile(bad)
-    bad.write_text("pretrain: {epochs: 2, lr: 0.1}\n")
-    with pytest.raises(ValueError, match=r"pretrain needs 'epochs' and takes only .*unknown keys \['lr'\]"):
-        study.load_profile(bad)
-    bad.write_text("pretrain: {epochs: 2, synth_seed: 0}\n")
-    with pytest.raises(ValueError, match="would see the test identities"):
-        study.load_profile(bad)
+    for text, message in (
+        ("seed: [0]\n", r"unknown keys \['seed'\]"),
+        ("variation_levels: [0.1, 0.9]\ndefault_variation: 0.5\n", "default_variation 0.5 is not one of"),
+        ("pretrain: {epochs: 2, lr: 0.1}\n", r"pretrain needs 'epochs' and takes only .*unknown keys \['lr'\]"),
+        ("pretrain: {epochs: 2, synth_seed: 0}\n", "would see the test identities"),
+    ):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            study.load_profile(bad)
 
 
 def test_plan_shares_cells_and_applies_per_table_settings():

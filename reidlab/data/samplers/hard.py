@@ -7,9 +7,9 @@ anew for every batch, with replacement only for classes with fewer than K images
 share batches and the batch-hard negatives become globally hard. Two plans (``plan``):
 
 - ``"rounds"`` (the default): rounds repeat until the epoch has as many batches as the random plan, so the
-  epoch length (and an lr schedule built on it) does not change when mining starts, and every image count of
-  the random plan is kept (~all train images per epoch). A round's last group of fewer than P classes is not
-  used (``short_group_classes`` of them per round; the next round draws them again in other groups).
+  epoch length (and an lr schedule built on it) does not change when mining starts, and an epoch still holds
+  about as many images as the train set. A round's last group of fewer than P classes is not used
+  (``short_group_classes`` of them per round; the next round draws them again in other groups).
 - ``"single_round"``: HBReID's literal plan, one round per epoch: every class once, C / P batches of
   P x K = C x K images per epoch (Market-1501 at K = 4: ~3,000 of its 12,936 train images), the last, short
   group kept as a smaller batch. Epochs then get shorter when mining starts, and a learning-rate schedule
