@@ -26,7 +26,7 @@ def _worker(rank: int, init_file: str, root: str, out: str, results: str) -> Non
     try:
         config = load_config("synth_cpu", [
             f"data.root={root}", f"output_dir={out}", "data.generate=false", "data.size=[64, 32]",
-            "data.num_workers=0", "progress=false", "threads=1", "model.name=resnet18", "sampler.p=4",
+            "data.num_workers=0", "progress=false", "threads=1", "model.name=resnet18_tiny", "sampler.p=4",
             "sampler.k=4", "epochs=1", "max_iters_per_epoch=2", "eval.every=1",
         ])
         ctx = DistContext(rank=rank, world_size=WORLD_SIZE, local_rank=rank, device=torch.device("cpu"))

@@ -27,7 +27,7 @@ FAST = [
     "data.test_batch_size=64",
     "progress=false",
     "threads=1",
-    "model.name=resnet18",
+    "model.name=resnet18_tiny",
     "sampler.p=4",
     "sampler.k=4",
     "log_every=1",
@@ -53,8 +53,8 @@ class Recorder(Callback):
 def test_short_training_clearly_beats_the_untrained_model(synth_root, tmp_path):
     config = load_config(
         "synth_cpu",
-        overrides(synth_root, tmp_path, "epochs=8", "sampler.p=8", "optim.lr=3e-3", "optim.warmup_epochs=0",
-                  "data.aug={erasing_p: 0.0, padding: 0}", "eval.every=0"),
+        overrides(synth_root, tmp_path, "model.name=resnet18", "epochs=8", "sampler.p=8", "optim.lr=3e-3",
+                  "optim.warmup_epochs=0", "data.aug={erasing_p: 0.0, padding: 0}", "eval.every=0"),
     )
     trainer = Trainer(config)
     untrained = run_evaluation(trainer.model, trainer.dataset, config, trainer.ctx)
@@ -137,15 +137,34 @@ def test_run_outputs_hooks_and_log(reference_run):
 
 
 def test_last_checkpoint_is_written_after_the_files_it_names(synth_root, tmp_path, monkeypatch):
-    import reidlab.engine.trainer as trainer_module
-
-    written = []
-    save = trainer_module.save_checkpoint
-    monkeypatch.setattr(trainer_module, "save_checkpoint", lambda state, path: (written.append(Path(path).name), save(state, path)))
-    train(load_config("synth_cpu", overrides(synth_root, tmp_path, "epochs=2", "max_iters_per_epoch=1", "eval.every=1",
-                                             "save_every=1")), print_fn=None)
+    placed, replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (placed.append(Path(dst).name), replace(src, dst))[1])
+    metrics = train(load_config("synth_cpu", overrides(synth_root, tmp_path, "epochs=2", "max_iters_per_epoch=1",
+                                                       "eval.every=1", "save_every=1")), print_fn=None)
+    placed = [name for name in placed if name.endswith(".pt")]
     # A kill between two writes must never leave a last.pt whose best.pt / epoch file is missing.
-    assert written[:3] == ["epoch_001.pt", "best.pt", "last.pt"] and written[-1] == "last.pt"
+    assert placed[:3] == ["epoch_001.pt", "best.pt", "last.pt"] and placed[-1] == "last.pt"
+    # One epoch's names share one file; the next epoch's last.pt leaves the earlier ones as they were.
+    checkpoints = tmp_path / "checkpoints"
+    assert os.path.samefile(checkpoints / "epoch_002.pt", checkpoints / "last.pt")
+    assert os.path.samefile(checkpoints / "best.pt", checkpoints / f"epoch_{metrics['best_epoch']:03d}.pt")
+    assert not os.path.samefile(checkpoints / "epoch_001.pt", checkpoints / "last.pt")
+    assert load_checkpoint(checkpoints / "epoch_001.pt")["epoch"] == 1
+
+
+def test_checkpoint_names_are_copies_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+    from reidlab.engine import save_checkpoint
+
+    def no_links(*args):
+        raise OSError("Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    state = {"epoch": 3, "weights": torch.arange(4.0)}
+    save_checkpoint(state, tmp_path / "last.pt", also=[tmp_path / "best.pt"])
+    assert not os.path.samefile(tmp_path / "best.pt", tmp_path / "last.pt")
+    for name in ("best.pt", "last.pt"):
+        assert torch.equal(load_checkpoint(tmp_path / name)["weights"], state["weights"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
 
 
 def test_evaluate_checkpoint_cli_and_load_trained(reference_run, capsys):
@@ -172,7 +191,7 @@ def test_evaluating_with_other_model_settings_names_the_trained_ones(reference_r
     base = ["eval", "-c", str(out / "config.yaml"), f"checkpoint={last}", "preset=synth_cpu"]
     with pytest.raises(SystemExit):
         main([*base, "model.name=resnet18_ibn_a"])
-    assert "it was trained with model.name='resnet18'" in capsys.readouterr().err
+    assert "it was trained with model.name='resnet18_tiny'" in capsys.readouterr().err
     assert main([*base, "data.size=[96,48]"]) == 0
     assert "warning: " in capsys.readouterr().out.split("trained with data.size=[64, 32]")[0]
 
@@ -265,7 +284,7 @@ def test_camera_balanced_sampler_is_wired_in(synth_root, tmp_path):
 def test_channels_last_on_cpu_only_when_asked(synth_root, tmp_path):
     """None (the default) keeps NCHW on CPU; true trains in NHWC there, with the same loss as NCHW up to rounding."""
     def first_step(out, *extra):
-        trainer = Trainer(load_config("synth_cpu", overrides(synth_root, tmp_path / out, "model.name=resnet18_tiny", *extra)))
+        trainer = Trainer(load_config("synth_cpu", overrides(synth_root, tmp_path / out, *extra)))
         batch = next(iter(trainer.train_loader))
         return trainer, float(trainer.train_step(batch)["total"])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,29 @@ import torch
 from reidlab.utils import atomic_write
 
 
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write `state` to `path` atomically: readers see the old file or the new one, never half of one."""
-    return atomic_write(path, lambda f: torch.save(state, f))
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, also: Iterable[str | os.PathLike] = ()) -> Path:
+    """Write `state` to `path` atomically: readers see the old file or the new one, never half of one.
+
+    `also` names more files for the same state (the epoch's `best.pt`, `epoch_NNN.pt`). The state is serialised
+    once; the other names are hard links to it (copies where the file system has no links), so a run whose best
+    epoch is its last keeps one file's worth on disk, not two. They are all in place before `path` is: a kill
+    between two names never leaves a `path` whose companions are missing. Replacing a name later (the next
+    epoch's `last.pt`) never changes the others, as every write makes a new file."""
+    names = [Path(p) for p in also] + [Path(path)]
+    first = atomic_write(names[0], lambda f: torch.save(state, f))
+    for name in names[1:]:
+        _link_atomically(first, name)
+    return Path(path)
+
+
+def _link_atomically(source: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link.tmp")
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links here (some network and FAT file systems): a copy, written just as safely
+        atomic_write(target, source.read_bytes())
+        return
+    os.replace(tmp, target)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

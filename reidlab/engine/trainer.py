@@ -278,12 +278,13 @@ class Trainer:
         state = self.state_dict()  # every rank takes part (RNG states are gathered)
         if not self.ctx.is_main:
             return
-        # last.pt is written last: a resume starts from it and trusts that the files it names (best.pt) exist.
+        # One file on disk for this epoch's names; last.pt comes last, as a resume trusts that best.pt exists.
+        also = []
         if self.config.save_every and self.epoch % self.config.save_every == 0:
-            save_checkpoint(state, self.checkpoint_dir / f"epoch_{self.epoch:03d}.pt")
+            also.append(self.checkpoint_dir / f"epoch_{self.epoch:03d}.pt")
         if self.best["epoch"] == self.epoch and self.last_eval:
-            save_checkpoint(state, self.checkpoint_dir / "best.pt")
-        save_checkpoint(state, self.checkpoint_dir / "last.pt")
+            also.append(self.checkpoint_dir / "best.pt")
+        save_checkpoint(state, self.checkpoint_dir / "last.pt", also=also)
 
     def _maybe_resume(self) -> None:
         path = self.checkpoint_dir / "last.pt"
