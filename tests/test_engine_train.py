@@ -308,15 +308,15 @@ def test_hard_mining_and_scene_removal_are_wired_in(synth_root, tmp_path):
     config = load_config(
         "synth_cpu",
         overrides(synth_root, tmp_path, "epochs=2", "max_iters_per_epoch=2", "eval.every=0", "sampler.name=hard",
-                  "sampler.hard_warmup_epochs=1", "scene.enabled=true", "scene.ramp_epochs=1", "scene.grl_lambda=0.5"),
+                  "sampler.hard_warmup_epochs=1", "scene.enabled=true", "scene.ramp_epochs=1", "scene.strength=0.5"),
     )
     trainer = Trainer(config, callbacks=[WeightsCheck()])
     assert trainer.model.scene_adversary.num_scenes == trainer.dataset.num_scenes == 3
     trainer.fit()
     assert WeightsCheck.mined == [False, True]
     steps = read_metrics(tmp_path, "step")
-    assert all({"scene", "scene_accuracy", "scene_lambda"} <= set(r) for r in steps)
-    assert [r["scene_lambda"] for r in steps] == [0.0, 0.25, 0.5, 0.5]  # linear ramp over one epoch of 2 steps
+    assert all({"scene", "scene_accuracy", "scene_confusion", "scene_strength"} <= set(r) for r in steps)
+    assert [r["scene_strength"] for r in steps] == [0.0, 0.25, 0.5, 0.5]  # linear ramp over one epoch of 2 steps
     assert trainer.sampler.mining_plan == "rounds"
     single = Trainer(load_config("synth_cpu", overrides(synth_root, tmp_path / "single", "sampler.name=hard",
                                                        "sampler.hard_plan=single_round")))

@@ -452,12 +452,12 @@ def test_combined_loss_sums_weighted_terms_and_reports_each():
     outputs = mgn_like_outputs()
     labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     scenes = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    criterion = build_loss(ce_weight=1.0, label_smoothing=0.1, metric="adasp", metric_weight=0.1, scene_weight=0.5)
+    criterion = build_loss(ce_weight=1.0, label_smoothing=0.1, metric="adasp", metric_weight=0.1, scene_objective="reverse")
     total, logs = criterion(outputs, labels, scene_labels=scenes)
     ce = sum(F.cross_entropy(logits, labels, label_smoothing=0.1) for logits in outputs["logits"])
     adasp = sum(SparsePairwiseLoss("adasp", 0.04)(f, labels) for f in outputs["features"]) / 5
     scene = F.cross_entropy(outputs["scene_logits"], scenes)
-    torch.testing.assert_close(total, ce + 0.1 * adasp + 0.5 * scene)
+    torch.testing.assert_close(total, ce + 0.1 * adasp + scene)
     assert set(logs) == {"ce", "ce_accuracy", "adasp", "scene", "scene_accuracy", "total"}
     torch.testing.assert_close(logs["adasp"], adasp.detach())
     assert all(not value.requires_grad for value in logs.values())
@@ -473,13 +473,49 @@ def test_combined_loss_single_group_custom_callable_and_errors():
     torch.testing.assert_close(total, 2.0 * TripletLoss(margin=0.0)(features, labels))
     assert set(logs) == {"tri", "total"}
     with pytest.raises(KeyError, match="scene_logits"):
-        build_loss(scene_weight=1.0, ce_weight=0, metric=None)({"features": features}, labels)
+        build_loss(scene_objective="reverse", ce_weight=0, metric=None)({"features": features}, labels)
     with pytest.raises(ValueError, match="scene_labels"):
-        build_loss(scene_weight=1.0, ce_weight=0, metric=None)({"scene_logits": torch.randn(4, 2)}, labels)
+        build_loss(scene_objective="reverse", ce_weight=0, metric=None)({"scene_logits": torch.randn(4, 2)}, labels)
     with pytest.raises(ValueError, match="unique names"):
         CombinedLoss([LossTerm("a", TripletLoss()), LossTerm("a", TripletLoss())])
     with pytest.raises(ValueError, match="group_reduction"):
         LossTerm("a", TripletLoss(), group_reduction="max")
+
+
+@pytest.mark.parametrize("objective", ["confusion", "entropy"])
+def test_confusion_scene_objectives_add_the_backbone_term(objective):
+    from reidlab.losses import SCENE_CONFUSION_LOSSES
+
+    outputs = mgn_like_outputs()
+    outputs["scene_confusion_logits"] = torch.randn(8, 3, generator=torch.Generator().manual_seed(2))
+    labels, scenes = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    total, logs = build_loss(ce_weight=0, metric=None, scene_objective=objective)(outputs, labels, scenes)
+    confusion = SCENE_CONFUSION_LOSSES[objective](outputs["scene_confusion_logits"])
+    torch.testing.assert_close(total, F.cross_entropy(outputs["scene_logits"], scenes) + confusion)
+    assert set(logs) == {"scene", "scene_accuracy", f"scene_{objective}", "total"}
+    with pytest.raises(ValueError, match="unknown scene objective 'flip'"):
+        build_loss(scene_objective="flip")
+
+
+def test_group_weights_weigh_each_group_and_log_the_weighted_mean():
+    outputs = mgn_like_outputs()
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    jpm = (0.5, 0.125, 0.125, 0.125, 0.125)
+    criterion = build_loss(ce_weight=0, metric="adasp", metric_weight=0.7, group_weights={"features": jpm})
+    total, logs = criterion(outputs, labels)
+    per_group = [SparsePairwiseLoss("adasp", 0.04)(f, labels) for f in outputs["features"]]
+    torch.testing.assert_close(total, 0.7 * sum(w * v for w, v in zip(jpm, per_group)))
+    torch.testing.assert_close(logs["adasp"], sum(w * v for w, v in zip(jpm, per_group)).detach() / sum(jpm))
+    assert [logs[f"adasp_{g}"].item() for g in range(5)] == pytest.approx([v.item() for v in per_group])
+    uniform = build_loss(ce_weight=1.0, metric=None, group_weights={"logits": (0.125,) * 8})
+    total, logs = uniform(outputs, labels)
+    ce = [F.cross_entropy(x, labels, label_smoothing=0.1) for x in outputs["logits"]]
+    torch.testing.assert_close(total, 0.125 * sum(ce))
+    assert set(logs) == {"ce", "ce_accuracy", "total"}  # uniform weights: no per-group entries
+    with pytest.raises(ValueError, match="3 group weights, but model output 'features' has 5 groups"):
+        build_loss(ce_weight=0, group_weights={"features": (1, 1, 1)})(outputs, labels)
+    with pytest.raises(ValueError, match="positive sum"):
+        LossTerm("a", TripletLoss(), group_weights=(0.5, -0.5))
 
 
 @pytest.mark.parametrize("metric", ["adasp", "sp-h", "sp-lh", "triplet", "circle"])

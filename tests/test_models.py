@@ -497,12 +497,16 @@ def test_pretrained_argument_errors(tmp_path):
 # ---------------------------------------------------------------- scene adversary attachment
 
 
-def test_scene_adversary_adds_scene_logits():
+def test_scene_adversary_sees_the_retrieval_feature_of_every_branch():
     for name, size in (("resnet18_ibn_a", (64, 32)), ("mgn_resnet18_ibn_a", (96, 32))):
-        model = build_model(name, NUM_CLASSES, num_scenes=3, scene_lambda=0.5)
+        model = build_model(name, NUM_CLASSES, num_scenes=3, scene_objective="reverse", scene_strength=0.5)
+        adversary = model.scene_adversary
+        assert isinstance(adversary, SceneAdversary) and adversary.strength == 0.5
+        assert adversary.classifier.in_features == model.feature_dim  # MGN: all 8 parts, 2048-d
         out = model(torch.randn(2, 3, *size))
-        assert out["scene_logits"].shape == (2, 3)
-        assert isinstance(model.scene_adversary, SceneAdversary) and model.scene_adversary.lambda_ == 0.5
+        assert out["scene_logits"].shape == (2, 3) and "scene_confusion_logits" not in out
+        # The classifier's logits are a function of `feat`, the feature retrieval uses.
+        torch.testing.assert_close(out["scene_logits"], adversary.classifier(out["feat"]))
         out["scene_logits"].sum().backward()
         assert model.stem[0].weight.grad is not None if name.startswith("mgn") else model.backbone.conv1.weight.grad is not None
     with pytest.raises(ValueError, match="num_scenes"):
@@ -522,26 +526,67 @@ def test_grad_reverse_flips_and_scales(lambda_):
     torch.testing.assert_close(x.grad, -lambda_ * upstream)
 
 
-def test_scene_adversary_trains_classifier_and_reverses_feature_gradient():
+def test_reverse_objective_trains_the_classifier_and_reverses_the_feature_gradient():
     torch.manual_seed(0)
     feature = torch.randn(8, 6, requires_grad=True)
     scenes = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    adversary = SceneAdversary(6, 3, lambda_=0.5)
+    adversary = SceneAdversary(6, 3, objective="reverse", strength=0.5)
     plain = torch.nn.Linear(6, 3)
     plain.load_state_dict(adversary.classifier.state_dict())
-    loss, accuracy = adversary.loss_and_accuracy(adversary(feature), scenes)
-    loss.backward()
+    F.cross_entropy(adversary(feature)["scene_logits"], scenes).backward()
     reversed_grad = feature.grad.clone()
     feature.grad = None
     F.cross_entropy(plain(feature), scenes).backward()
     torch.testing.assert_close(reversed_grad, -0.5 * feature.grad)
     torch.testing.assert_close(adversary.classifier.weight.grad, plain.weight.grad)
-    assert 0 <= accuracy.item() <= 1 and not accuracy.requires_grad
-    adversary.lambda_ = 2.0  # ramps set the attribute
+    adversary.strength = 2.0  # ramps set the attribute
     feature.grad = None
-    adversary.loss_and_accuracy(adversary(feature), scenes)[0].backward()
+    F.cross_entropy(adversary(feature)["scene_logits"], scenes).backward()
     torch.testing.assert_close(feature.grad, reversed_grad * 2.0 / 0.5)
-    hidden = SceneAdversary(6, 3, hidden=4)
-    assert hidden(feature).shape == (8, 3)
     with pytest.raises(ValueError, match="num_scenes"):
         SceneAdversary(6, 1)
+    with pytest.raises(ValueError, match="unknown scene objective 'flip'"):
+        SceneAdversary(6, 3, objective="flip")
+
+
+@pytest.mark.parametrize("objective", ["confusion", "entropy"])
+@pytest.mark.parametrize("hidden", [None, 4])
+def test_confusion_objectives_split_the_classifier_and_the_backbone_signal(objective, hidden):
+    """The classifier learns only from its cross-entropy on the detached feature; the backbone gets only the
+    objective's gradient, through the classifier's current weights, times the strength."""
+    from reidlab.losses import SCENE_CONFUSION_LOSSES
+
+    torch.manual_seed(0)
+    feature = torch.randn(8, 6, requires_grad=True)
+    scenes = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    adversary = SceneAdversary(6, 3, objective=objective, strength=0.3, hidden=hidden)
+    out = adversary(feature)
+    torch.testing.assert_close(out["scene_logits"], out["scene_confusion_logits"])
+    F.cross_entropy(out["scene_logits"], scenes).backward(retain_graph=True)
+    assert feature.grad is None  # the classifier's loss does not reach the backbone
+    classifier_grads = [p.grad.clone() for p in adversary.parameters()]
+    confusion = SCENE_CONFUSION_LOSSES[objective]
+    confusion(out["scene_confusion_logits"]).backward()
+    for before, p in zip(classifier_grads, adversary.parameters()):
+        torch.testing.assert_close(p.grad, before)  # ... and the backbone's loss does not move the classifier
+    # Reference: the objective's gradient through a plain copy of the classifier, scaled by the strength.
+    plain = torch.nn.Linear(6, 3) if hidden is None else torch.nn.Sequential(
+        torch.nn.Linear(6, hidden), torch.nn.BatchNorm1d(hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 3))
+    plain.load_state_dict(adversary.classifier.state_dict())
+    copy = feature.detach().clone().requires_grad_(True)
+    confusion(plain(copy)).backward()
+    torch.testing.assert_close(feature.grad, 0.3 * copy.grad)
+
+
+def test_confusion_losses_are_smallest_at_a_uniform_posterior():
+    from reidlab.losses import negative_entropy, uniform_cross_entropy
+
+    uniform, peaked = torch.zeros(4, 5), torch.eye(5)[:4] * 6
+    assert uniform_cross_entropy(uniform).item() == pytest.approx(math.log(5))
+    assert negative_entropy(uniform).item() == pytest.approx(-math.log(5))
+    assert uniform_cross_entropy(peaked) > uniform_cross_entropy(uniform)
+    assert negative_entropy(peaked) > negative_entropy(uniform)
+    # Cross-entropy to uniform is the mean of -log p over the classes.
+    logits = torch.randn(6, 5, generator=torch.Generator().manual_seed(1))
+    expected = F.cross_entropy(logits.repeat_interleave(5, 0), torch.arange(5).repeat(6))
+    torch.testing.assert_close(uniform_cross_entropy(logits), expected)

@@ -29,10 +29,12 @@ from .distributed import DistContext, init_distributed
 from .logging import read_metrics
 from .runs import TrainedRun, evaluate_checkpoint, load_trained
 from .schedulers import build_scheduler, lr_factor
-from .trainer import Callback, NonFiniteLossError, Trainer, train
+from .callbacks import Callback, HardBatchMining, SceneStrengthRamp, training_callbacks
+from .trainer import NonFiniteLossError, Trainer, train
 
 __all__ = [
     "Callback",
+    "HardBatchMining",
     "ConfigError",
     "DataConfig",
     "DistContext",
@@ -45,6 +47,7 @@ __all__ = [
     "SceneConfig",
     "TrainConfig",
     "TrainedRun",
+    "SceneStrengthRamp",
     "Trainer",
     "autocast_dtype",
     "build_scheduler",
@@ -59,4 +62,5 @@ __all__ = [
     "read_metrics",
     "save_checkpoint",
     "train",
+    "training_callbacks",
 ]

@@ -20,6 +20,7 @@ from typing import Any, Union
 
 import yaml
 
+from reidlab.models.scene import SCENE_OBJECTIVES
 from reidlab.utils import parse_key_values
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -120,12 +121,15 @@ class SamplerConfig:
 
 @dataclass
 class SceneConfig:
-    """Adversarial scene removal (HBReID): a scene classifier behind gradient reversal."""
+    """Adversarial scene removal (HBReID): a scene classifier on the retrieval feature, and the push that makes
+    the backbone hide the scene from it (reidlab.models.scene explains the objectives)."""
 
     enabled: bool = False
-    weight: float = 1.0  # weight of the scene cross-entropy in the total loss
-    grl_lambda: float = 1.0  # gradient reversal strength reached after the ramp
-    ramp_epochs: float = 0.0  # linear ramp of lambda from 0 over this many epochs (0 = constant)
+    # reverse: HBReID's gradient reversal of the classifier's cross-entropy; confusion: towards a uniform scene
+    # posterior; entropy: towards a maximum-entropy one
+    objective: str = field(default="confusion", metadata=_choices(*SCENE_OBJECTIVES))
+    strength: float = 1.0  # scale of every gradient the adversary sends into the backbone, reached after the ramp
+    ramp_epochs: float = 0.0  # linear ramp of the strength from 0 over this many epochs (0 = constant)
 
 
 @dataclass
@@ -276,6 +280,13 @@ def _check_value(key: str, value: Any, tp: Any, choices: tuple | None) -> Any:
     raise TypeError(f"unsupported config field type {tp!r} for {key!r}")  # a bug in this module
 
 
+# keys of earlier releases -> what replaced them
+RENAMED_KEYS = {
+    "scene.grl_lambda": "scene.strength sets how hard the adversary pushes the backbone (with any scene.objective)",
+    "scene.weight": "the adversary's classifier always has weight 1; scene.strength sets the push on the backbone",
+}
+
+
 def _is_section(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
@@ -286,6 +297,8 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
     kwargs = {}
     for key, value in values.items():
         dotted = f"{prefix}{key}"
+        if dotted in RENAMED_KEYS:
+            raise ConfigError(f"config key {dotted!r} is gone: {RENAMED_KEYS[dotted]}")
         if key not in fields:
             raise ConfigError(
                 f"unknown config key {dotted!r}; valid keys{' in ' + prefix[:-1] if prefix else ''}: "
@@ -347,6 +360,17 @@ def config_to_dict(config: TrainConfig) -> dict:
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
+    """Write the config as YAML, its paths made absolute, so that the file works from any directory."""
+
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else str(Path(path).resolve())
+
+    config = dataclasses.replace(
+        config,
+        output_dir=absolute(config.output_dir),
+        data=dataclasses.replace(config.data, root=absolute(config.data.root)),
+        model=dataclasses.replace(config.model, pretrained=absolute(config.model.pretrained)),
+    )
     with open(path, "w") as f:
         yaml.safe_dump(config_to_dict(config), f, sort_keys=False)
 

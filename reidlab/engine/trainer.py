@@ -16,7 +16,6 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +27,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from reidlab.data import ReIDImageDataset, build_transforms
-from reidlab.data.samplers import HardBatchSampler, PKSampler
 from reidlab.evaluation.chance import split_chance_level
 from reidlab.utils import atomic_write
 
 from .builders import (
     autocast_dtype,
+    build_optimizer,
     build_reid_loss,
     build_reid_model,
+    build_sampler,
     prepare_dataset,
     seed_everything,
 )
+from .callbacks import Callback, training_callbacks
 from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, config_to_dict, save_config
 from .distributed import (
@@ -59,23 +60,6 @@ CHECKPOINT_FORMAT = "reidlab-checkpoint-v1"
 # the GradScaler and the numerics follow it; not `data.num_workers`: each worker count has its own augmentation
 # random streams).
 RESUME_SAFE_KEYS = {"resume", "progress", "threads", "log_every", "tensorboard", "checkpoint", "save_every"}
-
-
-class Callback:
-    """Hooks into a training run; subclass and override what you need (all are no-ops here).
-
-    Epoch numbers are 1-based counts of completed epochs; `trainer.model` is the unwrapped model.
-    """
-
-    def on_train_start(self, trainer: Trainer) -> None: ...
-
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None: ...
-
-    def on_step_end(self, trainer: Trainer, step: int, batch: dict, logs: dict[str, float]) -> None: ...
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None: ...
-
-    def on_train_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None: ...
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -107,7 +91,6 @@ class Trainer:
     ) -> None:
         self.config = config
         self.ctx = ctx or DistContext(device=resolve_device(config.device))
-        self.callbacks = list(callbacks)
         self.print_fn = print_fn
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
@@ -131,7 +114,7 @@ class Trainer:
             if device.type == "cuda":
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             else:
-                self._say("model.sync_bn=true needs CUDA (torch's SyncBatchNorm); ignored on CPU")
+                self.say("model.sync_bn=true needs CUDA (torch's SyncBatchNorm); ignored on CPU")
         self.loss_fn = build_reid_loss(config, self.model).to(device)
         self.train_model = self.model
         if self.ctx.distributed:
@@ -140,7 +123,7 @@ class Trainer:
                 device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=config.loss.ce_weight <= 0,  # classifier heads then get no gradient
             )
-        self.sampler = self._build_sampler()
+        self.sampler = build_sampler(config, self.dataset, self.ctx)
         self.loader_generator = torch.Generator()
         self.train_loader = DataLoader(
             ReIDImageDataset(self.dataset.train, build_transforms(True, size=tuple(config.data.size), **config.data.aug),
@@ -153,7 +136,7 @@ class Trainer:
         self.iters_per_epoch = len(self.sampler)
         if config.max_iters_per_epoch:
             self.iters_per_epoch = min(self.iters_per_epoch, config.max_iters_per_epoch)
-        self.optimizer = self._build_optimizer()
+        self.optimizer = build_optimizer(config, self.model, self.loss_fn)
         self.scheduler = build_scheduler(
             self.optimizer,
             schedule=config.optim.scheduler,
@@ -171,6 +154,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.frozen = self.model.backbone_parameters() if config.model.freeze_backbone_iters > 0 else []
 
+        self.callbacks = [*training_callbacks(config, self.iters_per_epoch), *callbacks]
         self.epoch = 0  # completed epochs
         self.global_step = 0
         self.step_in_epoch = 0
@@ -189,40 +173,10 @@ class Trainer:
                 f"identities (batch = p x k = {p} x {self.config.sampler.k}); lower sampler.p"
             )
 
-    def _build_sampler(self) -> PKSampler:
-        cfg, ctx = self.config.sampler, self.ctx
-        pids = [record.pid for record in self.dataset.train]
-        common = dict(seed=self.config.seed, rank=ctx.rank, world_size=ctx.world_size)
-        if cfg.name == "hard":
-            return HardBatchSampler(pids, cfg.p, cfg.k, warmup_epochs=cfg.hard_warmup_epochs, plan=cfg.hard_plan, **common)
-        camids = [record.camid for record in self.dataset.train] if cfg.camera_balanced else None
-        return PKSampler(pids, cfg.p, cfg.k, camids=camids, **common)
-
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        cfg = self.config.optim
-        decay_bias = cfg.weight_decay if cfg.weight_decay_bias is None else cfg.weight_decay_bias
-        weights, biases = [], []
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                (biases if name.endswith(".bias") else weights).append(param)
-        groups = [{"params": weights, "weight_decay": cfg.weight_decay}]
-        if biases:
-            groups.append({"params": biases, "weight_decay": decay_bias, "lr": cfg.lr * cfg.bias_lr_factor})
-        params = [p for p in self.loss_fn.parameters() if p.requires_grad]
-        if params:  # a loss with learnable parameters
-            groups.append({"params": params, "weight_decay": cfg.weight_decay})
-        if cfg.name == "sgd":
-            # not fused: torch's fused SGD fails when the first step leaves some grads None (frozen backbone)
-            return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-        optimizer_cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
-        try:  # the fused kernel: one pass over the parameters (4x faster than the loop on CPU)
-            return optimizer_cls(groups, lr=cfg.lr, fused=True)
-        except (RuntimeError, TypeError, ValueError):  # an older torch or a device without it
-            return optimizer_cls(groups, lr=cfg.lr)
-
     # ------------------------------------------------------------------ messages and hooks
 
-    def _say(self, text: str) -> None:
+    def say(self, text: str) -> None:
+        """A progress message, printed by the main process only (callbacks use it too)."""
         if self.print_fn is not None and self.ctx.is_main:
             self.print_fn(text)
 
@@ -296,7 +250,7 @@ class Trainer:
                 )
             return
         if not path.is_file():
-            self._say(f"resume=true but no checkpoint at {path}; starting from scratch")
+            self.say(f"resume=true but no checkpoint at {path}; starting from scratch")
             return
         state = load_checkpoint(path, map_location=self.ctx.device)
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -304,7 +258,7 @@ class Trainer:
         differing = config_differences(state["config"], config_to_dict(self.config)) - RESUME_SAFE_KEYS
         if "epochs" in differing:
             differing.discard("epochs")
-            self._say(
+            self.say(
                 f"warning: resuming with epochs={self.config.epochs} instead of {state['config']['epochs']}: the "
                 "learning-rate schedule is stretched to the new length, so the run differs from either uninterrupted one"
             )
@@ -314,7 +268,7 @@ class Trainer:
                 "resume with the same settings, or train into a new output_dir"
             )
         self.load_state_dict(state)
-        self._say(f"resumed from {path} after epoch {self.epoch} (step {self.global_step})")
+        self.say(f"resumed from {path} after epoch {self.epoch} (step {self.global_step})")
 
     # ------------------------------------------------------------------ training
 
@@ -324,14 +278,14 @@ class Trainer:
         self._maybe_resume()
         if self.ctx.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            save_config(_absolute_paths(config), self.output_dir / "config.yaml")
+            save_config(config, self.output_dir / "config.yaml")
             if config.resume:
                 truncate_metrics(self.output_dir, self.epoch)
             elif (self.output_dir / "metrics.jsonl").exists():
                 (self.output_dir / "metrics.jsonl").unlink()
         self.logger = MetricsLogger(self.output_dir, tensorboard=config.tensorboard, enabled=self.ctx.is_main)
         if self.logger.tensorboard_missing:
-            self._say("tensorboard=true but the tensorboard package is not installed; logging to metrics.jsonl only")
+            self.say("tensorboard=true but the tensorboard package is not installed; logging to metrics.jsonl only")
         started = time.perf_counter()
         try:
             self._hook("on_train_start")
@@ -369,17 +323,11 @@ class Trainer:
         if self.ctx.is_main:
             (self.output_dir / "provenance.json").write_text(json.dumps(final["provenance"], indent=2))
             path = atomic_write(self.output_dir / "metrics.json", json.dumps(final, indent=2))
-            self._say(
+            self.say(
                 f"finished {self.epoch} epochs: mAP {final['mAP']:.1%}, rank-1 {final.get('rank1', float('nan')):.1%}; "
                 f"metrics in {path}, checkpoints in {self.checkpoint_dir}"
             )
         return final
-
-    def _lambda(self) -> float:
-        cfg = self.config.scene
-        if cfg.ramp_epochs <= 0:
-            return cfg.grl_lambda
-        return cfg.grl_lambda * min(1.0, self.global_step / max(cfg.ramp_epochs * self.iters_per_epoch, 1.0))
 
     def train_epoch(self) -> dict[str, Any]:
         """One epoch of (at most) `iters_per_epoch` steps (`self.epoch` is the number completed before it)."""
@@ -388,19 +336,8 @@ class Trainer:
         config, ctx = self.config, self.ctx
         epoch = self.epoch
         self.sampler.set_epoch(epoch)
-        if isinstance(self.sampler, HardBatchSampler):
-            weights = self.model.classifier_weight().detach().float().clone()
-            if ctx.distributed:
-                dist.broadcast(weights, src=0)  # one plan on every rank, bit for bit
-            self.sampler.update_weights(weights)
-            if epoch == self.sampler.warmup_epochs:
-                short = self.sampler.short_group_classes
-                self._say(f"hard batch mining from epoch {epoch + 1}, plan {self.sampler.mining_plan!r}: "
-                          f"{len(self.sampler)} batches per epoch" + (
-                              f"; {short} classes per round fall in a short last group, left out of that round"
-                              if short and self.sampler.mining_plan == "rounds" else ""))
         self.loader_generator.manual_seed(_stream_seed(config.seed, ctx.rank, epoch))
-        self._hook("on_epoch_start", epoch + 1)
+        self._hook("on_epoch_start", epoch + 1)  # hard batch mining hands the sampler its weights here
         self.train_model.train()
         adversary = self.model.scene_adversary
         steps = min(self.iters_per_epoch, len(self.sampler))  # a plan may come out a batch shorter
@@ -419,8 +356,8 @@ class Trainer:
         try:
             for self.step_in_epoch in range(steps):
                 batch = next(iterator)
-                if adversary is not None:
-                    adversary.lambda_ = self._lambda()
+                if self.callbacks:
+                    self._hook("on_step_start", self.global_step + 1)
                 step_lr = self.optimizer.param_groups[0]["lr"]  # train_step advances the schedule
                 logs = self.train_step(batch)
                 batch_size = batch["image"].shape[0]
@@ -440,7 +377,7 @@ class Trainer:
                         epoch=epoch + 1,
                         lr=step_lr,
                         img_per_s=window_images * ctx.world_size / max(elapsed, 1e-9),
-                        **({"scene_lambda": adversary.lambda_} if adversary is not None else {}),
+                        **({"scene_strength": adversary.strength} if adversary is not None else {}),
                         **values,
                     )
                     bar.set_postfix(loss=f"{values['total']:.3f}", lr=f"{step_lr:.2e}")
@@ -460,7 +397,7 @@ class Trainer:
             epoch_seconds=seconds,
         )
         self.logger.log("epoch", self.global_step, **metrics)
-        self._say(
+        self.say(
             f"epoch {epoch + 1}/{config.epochs}: loss {metrics['total']:.4f}, "
             f"{metrics['img_per_s']:.0f} img/s, {seconds:.1f} s"
         )
@@ -533,26 +470,12 @@ class Trainer:
         if metrics["mAP"] > self.best["mAP"]:
             self.best = {"mAP": metrics["mAP"], "epoch": self.epoch}
         self.logger.log("eval", self.global_step, **metrics)
-        self._say(
+        self.say(
             f"eval after epoch {self.epoch}: mAP {metrics['mAP']:.1%}, rank-1 {metrics.get('rank1', float('nan')):.1%}"
             + (f", mINP {metrics['mINP']:.1%}" if "mINP" in metrics else "")
         )
         self.train_model.train()
         return metrics
-
-
-def _absolute_paths(config: TrainConfig) -> TrainConfig:
-    """The config with its paths made absolute, so OUTPUT_DIR/config.yaml works from any directory."""
-
-    def absolute(path: str | None) -> str | None:
-        return None if path is None else str(Path(path).resolve())
-
-    return replace(
-        config,
-        output_dir=absolute(config.output_dir),
-        data=replace(config.data, root=absolute(config.data.root)),
-        model=replace(config.model, pretrained=absolute(config.model.pretrained)),
-    )
 
 
 # ------------------------------------------------------------------------------------ entry points

@@ -7,11 +7,13 @@ Cross-entropy with label smoothing is ``torch.nn.functional.cross_entropy(..., l
 from .circle import CircleLoss
 from .combine import METRIC_LOSSES, CombinedLoss, LossTerm, build_loss, create_metric_loss
 from .distributed import DistributedLossWrapper, gather_with_grad
+from .scene import SCENE_CONFUSION_LOSSES, negative_entropy, uniform_cross_entropy
 from .sparse_pairwise import SPARSE_PAIRWISE_MODES, PairSelection, SparsePairwiseLoss, sparse_pairwise_terms
 from .triplet import TripletLoss, pairwise_distance
 
 __all__ = [
     "METRIC_LOSSES",
+    "SCENE_CONFUSION_LOSSES",
     "SPARSE_PAIRWISE_MODES",
     "CircleLoss",
     "CombinedLoss",
@@ -23,6 +25,8 @@ __all__ = [
     "build_loss",
     "create_metric_loss",
     "gather_with_grad",
+    "negative_entropy",
     "pairwise_distance",
     "sparse_pairwise_terms",
+    "uniform_cross_entropy",
 ]

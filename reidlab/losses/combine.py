@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from .circle import CircleLoss
 from .distributed import DistributedLossWrapper
+from .scene import SCENE_CONFUSION_LOSSES
 from .sparse_pairwise import SparsePairwiseLoss
 from .triplet import TripletLoss
 
@@ -42,7 +43,10 @@ class LossTerm:
 
     source: key of the model's train-mode output dict ("features", "logits", "scene_logits", ...); a list
         value (MGN: 5 feature groups, 8 logits heads) is reduced over its groups with group_reduction
-        ("mean": each of G groups weighs 1/G, as MGN's 0.2 per metric group; "sum": fast-reid's per-head CE).
+        ("mean": each of G groups weighs 1/G; "sum": fast-reid's per-head CE).
+    group_weights: a weight per group instead (a model's published ones: MGN 0.125 per CE head, JPM 0.5 global
+        + 0.5 / k per local group); the term is then weight * sum_g w_g loss_g. Non-uniform weights also log
+        each group's value as "<name>_<g>"; "<name>" is always the w-weighted mean.
     target: "labels" (identities) or "scene_labels".
     report_accuracy: also log the argmax accuracy of the (logits) source as "<name>_accuracy".
     """
@@ -54,12 +58,34 @@ class LossTerm:
     target: str = "labels"
     group_reduction: str = "mean"
     report_accuracy: bool = False
+    group_weights: Sequence[float] | None = None
 
     def __post_init__(self):
         if self.group_reduction not in GROUP_REDUCTIONS:
             raise ValueError(f"group_reduction must be one of {GROUP_REDUCTIONS}, got {self.group_reduction!r}")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.group_weights is not None:
+            self.group_weights = tuple(float(w) for w in self.group_weights)
+            if not self.group_weights or min(self.group_weights) < 0 or sum(self.group_weights) <= 0:
+                raise ValueError(f"group_weights of term {self.name!r} must be >= 0 with a positive sum, "
+                                 f"got {self.group_weights}")
+
+    def reduce(self, values: Sequence[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """(the term's value before `weight`, what to log) from its per-group loss values."""
+        if self.group_weights is None:
+            value = sum(values[1:], values[0])
+            if self.group_reduction == "mean":
+                value = value / len(values)
+            return value, {self.name: value.detach()}
+        if len(values) != len(self.group_weights):
+            raise ValueError(f"loss term {self.name!r} has {len(self.group_weights)} group weights, but model output "
+                             f"{self.source!r} has {len(values)} groups")
+        value = sum(w * v for w, v in zip(self.group_weights, values))
+        logs = {self.name: value.detach() / sum(self.group_weights)}
+        if len(set(self.group_weights)) > 1:
+            logs.update({f"{self.name}_{g}": v.detach() for g, v in enumerate(values)})
+        return value, logs
 
 
 def _as_groups(value) -> list[Tensor]:
@@ -102,11 +128,8 @@ class CombinedLoss(nn.Module):
             if target is None:
                 raise ValueError(f"loss term {term.name!r} needs {term.target}, which were not passed")
             groups = _as_groups(outputs[term.source])
-            values = [term.loss(group, target) for group in groups]
-            value = sum(values[1:], values[0])
-            if term.group_reduction == "mean":
-                value = value / len(values)
-            logs[term.name] = value.detach()
+            value, term_logs = term.reduce([term.loss(group, target) for group in groups])
+            logs.update(term_logs)
             if term.report_accuracy:
                 accuracies = [(group.detach().argmax(dim=1) == target).float().mean() for group in groups]
                 logs[f"{term.name}_accuracy"] = sum(accuracies) / len(accuracies)
@@ -127,21 +150,29 @@ def build_loss(
     gamma: float = 128.0,
     hard_mining: bool = True,
     normalize: bool = False,
-    scene_weight: float = 0.0,
+    scene_objective: str | None = None,
     gather: bool = False,
+    group_weights: Mapping[str, Sequence[float]] | None = None,
 ) -> CombinedLoss:
     """The usual ReID objective from plain arguments (what a config holds).
 
     ce_weight * sum over CE heads of cross_entropy(logits, labels, label_smoothing)
     + metric_weight * mean over feature groups of the metric loss
-    + scene_weight * cross_entropy(scene_logits, scene_labels)  (the adversary's gradient reversal makes the
-      backbone maximize it). margin None = the loss's default (triplet 0.3, circle 0.25); temperature applies
-    to adasp/sp-h/sp-lh only; gather wraps the metric loss in ``DistributedLossWrapper`` (global batch).
+    + cross_entropy(scene_logits, scene_labels) with a scene objective (the scene adversary's classifier; with
+      "reverse" the model's gradient reversal makes the backbone maximize it)
+    + the objective's loss on scene_confusion_logits ("confusion": cross-entropy to uniform, "entropy": negative
+      entropy; the model sends only its gradient to the backbone, scaled by the adversary's strength).
+    margin None = the loss's default (triplet 0.3, circle 0.25); temperature applies to adasp/sp-h/sp-lh only;
+    gather wraps the metric loss in ``DistributedLossWrapper`` (global batch).
+    group_weights: per-group weights by output ({"features": ..., "logits": ...}, a model's ``feature_weights``
+    and ``logit_weights``), see :class:`LossTerm`.
     """
+    group_weights = dict(group_weights or {})
     terms = []
     if ce_weight:
         cross_entropy = functools.partial(F.cross_entropy, label_smoothing=label_smoothing)
-        terms.append(LossTerm("ce", cross_entropy, ce_weight, "logits", group_reduction="sum", report_accuracy=True))
+        terms.append(LossTerm("ce", cross_entropy, ce_weight, "logits", group_reduction="sum", report_accuracy=True,
+                              group_weights=group_weights.get("logits")))
     if metric is not None and metric_weight:
         kwargs: dict = {}
         if metric in ("adasp", "sp-h", "sp-lh"):
@@ -153,9 +184,14 @@ def build_loss(
         if margin is not None and metric in ("triplet", "circle"):
             kwargs["margin"] = margin
         metric_loss = create_metric_loss(metric, **kwargs)
-        terms.append(LossTerm(metric, DistributedLossWrapper(metric_loss) if gather else metric_loss, metric_weight, "features"))
-    if scene_weight:
-        terms.append(
-            LossTerm("scene", F.cross_entropy, scene_weight, "scene_logits", target="scene_labels", report_accuracy=True)
-        )
+        terms.append(LossTerm(metric, DistributedLossWrapper(metric_loss) if gather else metric_loss, metric_weight,
+                              "features", group_weights=group_weights.get("features")))
+    if scene_objective is not None:
+        if scene_objective not in ("reverse", *SCENE_CONFUSION_LOSSES):
+            raise ValueError(f"unknown scene objective {scene_objective!r}; choose one of "
+                             f"{('reverse', *SCENE_CONFUSION_LOSSES)}")
+        terms.append(LossTerm("scene", F.cross_entropy, 1.0, "scene_logits", target="scene_labels", report_accuracy=True))
+        if scene_objective in SCENE_CONFUSION_LOSSES:
+            terms.append(LossTerm(f"scene_{scene_objective}", SCENE_CONFUSION_LOSSES[scene_objective], 1.0,
+                                  "scene_confusion_logits", target="scene_labels"))
     return CombinedLoss(terms)

@@ -11,15 +11,16 @@ from .heads import CosineClassifier, EmbeddingHead, GeneralizedMeanPooling, Head
 from .mgn import MGN
 from .registry import ModelInfo, build_model, is_model, list_models, model_info, register_model
 from .resnet_ibn import IBN, convert_to_ibn_a, create_resnet, set_stage_stride
-from .scene import GradientReversal, SceneAdversary, grad_reverse
+from .scene import SCENE_OBJECTIVES, GradientScale, SceneAdversary, grad_reverse, scale_gradient
 from .vit_transreid import OverlapPatchEmbed, TransReID, jigsaw_rearrange
 from .weights import LoadReport, load_pretrained, read_state_dict
 
 __all__ = [
     "IBN",
+    "SCENE_OBJECTIVES",
     "MGN",
     "Baseline",
-    "GradientReversal",
+    "GradientScale",
     "CosineClassifier",
     "EmbeddingHead",
     "GeneralizedMeanPooling",
@@ -43,5 +44,6 @@ __all__ = [
     "model_info",
     "read_state_dict",
     "register_model",
+    "scale_gradient",
     "set_stage_stride",
 ]

@@ -2,7 +2,7 @@
 
 Why: the trainer, the losses and the hard-batch sampler talk to all models the same way (COMMON.md
 contract): eval mode returns the retrieval feature [B, D]; train mode returns
-``{"features": [...], "logits": [...], "global_feature": ..., "feat": ..., "scene_logits"?: ...}``.
+``{"features": [...], "logits": [...], "global_feature": ..., "feat": ..., "scene_logits"?: ..., "scene_confusion_logits"?: ...}``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ HEAD_ARGUMENTS = frozenset(inspect.signature(EmbeddingHead).parameters) - {"in_f
 
 
 class ReIDModel(nn.Module):
-    """Base class. Subclasses set ``feature_dim`` (retrieval D), ``global_feature_dim`` (what a scene
-    adversary sees), ``feature_weights`` / ``logit_weights`` (the published per-group loss weights) and
+    """Base class. Subclasses set ``feature_dim`` (retrieval D, also what a scene adversary sees),
+    ``global_feature_dim`` (the global branch's pooled feature), ``feature_weights`` / ``logit_weights`` (the published per-group loss weights) and
     implement ``forward(images, camids=None, labels=None)`` and ``classifier_weight()``."""
 
     uses_camids: bool = False
@@ -37,10 +37,11 @@ class ReIDModel(nn.Module):
         super().__init__()
         self.scene_adversary: nn.Module | None = None
 
-    def attach_scene_adversary(self, num_scenes: int, lambda_: float = 1.0, hidden: int | None = None) -> None:
-        """Put a :class:`SceneAdversary` (gradient reversal + scene classifier) on the global feature;
-        train mode then adds ``scene_logits`` [B, num_scenes] to the output dict (HBReID scene removal)."""
-        self.scene_adversary = SceneAdversary(self.global_feature_dim, num_scenes, lambda_, hidden=hidden)
+    def attach_scene_adversary(self, num_scenes: int, objective: str = "confusion", strength: float = 1.0,
+                               hidden: int | None = None) -> None:
+        """Put a :class:`SceneAdversary` on the retrieval feature ``feat`` (all branches: MGN's 8 parts, JPM's
+        groups); train mode then adds its outputs (``scene_logits`` [B, num_scenes], ...) to the output dict."""
+        self.scene_adversary = SceneAdversary(self.feature_dim, num_scenes, objective, strength, hidden=hidden)
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         """Parameters of everything but ``head_modules``: what a trainer freezes while the heads warm up."""
@@ -64,16 +65,15 @@ class ReIDModel(nn.Module):
             "feat": feat,
         }
         if self.scene_adversary is not None:
-            out["scene_logits"] = self.scene_adversary(global_feature)
+            out.update(self.scene_adversary(feat))
         return out
 
 
-def finish_model(
-    model: ReIDModel, num_scenes: int | None, scene_lambda: float = 1.0, scene_hidden: int | None = None
-) -> ReIDModel:
+def finish_model(model: ReIDModel, num_scenes: int | None, scene_objective: str = "confusion",
+                 scene_strength: float = 1.0, scene_hidden: int | None = None) -> ReIDModel:
     """Builder epilogue: attach the scene adversary when ``num_scenes`` is given."""
     if num_scenes is not None:
-        model.attach_scene_adversary(num_scenes, scene_lambda, scene_hidden)
+        model.attach_scene_adversary(num_scenes, scene_objective, scene_strength, scene_hidden)
     return model
 
 

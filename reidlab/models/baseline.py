@@ -45,7 +45,8 @@ def _create_baseline(
     pretrained: str | os.PathLike | None = None,
     last_stride: int = 1,
     num_scenes: int | None = None,
-    scene_lambda: float = 1.0,
+    scene_objective: str = "confusion",
+    scene_strength: float = 1.0,
     scene_hidden: int | None = None,
     **kwargs,
 ) -> Baseline:
@@ -53,7 +54,7 @@ def _create_baseline(
     ``metric_feature``, ``inference_feature``) go to ``EmbeddingHead``; the rest to ``timm.create_model``."""
     head_kwargs = pop_kwargs(kwargs, HEAD_ARGUMENTS)
     backbone = create_resnet(variant, ibn=ibn, last_stride=last_stride, pretrained=pretrained, **kwargs)
-    return finish_model(Baseline(backbone, num_classes, **head_kwargs), num_scenes, scene_lambda, scene_hidden)
+    return finish_model(Baseline(backbone, num_classes, **head_kwargs), num_scenes, scene_objective, scene_strength, scene_hidden)
 
 
 @register_model

@@ -102,7 +102,8 @@ def _create_mgn(
     pretrained: str | os.PathLike | None = None,
     global_last_stride: int = 1,
     num_scenes: int | None = None,
-    scene_lambda: float = 1.0,
+    scene_objective: str = "confusion",
+    scene_strength: float = 1.0,
     scene_hidden: int | None = None,
     **kwargs,
 ) -> MGN:
@@ -113,7 +114,7 @@ def _create_mgn(
     head_kwargs = {"pool": "gem", "embedding_dim": 256, "metric_feature": "after", **pop_kwargs(kwargs, HEAD_ARGUMENTS)}
     resnet = create_resnet(variant, ibn=ibn, last_stride=1, pretrained=pretrained, **kwargs)
     model = MGN(resnet, num_classes, global_last_stride=global_last_stride, **head_kwargs)
-    return finish_model(model, num_scenes, scene_lambda, scene_hidden)
+    return finish_model(model, num_scenes, scene_objective, scene_strength, scene_hidden)
 
 
 @register_model

@@ -1,50 +1,78 @@
-"""Adversarial scene removal (HBReID): gradient reversal + a scene classifier, a module of the ReID model."""
+"""Adversarial scene removal (HBReID): a scene classifier on the retrieval feature, and the push that makes the
+backbone hide the scene from it. A module of the ReID model; the matching loss terms are built by
+``reidlab.losses.build_loss(scene_objective=...)``.
+
+Why more than gradient reversal: reversing the classifier's cross-entropy rewards the backbone for making the
+classifier *wrong*, and a confidently wrong classifier is as informative as a right one. A fresh linear probe
+then still reads the scene (measured in the class-similarity notebook). The confusion and entropy objectives
+instead reward an *uninformative* posterior, while the classifier keeps learning on the current features.
+"""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
-__all__ = ["GradientReversal", "SceneAdversary", "grad_reverse"]
+__all__ = ["SCENE_OBJECTIVES", "GradientScale", "SceneAdversary", "grad_reverse", "scale_gradient"]
+
+# reverse: one cross-entropy behind a gradient reversal layer; the classifier minimises it, the backbone
+#   maximises it (DANN, Ganin & Lempitsky 2015; HBReID).
+# confusion: the classifier learns the scene on the detached feature; the backbone is pushed, through the
+#   classifier's current weights held fixed, towards a uniform scene posterior: cross-entropy to the uniform
+#   distribution (domain confusion, Tzeng et al. 2015; "Turning a blind eye", Alvi et al. 2018).
+# entropy: the same, maximising the posterior's entropy instead ("Learning not to learn", Kim et al. 2019).
+SCENE_OBJECTIVES = ("reverse", "confusion", "entropy")
 
 
-class GradientReversal(torch.autograd.Function):
-    """Identity in the forward pass; multiplies the gradient by -lambda_ in the backward pass."""
+class GradientScale(torch.autograd.Function):
+    """Identity in the forward pass; multiplies the gradient by `scale` in the backward pass."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, lambda_: float) -> Tensor:
-        ctx.lambda_ = float(lambda_)
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = float(scale)
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return -ctx.lambda_ * grad, None
+        return ctx.scale * grad, None
+
+
+def scale_gradient(x: Tensor, scale: float) -> Tensor:
+    """x unchanged; what flows back into x is multiplied by `scale` (0 cuts it, a negative value reverses it)."""
+    return GradientScale.apply(x, scale)
 
 
 def grad_reverse(x: Tensor, lambda_: float = 1.0) -> Tensor:
     """x unchanged; the feature extractor upstream receives -lambda_ times the gradient (maximizes the loss)."""
-    return GradientReversal.apply(x, lambda_)
+    return scale_gradient(x, -lambda_)
 
 
 class SceneAdversary(nn.Module):
-    """Scene classifier on the global feature behind a gradient reversal layer.
+    """A scene classifier on a feature, and the adversarial signal it sends back to the backbone.
 
-    Trained with cross-entropy on scene labels, it learns to recognize the scene while the reversed gradient
-    pushes the backbone to remove scene information: L_total = L_ReID - lambda L_adv for the backbone.
+    forward(feature) -> {"scene_logits": [B, S]} for "reverse"; the other objectives add
+    "scene_confusion_logits" [B, S]: the same classifier with its parameters detached, on the attached feature,
+    so that their loss moves the backbone only.
 
     Args:
-        in_features: size of the global feature.
+        in_features: size of the feature (the model's retrieval feature).
         num_scenes: number of scene classes.
-        lambda_: reversal strength; a plain attribute so trainers can ramp it (``adversary.lambda_ = ...``).
+        objective: one of SCENE_OBJECTIVES.
+        strength: how hard the backbone is pushed: it scales every gradient the adversary sends into the
+            feature. A plain attribute, so that a ramp can set it (``adversary.strength = ...``).
         hidden: optional hidden width (Linear-BN-ReLU-Linear); None = one Linear layer.
     """
 
-    def __init__(self, in_features: int, num_scenes: int, lambda_: float = 1.0, hidden: int | None = None):
+    def __init__(self, in_features: int, num_scenes: int, objective: str = "confusion", strength: float = 1.0,
+                 hidden: int | None = None):
         super().__init__()
         if num_scenes < 2:
             raise ValueError(f"a scene adversary needs num_scenes >= 2, got {num_scenes}")
-        self.lambda_ = float(lambda_)
+        if objective not in SCENE_OBJECTIVES:
+            raise ValueError(f"unknown scene objective {objective!r}; choose one of {SCENE_OBJECTIVES}")
+        self.objective = objective
+        self.strength = float(strength)
         self.num_scenes = num_scenes
         if hidden is None:
             self.classifier = nn.Linear(in_features, num_scenes)
@@ -54,18 +82,14 @@ class SceneAdversary(nn.Module):
             )
 
     def extra_repr(self) -> str:
-        return f"lambda_={self.lambda_}"
+        return f"objective={self.objective!r}, strength={self.strength}"
 
-    def forward(self, global_feature: Tensor) -> Tensor:
-        return self.classifier(grad_reverse(global_feature, self.lambda_))
-
-    @staticmethod
-    def loss_and_accuracy(scene_logits: Tensor, scene_labels: Tensor) -> tuple[Tensor, Tensor]:
-        """(cross-entropy, detached accuracy in [0, 1]) of the scene predictions; accuracy is for logging."""
-        if scene_logits.dim() != 2 or scene_labels.dim() != 1 or scene_logits.shape[0] != scene_labels.shape[0]:
-            raise ValueError(
-                f"scene_logits must be [B, S] and scene_labels [B], got {tuple(scene_logits.shape)} and {tuple(scene_labels.shape)}"
-            )
-        loss = F.cross_entropy(scene_logits.float(), scene_labels)
-        accuracy = (scene_logits.detach().argmax(dim=1) == scene_labels).float().mean()
-        return loss, accuracy
+    def forward(self, feature: Tensor) -> dict[str, Tensor]:
+        if self.objective == "reverse":
+            return {"scene_logits": self.classifier(grad_reverse(feature, self.strength))}
+        fixed = {name: p.detach() for name, p in self.classifier.named_parameters()}
+        fixed.update(self.classifier.named_buffers())
+        return {
+            "scene_logits": self.classifier(feature.detach()),
+            "scene_confusion_logits": functional_call(self.classifier, fixed, (scale_gradient(feature, self.strength),)),
+        }

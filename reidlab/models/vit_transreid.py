@@ -226,7 +226,8 @@ def _create_transreid(
     strict: bool = True,
     drop_path_rate: float = 0.1,
     num_scenes: int | None = None,
-    scene_lambda: float = 1.0,
+    scene_objective: str = "confusion",
+    scene_strength: float = 1.0,
     scene_hidden: int | None = None,
     **kwargs,
 ) -> TransReID:
@@ -250,7 +251,7 @@ def _create_transreid(
     if path is not None:
         load_pretrained(vit, path, strict=strict, pos_embed_interpolation=pos_embed_interpolation)
     model = TransReID(vit, num_classes, **model_kwargs, **head_kwargs)
-    return finish_model(model, num_scenes, scene_lambda, scene_hidden)
+    return finish_model(model, num_scenes, scene_objective, scene_strength, scene_hidden)
 
 
 @register_model(input_size_kwarg="img_size")

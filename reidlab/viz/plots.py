@@ -40,7 +40,7 @@ def training_curves(records: Sequence[Mapping[str, Any]], title: str | None = No
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     ax_loss, ax_lr, ax_eval = axes
     # Everything numeric in a step record is a loss term except these bookkeeping keys and the accuracies.
-    skip = {"step", "epoch", "lr", "img_per_s", "epoch_seconds", "scene_lambda", "time", "data_time", "batch_time"}
+    skip = {"step", "epoch", "lr", "img_per_s", "epoch_seconds", "scene_strength", "time", "data_time", "batch_time"}
     numeric = _numeric_keys(steps, skip)
     loss_keys = [k for k in numeric if "acc" not in k]
     x = np.array([r["step"] for r in steps])
