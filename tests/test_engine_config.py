@@ -95,6 +95,11 @@ def test_unknown_keys_list_the_valid_ones():
         load_config("synth_cpu", ["optim.learning_rate=0.1"])
     with pytest.raises(ConfigError, match=r"unknown preset 'nope'.*synth_cpu"):
         load_config("nope")
+    # keys of earlier releases say what replaced them
+    with pytest.raises(ConfigError, match=r"'scene.grl_lambda' is gone: scene.strength sets"):
+        load_config("synth_cpu", ["scene.grl_lambda=0.5"])
+    with pytest.raises(ConfigError, match=r"'scene.weight' is gone"):
+        load_config("synth_cpu", ["scene.weight=2"])
 
 
 def test_wrong_types_and_choices_name_the_key():
