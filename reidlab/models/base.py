@@ -15,10 +15,12 @@ from torch import Tensor, nn
 from .heads import EmbeddingHead
 from .scene import SceneAdversary
 
-__all__ = ["HEAD_ARGUMENTS", "ReIDModel", "classifier_weight_of", "finish_model", "pop_kwargs"]
+__all__ = ["HEAD_ARGUMENTS", "SCENE_ARGUMENTS", "ReIDModel", "classifier_weight_of", "finish_model", "pop_kwargs"]
 
 # builder keyword arguments that configure the embedding head(s) (pool, embedding_dim, bnneck, classifier, ...)
 HEAD_ARGUMENTS = frozenset(inspect.signature(EmbeddingHead).parameters) - {"in_features", "num_classes"}
+# builder keyword arguments that attach a scene adversary (see finish_model)
+SCENE_ARGUMENTS = frozenset({"num_scenes", "scene_objective", "scene_strength", "scene_hidden"})
 
 
 class ReIDModel(nn.Module):
@@ -69,9 +71,10 @@ class ReIDModel(nn.Module):
         return out
 
 
-def finish_model(model: ReIDModel, num_scenes: int | None, scene_objective: str = "confusion",
+def finish_model(model: ReIDModel, num_scenes: int | None = None, scene_objective: str = "confusion",
                  scene_strength: float = 1.0, scene_hidden: int | None = None) -> ReIDModel:
-    """Builder epilogue: attach the scene adversary when ``num_scenes`` is given."""
+    """Builder epilogue: attach the scene adversary when ``num_scenes`` is given (every builder takes these
+    keywords, SCENE_ARGUMENTS)."""
     if num_scenes is not None:
         model.attach_scene_adversary(num_scenes, scene_objective, scene_strength, scene_hidden)
     return model

@@ -10,7 +10,7 @@ import os
 
 from torch import Tensor, nn
 
-from .base import HEAD_ARGUMENTS, ReIDModel, classifier_weight_of, finish_model, pop_kwargs
+from .base import HEAD_ARGUMENTS, SCENE_ARGUMENTS, ReIDModel, classifier_weight_of, finish_model, pop_kwargs
 from .heads import EmbeddingHead
 from .registry import register_model
 from .resnet_ibn import create_resnet
@@ -44,17 +44,14 @@ def _create_baseline(
     ibn: bool,
     pretrained: str | os.PathLike | None = None,
     last_stride: int = 1,
-    num_scenes: int | None = None,
-    scene_objective: str = "confusion",
-    scene_strength: float = 1.0,
-    scene_hidden: int | None = None,
     **kwargs,
 ) -> Baseline:
     """Head keywords (``pool``, ``embedding_dim``, ``bnneck``, ``classifier``, ``scale``, ``margin``,
     ``metric_feature``, ``inference_feature``) go to ``EmbeddingHead``; the rest to ``timm.create_model``."""
     head_kwargs = pop_kwargs(kwargs, HEAD_ARGUMENTS)
+    scene_kwargs = pop_kwargs(kwargs, SCENE_ARGUMENTS)
     backbone = create_resnet(variant, ibn=ibn, last_stride=last_stride, pretrained=pretrained, **kwargs)
-    return finish_model(Baseline(backbone, num_classes, **head_kwargs), num_scenes, scene_objective, scene_strength, scene_hidden)
+    return finish_model(Baseline(backbone, num_classes, **head_kwargs), **scene_kwargs)
 
 
 @register_model

@@ -18,7 +18,7 @@ import os
 import torch
 from torch import Tensor, nn
 
-from .base import HEAD_ARGUMENTS, ReIDModel, classifier_weight_of, finish_model, pop_kwargs
+from .base import HEAD_ARGUMENTS, SCENE_ARGUMENTS, ReIDModel, classifier_weight_of, finish_model, pop_kwargs
 from .heads import EmbeddingHead
 from .registry import register_model
 from .resnet_ibn import create_resnet, set_stage_stride
@@ -101,10 +101,6 @@ def _create_mgn(
     ibn: bool,
     pretrained: str | os.PathLike | None = None,
     global_last_stride: int = 1,
-    num_scenes: int | None = None,
-    scene_objective: str = "confusion",
-    scene_strength: float = 1.0,
-    scene_hidden: int | None = None,
     **kwargs,
 ) -> MGN:
     """Head keywords go to the 8 ``EmbeddingHead``s (defaults as fast-reid's MGN in AdaSP: GeM, 256-d,
@@ -112,9 +108,10 @@ def _create_mgn(
     if global_last_stride not in (1, 2):
         raise ValueError(f"global_last_stride must be 1 (fast-reid/AdaSP) or 2 (MGN paper), got {global_last_stride}")
     head_kwargs = {"pool": "gem", "embedding_dim": 256, "metric_feature": "after", **pop_kwargs(kwargs, HEAD_ARGUMENTS)}
+    scene_kwargs = pop_kwargs(kwargs, SCENE_ARGUMENTS)
     resnet = create_resnet(variant, ibn=ibn, last_stride=1, pretrained=pretrained, **kwargs)
     model = MGN(resnet, num_classes, global_last_stride=global_last_stride, **head_kwargs)
-    return finish_model(model, num_scenes, scene_objective, scene_strength, scene_hidden)
+    return finish_model(model, **scene_kwargs)
 
 
 @register_model

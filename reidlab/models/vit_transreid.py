@@ -24,7 +24,7 @@ from timm.layers import PatchEmbed, to_2tuple, trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from .base import HEAD_ARGUMENTS, ReIDModel, classifier_weight_of, finish_model, pop_kwargs
+from .base import HEAD_ARGUMENTS, SCENE_ARGUMENTS, ReIDModel, classifier_weight_of, finish_model, pop_kwargs
 from .heads import EmbeddingHead
 from .registry import register_model
 from .weights import check_pretrained_arg, load_pretrained
@@ -225,16 +225,13 @@ def _create_transreid(
     pos_embed_interpolation: str = "bilinear",
     strict: bool = True,
     drop_path_rate: float = 0.1,
-    num_scenes: int | None = None,
-    scene_objective: str = "confusion",
-    scene_strength: float = 1.0,
-    scene_hidden: int | None = None,
     **kwargs,
 ) -> TransReID:
     """TransReID keywords (``num_cameras``, ``sie_coef``, ``jpm``, ``jpm_groups``, ``shift_num``,
     ``shuffle_groups``, ``rearrange``) go to ``TransReID``, head keywords to its ``EmbeddingHead``s (retrieval
     before the BN, as TransReID), the rest to ``timm.create_model`` (e.g. ``attn_drop_rate``)."""
     head_kwargs = {"inference_feature": "before", **pop_kwargs(kwargs, HEAD_ARGUMENTS)}
+    scene_kwargs = pop_kwargs(kwargs, SCENE_ARGUMENTS)
     model_kwargs = pop_kwargs(kwargs, _TRANSREID_ARGUMENTS)
     path = check_pretrained_arg(pretrained)
     vit = timm.create_model(
@@ -251,7 +248,7 @@ def _create_transreid(
     if path is not None:
         load_pretrained(vit, path, strict=strict, pos_embed_interpolation=pos_embed_interpolation)
     model = TransReID(vit, num_classes, **model_kwargs, **head_kwargs)
-    return finish_model(model, num_scenes, scene_objective, scene_strength, scene_hidden)
+    return finish_model(model, **scene_kwargs)
 
 
 @register_model(input_size_kwarg="img_size")
