@@ -50,6 +50,25 @@ class Recorder(Callback):
         self.steps.append(step)
 
 
+def test_bound_hooks_leave_out_the_no_ops():
+    """The step loop calls (and prepares float logs for) only hooks that some callback implements: hard batch
+    mining alone adds no per-step work."""
+    from reidlab.engine import HardBatchMining, SceneStrengthRamp, bound_hooks
+
+    class Plain:  # any object with some of the methods
+        def on_step_end(self, trainer, step, batch, logs): ...
+
+    recorder, ramp, mining = Recorder(), SceneStrengthRamp(1.0, 10), HardBatchMining()
+    with_attribute = Callback()
+    with_attribute.on_train_end = lambda trainer, metrics: None
+    hooks = bound_hooks([mining, ramp, recorder, Plain(), with_attribute])
+    assert hooks["on_epoch_start"] == [mining.on_epoch_start]
+    assert hooks["on_step_start"] == [ramp.on_step_start]
+    assert len(hooks["on_step_end"]) == 2 and hooks["on_step_end"][0] == recorder.on_step_end
+    assert hooks["on_train_end"] == [with_attribute.on_train_end] and hooks["on_train_start"] == []
+    assert bound_hooks([mining])["on_step_end"] == []
+
+
 def test_short_training_clearly_beats_the_untrained_model(synth_root, tmp_path):
     config = load_config(
         "synth_cpu",

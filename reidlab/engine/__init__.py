@@ -29,27 +29,28 @@ from .distributed import DistContext, init_distributed
 from .logging import read_metrics
 from .runs import TrainedRun, evaluate_checkpoint, load_trained
 from .schedulers import build_scheduler, lr_factor
-from .callbacks import Callback, HardBatchMining, SceneStrengthRamp, training_callbacks
+from .callbacks import Callback, HardBatchMining, SceneStrengthRamp, bound_hooks, training_callbacks
 from .trainer import NonFiniteLossError, Trainer, train
 
 __all__ = [
     "Callback",
-    "HardBatchMining",
     "ConfigError",
     "DataConfig",
     "DistContext",
     "EvalConfig",
+    "HardBatchMining",
     "LossConfig",
     "ModelConfig",
     "NonFiniteLossError",
     "OptimConfig",
     "SamplerConfig",
     "SceneConfig",
+    "SceneStrengthRamp",
     "TrainConfig",
     "TrainedRun",
-    "SceneStrengthRamp",
     "Trainer",
     "autocast_dtype",
+    "bound_hooks",
     "build_scheduler",
     "evaluate_checkpoint",
     "init_distributed",

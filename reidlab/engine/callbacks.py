@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 from .config import TrainConfig
 
-__all__ = ["Callback", "HardBatchMining", "SceneStrengthRamp", "training_callbacks"]
+__all__ = ["Callback", "HardBatchMining", "SceneStrengthRamp", "bound_hooks", "training_callbacks"]
 
 
 class Callback:
@@ -63,6 +63,19 @@ class SceneStrengthRamp(Callback):
 
     def on_step_start(self, trainer, step: int) -> None:
         trainer.model.scene_adversary.strength = self.strength * min(1.0, (step - 1) / self.ramp_steps)
+
+
+def bound_hooks(callbacks) -> dict[str, list]:
+    """Hook name -> the callbacks' methods for it that do something (Callback's no-ops left out), so that the
+    step loop skips a hook nobody uses, and the work of preparing its arguments (logs as floats: a device sync)."""
+    names = [name for name in vars(Callback) if name.startswith("on_")]
+    hooks: dict[str, list] = {name: [] for name in names}
+    for callback in callbacks:
+        for name in names:
+            method = getattr(callback, name, None)
+            if method is not None and getattr(method, "__func__", None) is not getattr(Callback, name):
+                hooks[name].append(method)
+    return hooks
 
 
 def training_callbacks(config: TrainConfig, iters_per_epoch: int) -> list[Callback]:

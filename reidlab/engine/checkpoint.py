@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ def _link_atomically(source: Path, target: Path) -> None:
     try:
         os.link(source, tmp)
     except OSError:  # no hard links here (some network and FAT file systems): a copy, written just as safely
-        atomic_write(target, source.read_bytes())
+        with source.open("rb") as data:
+            atomic_write(target, lambda f: shutil.copyfileobj(data, f))
         return
     os.replace(tmp, target)
 

@@ -35,6 +35,12 @@ def config_differences(saved: dict, current: dict, prefix: str = "") -> set[str]
     return keys
 
 
+def _without_pretrained(config: TrainConfig) -> TrainConfig:
+    """A finished run's config for rebuilding it: its weights come from a checkpoint, so the pretrained file it
+    started from is neither loaded nor required to exist any more."""
+    return replace(config, model=replace(config.model, pretrained=None))
+
+
 def _trained_settings(state: dict, config: TrainConfig) -> dict[str, Any]:
     """The settings that shape the network's forward pass (model name, kwargs, camera embedding, input size)
     with which a training checkpoint was made, where `config` sets them otherwise."""
@@ -51,7 +57,7 @@ def _load_model(config: TrainConfig, dataset, checkpoint: str | os.PathLike, dev
     state = load_checkpoint(checkpoint, map_location="cpu")
     weights = state["model"] if "model" in state and isinstance(state["model"], dict) else state
     trained = ", ".join(f"{k}={v!r}" for k, v in _trained_settings(state, config).items())
-    model = build_reid_model(replace(config, model=replace(config.model, pretrained=None)), dataset)
+    model = build_reid_model(_without_pretrained(config), dataset)
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
@@ -77,7 +83,7 @@ def evaluate_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike | Non
     created = not (dist.is_available() and dist.is_initialized())
     ctx = init_distributed(config.device)
     try:
-        dataset = prepare_dataset(replace(config, model=replace(config.model, pretrained=None)), ctx)
+        dataset = prepare_dataset(_without_pretrained(config), ctx)
         model = _load_model(config, dataset, checkpoint, ctx.device, print_fn if ctx.is_main else None)
         metrics = run_evaluation(model, dataset, config, ctx)
     finally:
@@ -122,7 +128,7 @@ def load_trained(output_dir: str | os.PathLike, checkpoint: str | os.PathLike = 
             path = output_dir / "checkpoints" / "last.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {checkpoint!r} in {output_dir / 'checkpoints'}")
-    dataset = prepare_dataset(replace(config, model=replace(config.model, pretrained=None)))
+    dataset = prepare_dataset(_without_pretrained(config))
     model = _load_model(config, dataset, path, resolve_device(device))
     return TrainedRun(model, config, dataset, path)
 

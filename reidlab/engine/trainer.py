@@ -39,7 +39,7 @@ from .builders import (
     prepare_dataset,
     seed_everything,
 )
-from .callbacks import Callback, training_callbacks
+from .callbacks import Callback, bound_hooks, training_callbacks
 from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, config_to_dict, save_config
 from .distributed import (
@@ -155,6 +155,7 @@ class Trainer:
         self.frozen = self.model.backbone_parameters() if config.model.freeze_backbone_iters > 0 else []
 
         self.callbacks = [*training_callbacks(config, self.iters_per_epoch), *callbacks]
+        self.hooks = bound_hooks(self.callbacks)
         self.epoch = 0  # completed epochs
         self.global_step = 0
         self.step_in_epoch = 0
@@ -181,10 +182,8 @@ class Trainer:
             self.print_fn(text)
 
     def _hook(self, name: str, *args) -> None:
-        for callback in self.callbacks:
-            method = getattr(callback, name, None)
-            if method is not None:
-                method(self, *args)
+        for method in self.hooks[name]:
+            method(self, *args)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -356,8 +355,7 @@ class Trainer:
         try:
             for self.step_in_epoch in range(steps):
                 batch = next(iterator)
-                if self.callbacks:
-                    self._hook("on_step_start", self.global_step + 1)
+                self._hook("on_step_start", self.global_step + 1)
                 step_lr = self.optimizer.param_groups[0]["lr"]  # train_step advances the schedule
                 logs = self.train_step(batch)
                 batch_size = batch["image"].shape[0]
@@ -383,7 +381,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{values['total']:.3f}", lr=f"{step_lr:.2e}")
                     window, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
                 bar.update(1)
-                if self.callbacks:
+                if self.hooks["on_step_end"]:
                     self._hook("on_step_end", self.global_step, batch, {k: float(v) for k, v in logs.items()})
         finally:
             bar.close()
