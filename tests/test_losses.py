@@ -424,6 +424,39 @@ def test_bad_input_raises_value_error(name, embeddings, labels, message):
         ALL_LOSSES[name]()(embeddings, labels)
 
 
+def test_label_layout_is_computed_once_per_labels_tensor_and_in_place_version():
+    """MGN's feature groups of one step share one torch.unique (a device-to-host wait on an accelerator)."""
+    from reidlab.losses import label_layout
+
+    labels = torch.tensor([5, 2, 5, 9, 2, 9])
+    layout = label_layout(labels)
+    assert layout.labels.tolist() == [2, 5, 9] and layout.inverse.tolist() == [1, 0, 1, 2, 0, 2] and layout.num_ids == 3
+    assert label_layout(labels) is layout
+    assert label_layout(labels.clone()) is not layout  # another tensor, even with the same values
+    labels[0] = 7  # an in-place change bumps the version
+    assert label_layout(labels).labels.tolist() == [2, 5, 7, 9]
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(SparsePairwiseLoss()(x, labels), SparsePairwiseLoss()(x, labels.clone()))
+
+
+def test_value_checks_run_on_cpu_by_default_and_can_be_switched():
+    """Finite-embedding checks read values: free on CPU, a stall on an accelerator (off there unless asked)."""
+    from reidlab.losses import value_checks
+
+    bad, labels = torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])
+    bad[2, 1] = float("inf")
+    for name in sorted(ALL_LOSSES):
+        loss = ALL_LOSSES[name]()
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            loss(bad, labels)
+        with value_checks(False):  # what an accelerator gets by default: the trainer's finite-loss check instead
+            assert not torch.isfinite(loss(bad, labels))
+            with value_checks(True), pytest.raises(ValueError, match="NaN or Inf"):
+                loss(bad, labels)
+        with pytest.raises(ValueError, match="NaN or Inf"):  # the previous setting is back
+            loss(bad, labels)
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="unknown sparse pairwise mode"):
         SparsePairwiseLoss("sp")
@@ -484,13 +517,13 @@ def test_combined_loss_single_group_custom_callable_and_errors():
 
 @pytest.mark.parametrize("objective", ["confusion", "entropy"])
 def test_confusion_scene_objectives_add_the_backbone_term(objective):
-    from reidlab.losses import SCENE_CONFUSION_LOSSES
+    from reidlab.losses import SCENE_PUSH_LOSSES
 
     outputs = mgn_like_outputs()
     outputs["scene_confusion_logits"] = torch.randn(8, 3, generator=torch.Generator().manual_seed(2))
     labels, scenes = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     total, logs = build_loss(ce_weight=0, metric=None, scene_objective=objective)(outputs, labels, scenes)
-    confusion = SCENE_CONFUSION_LOSSES[objective](outputs["scene_confusion_logits"])
+    confusion = SCENE_PUSH_LOSSES[objective][0](outputs["scene_confusion_logits"])
     torch.testing.assert_close(total, F.cross_entropy(outputs["scene_logits"], scenes) + confusion)
     assert set(logs) == {"scene", "scene_accuracy", f"scene_{objective}", "total"}
     with pytest.raises(ValueError, match="unknown scene objective 'flip'"):

@@ -554,7 +554,7 @@ def test_reverse_objective_trains_the_classifier_and_reverses_the_feature_gradie
 def test_confusion_objectives_split_the_classifier_and_the_backbone_signal(objective, hidden):
     """The classifier learns only from its cross-entropy on the detached feature; the backbone gets only the
     objective's gradient, through the classifier's current weights, times the strength."""
-    from reidlab.losses import SCENE_CONFUSION_LOSSES
+    from reidlab.losses import SCENE_PUSH_LOSSES
 
     torch.manual_seed(0)
     feature = torch.randn(8, 6, requires_grad=True)
@@ -565,7 +565,7 @@ def test_confusion_objectives_split_the_classifier_and_the_backbone_signal(objec
     F.cross_entropy(out["scene_logits"], scenes).backward(retain_graph=True)
     assert feature.grad is None  # the classifier's loss does not reach the backbone
     classifier_grads = [p.grad.clone() for p in adversary.parameters()]
-    confusion = SCENE_CONFUSION_LOSSES[objective]
+    confusion = SCENE_PUSH_LOSSES[objective][0]
     confusion(out["scene_confusion_logits"]).backward()
     for before, p in zip(classifier_grads, adversary.parameters()):
         torch.testing.assert_close(p.grad, before)  # ... and the backbone's loss does not move the classifier
@@ -576,6 +576,41 @@ def test_confusion_objectives_split_the_classifier_and_the_backbone_signal(objec
     copy = feature.detach().clone().requires_grad_(True)
     confusion(plain(copy)).backward()
     torch.testing.assert_close(feature.grad, 0.3 * copy.grad)
+
+
+def test_moments_objective_hands_the_loss_the_feature_and_trains_the_classifier_on_its_detached_copy():
+    from reidlab.losses import scene_variance_ratio
+
+    torch.manual_seed(0)
+    feature = torch.randn(8, 6, requires_grad=True)
+    scenes = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    adversary = SceneAdversary(6, 3, objective="moments", strength=0.3)
+    out = adversary(feature)
+    assert set(out) == {"scene_logits", "scene_feature"} and torch.equal(out["scene_feature"], feature)
+    F.cross_entropy(out["scene_logits"], scenes).backward()
+    assert feature.grad is None and adversary.classifier.weight.grad is not None
+    scene_variance_ratio(out["scene_feature"], scenes).backward()
+    copy = feature.detach().clone().requires_grad_(True)
+    scene_variance_ratio(copy, scenes).backward()
+    torch.testing.assert_close(feature.grad, 0.3 * copy.grad)
+
+
+def test_scene_variance_ratio_is_the_summed_correlation_ratio():
+    """Brute force: per dimension, the between-scene sum of squares over the total one, scene by scene."""
+    from reidlab.losses import scene_variance_ratio
+
+    g = torch.Generator().manual_seed(3)
+    x, scenes = torch.randn(12, 5, generator=g, dtype=torch.float64), torch.tensor([2, 0, 0, 1, 2, 2, 0, 1, 1, 2, 0, 7])
+    expected = 0.0
+    for d in range(5):
+        column, centre = x[:, d], x[:, d].mean()
+        between = sum((scenes == s).sum() * (column[scenes == s].mean() - centre) ** 2 for s in scenes.unique())
+        expected += between / ((column - centre) ** 2).sum()
+    torch.testing.assert_close(scene_variance_ratio(x, scenes, eps=0.0), expected.float())
+    # 0 when the scenes share their mean; the scene's whole variance (1 per dimension) when it is all there is.
+    shared = torch.tensor([[1.0, 2.0], [-1.0, -2.0], [1.0, 2.0], [-1.0, -2.0]])
+    assert scene_variance_ratio(shared, torch.tensor([0, 0, 1, 1])).item() == pytest.approx(0.0, abs=1e-6)
+    assert scene_variance_ratio(shared, torch.tensor([0, 1, 0, 1])).item() == pytest.approx(2.0, abs=1e-5)
 
 
 def test_confusion_losses_are_smallest_at_a_uniform_posterior():

@@ -367,7 +367,8 @@ class Trainer:
                     sums[key] = sums.get(key, 0.0) + value
                 self.global_step += 1
                 if self.global_step % config.log_every == 0 or self.step_in_epoch == steps - 1:
-                    values = {k: float(v) / window_steps for k, v in window.items()}
+                    # one device-to-host copy for all the terms
+                    values = dict(zip(window, (torch.stack(list(window.values())) / window_steps).tolist()))
                     elapsed = time.perf_counter() - window_start
                     self.logger.log(
                         "step",

@@ -5,19 +5,21 @@ Cross-entropy with label smoothing is ``torch.nn.functional.cross_entropy(..., l
 """
 
 from .circle import CircleLoss
+from .common import LabelLayout, label_layout, value_checks
 from .combine import METRIC_LOSSES, CombinedLoss, LossTerm, build_loss, create_metric_loss
 from .distributed import DistributedLossWrapper, gather_with_grad
-from .scene import SCENE_CONFUSION_LOSSES, negative_entropy, uniform_cross_entropy
+from .scene import SCENE_PUSH_LOSSES, negative_entropy, scene_variance_ratio, uniform_cross_entropy
 from .sparse_pairwise import SPARSE_PAIRWISE_MODES, PairSelection, SparsePairwiseLoss, sparse_pairwise_terms
 from .triplet import TripletLoss, pairwise_distance
 
 __all__ = [
     "METRIC_LOSSES",
-    "SCENE_CONFUSION_LOSSES",
+    "SCENE_PUSH_LOSSES",
     "SPARSE_PAIRWISE_MODES",
     "CircleLoss",
     "CombinedLoss",
     "DistributedLossWrapper",
+    "LabelLayout",
     "LossTerm",
     "PairSelection",
     "SparsePairwiseLoss",
@@ -25,8 +27,11 @@ __all__ = [
     "build_loss",
     "create_metric_loss",
     "gather_with_grad",
+    "label_layout",
     "negative_entropy",
     "pairwise_distance",
+    "scene_variance_ratio",
     "sparse_pairwise_terms",
     "uniform_cross_entropy",
+    "value_checks",
 ]

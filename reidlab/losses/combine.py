@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .circle import CircleLoss
 from .distributed import DistributedLossWrapper
-from .scene import SCENE_CONFUSION_LOSSES
+from .scene import SCENE_PUSH_LOSSES
 from .sparse_pairwise import SparsePairwiseLoss
 from .triplet import TripletLoss
 
@@ -160,8 +160,9 @@ def build_loss(
     + metric_weight * mean over feature groups of the metric loss
     + cross_entropy(scene_logits, scene_labels) with a scene objective (the scene adversary's classifier; with
       "reverse" the model's gradient reversal makes the backbone maximize it)
-    + the objective's loss on scene_confusion_logits ("confusion": cross-entropy to uniform, "entropy": negative
-      entropy; the model sends only its gradient to the backbone, scaled by the adversary's strength).
+    + the objective's push on the backbone (``SCENE_PUSH_LOSSES``: "confusion", cross-entropy to uniform, and
+      "entropy", negative entropy, on scene_confusion_logits; "moments", the scene's share of the feature
+      variance, on scene_feature; the model sends only their gradient to the backbone, scaled by the strength).
     margin None = the loss's default (triplet 0.3, circle 0.25); temperature applies to adasp/sp-h/sp-lh only;
     gather wraps the metric loss in ``DistributedLossWrapper`` (global batch).
     group_weights: per-group weights by output ({"features": ..., "logits": ...}, a model's ``feature_weights``
@@ -187,11 +188,11 @@ def build_loss(
         terms.append(LossTerm(metric, DistributedLossWrapper(metric_loss) if gather else metric_loss, metric_weight,
                               "features", group_weights=group_weights.get("features")))
     if scene_objective is not None:
-        if scene_objective not in ("reverse", *SCENE_CONFUSION_LOSSES):
+        if scene_objective not in ("reverse", *SCENE_PUSH_LOSSES):
             raise ValueError(f"unknown scene objective {scene_objective!r}; choose one of "
-                             f"{('reverse', *SCENE_CONFUSION_LOSSES)}")
+                             f"{('reverse', *SCENE_PUSH_LOSSES)}")
         terms.append(LossTerm("scene", F.cross_entropy, 1.0, "scene_logits", target="scene_labels", report_accuracy=True))
-        if scene_objective in SCENE_CONFUSION_LOSSES:
-            terms.append(LossTerm(f"scene_{scene_objective}", SCENE_CONFUSION_LOSSES[scene_objective], 1.0,
-                                  "scene_confusion_logits", target="scene_labels"))
+        if scene_objective in SCENE_PUSH_LOSSES:
+            push, source = SCENE_PUSH_LOSSES[scene_objective]
+            terms.append(LossTerm(f"scene_{scene_objective}", push, 1.0, source, target="scene_labels"))
     return CombinedLoss(terms)

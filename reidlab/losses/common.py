@@ -1,23 +1,91 @@
-"""Input checks and small tensor helpers shared by the pairwise losses."""
+"""Input checks and small tensor helpers shared by the pairwise losses.
+
+The checks cost no device-to-host copy in a training step: shapes and dtypes are host metadata; the label
+layout (one ``torch.unique``, which waits for the device because its size depends on the values) is computed
+once per labels tensor and shared by every feature group of the step; value checks (finite embeddings) run on
+CPU tensors, where reading a value is free, and on accelerators only when ``value_checks(True)`` asks for them
+(the trainer's own finite-loss check, one read per step, catches the same fault a step later).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "LabelLayout",
     "check_embeddings_and_labels",
     "compute_dtype",
     "cosine_similarity_matrix",
     "gram_matrix",
+    "label_layout",
     "segment_logsumexp",
+    "value_checks",
 ]
 
 
-def check_embeddings_and_labels(embeddings: Tensor, labels: Tensor) -> None:
-    """Raise ValueError naming the problem when a (embeddings[B, D], labels[B]) batch cannot be used.
+@dataclass(frozen=True)
+class LabelLayout:
+    """The identities of a batch: ``labels`` [P] sorted unique, ``inverse`` [B] each row's index into them."""
+
+    labels: Tensor
+    inverse: Tensor
+
+    @property
+    def num_ids(self) -> int:
+        return self.labels.numel()
+
+
+# the layout of the last labels tensor seen: (a weak reference to it, its in-place version, the layout)
+_last_layout: tuple[weakref.ref, int, LabelLayout] | None = None
+
+
+def label_layout(labels: Tensor) -> LabelLayout:
+    """The batch's sorted identities, computed once per labels tensor (and in-place version): MGN's five
+    feature groups of a step share one ``torch.unique``. Raises ValueError on a single-identity batch."""
+    global _last_layout
+    if _last_layout is not None and _last_layout[0]() is labels and _last_layout[1] == labels._version:
+        return _last_layout[2]
+    unique, inverse = torch.unique(labels, sorted=True, return_inverse=True)
+    if unique.numel() < 2:
+        raise ValueError(
+            "the batch holds a single identity but a pairwise loss needs at least 2 identities (negatives): "
+            "sample several identities per batch (e.g. PKSampler with p >= 2)"
+        )
+    layout = LabelLayout(unique, inverse)
+    _last_layout = (weakref.ref(labels), labels._version, layout)
+    return layout
+
+
+_value_checks: bool | None = None  # None: on CPU tensors only
+
+
+@contextlib.contextmanager
+def value_checks(enabled: bool | None = True) -> Iterator[None]:
+    """Within the block, run the checks that read tensor values (finite embeddings) on every device (True),
+    never (False), or only on CPU tensors (None, the default outside any block). A debugging switch: on an
+    accelerator each check is a device-to-host copy that stalls the step."""
+    global _value_checks
+    previous, _value_checks = _value_checks, enabled
+    try:
+        yield
+    finally:
+        _value_checks = previous
+
+
+def _check_values(tensor: Tensor) -> bool:
+    return tensor.device.type == "cpu" if _value_checks is None else _value_checks
+
+
+def check_embeddings_and_labels(embeddings: Tensor, labels: Tensor) -> LabelLayout:
+    """Raise ValueError naming the problem when a (embeddings[B, D], labels[B]) batch cannot be used;
+    return the labels' layout.
 
     Why: the published losses silently return wrong numbers on malformed batches; here a bad batch stops
     training with a message that says what to fix.
@@ -46,16 +114,13 @@ def check_embeddings_and_labels(embeddings: Tensor, labels: Tensor) -> None:
         raise ValueError("embeddings have zero feature dimensions")
     if labels.numel() == 0:
         raise ValueError("the batch is empty")
-    if not bool((labels != labels[0]).any()):
-        raise ValueError(
-            "the batch holds a single identity but a pairwise loss needs at least 2 identities (negatives): "
-            "sample several identities per batch (e.g. PKSampler with p >= 2)"
-        )
+    return label_layout(labels)
 
 
 def check_finite_rows(squared_norms: Tensor) -> None:
-    """Raise ValueError when any embedding row holds NaN/Inf (checked on the [B] squared norms: cheap)."""
-    if not bool(torch.isfinite(squared_norms).all()):
+    """Raise ValueError when any embedding row holds NaN/Inf (checked on the [B] squared norms: cheap), where
+    value checks run (see ``value_checks``)."""
+    if _check_values(squared_norms) and not bool(torch.isfinite(squared_norms).all()):
         raise ValueError(
             "embeddings contain NaN or Inf values (or overflow when squared): check the learning rate, "
             "the AMP grad scaler or the input data"

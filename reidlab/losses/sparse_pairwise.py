@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .common import check_embeddings_and_labels, cosine_similarity_matrix, segment_logsumexp
+from .common import LabelLayout, check_embeddings_and_labels, cosine_similarity_matrix, label_layout, segment_logsumexp
 
 __all__ = ["SPARSE_PAIRWISE_MODES", "PairSelection", "SparsePairwiseLoss", "sparse_pairwise_terms"]
 
@@ -63,7 +63,7 @@ def adaptive_weight(h: Tensor, l: Tensor) -> Tensor:
     return torch.where(safe, 2 * h * l / torch.where(safe, denominator, torch.ones_like(denominator)), torch.zeros_like(h))
 
 
-def sparse_pairwise_terms(embeddings: Tensor, labels: Tensor, temperature: float) -> dict[str, Tensor]:
+def sparse_pairwise_terms(embeddings: Tensor, labels: Tensor | LabelLayout, temperature: float) -> dict[str, Tensor]:
     """All per-identity quantities of the SP losses, from label masks, in float32 (float64 stays float64).
 
     Returns dict with ``labels`` [P] (sorted unique), ``inverse`` [B], ``similarity`` [B, B], ``negative``
@@ -72,8 +72,8 @@ def sparse_pairwise_terms(embeddings: Tensor, labels: Tensor, temperature: float
     (autocast-free) similarity matrix is elementwise or scatter work, which autocast leaves in float32.
     """
     similarity, _ = cosine_similarity_matrix(embeddings)
-    unique_labels, inverse = torch.unique(labels, sorted=True, return_inverse=True)
-    num_ids = unique_labels.numel()
+    layout = labels if isinstance(labels, LabelLayout) else label_layout(labels)
+    unique_labels, inverse, num_ids = layout.labels, layout.inverse, layout.num_ids
     same = inverse.unsqueeze(0) == inverse.unsqueeze(1)
     # -s/T inside the own class, +s/T across classes: one multiply (and one in the backward).
     sign_over_t = (1 - 2 * same.to(similarity.dtype)) / temperature
@@ -129,8 +129,8 @@ class SparsePairwiseLoss(nn.Module):
 
     def per_identity(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """log(1 + sum_{b != a} exp(n_ab - p_a)) for every identity a (sorted by label), [P]."""
-        check_embeddings_and_labels(embeddings, labels)
-        terms = sparse_pairwise_terms(embeddings, labels, self.temperature)
+        layout = check_embeddings_and_labels(embeddings, labels)
+        terms = sparse_pairwise_terms(embeddings, layout, self.temperature)
         positive = self.positives(terms)
         # Cross-entropy form: logits n_ab with the diagonal replaced by p_a, target a.
         num_ids = positive.shape[0]
@@ -145,8 +145,7 @@ class SparsePairwiseLoss(nn.Module):
     @torch.no_grad()
     def select(self, embeddings: Tensor, labels: Tensor) -> PairSelection:
         """The pairs the loss focuses on, per identity (no gradients; local batch only)."""
-        check_embeddings_and_labels(embeddings, labels)
-        terms = sparse_pairwise_terms(embeddings, labels, self.temperature)
+        terms = sparse_pairwise_terms(embeddings, check_embeddings_and_labels(embeddings, labels), self.temperature)
         similarity, inverse = terms["similarity"], terms["inverse"]
         num_rows, num_ids = similarity.shape[0], terms["labels"].numel()
         rows = torch.arange(num_rows, device=similarity.device)

@@ -2,7 +2,7 @@
 
 Why: the trainer, the losses and the hard-batch sampler talk to all models the same way (COMMON.md
 contract): eval mode returns the retrieval feature [B, D]; train mode returns
-``{"features": [...], "logits": [...], "global_feature": ..., "feat": ..., "scene_logits"?: ..., "scene_confusion_logits"?: ...}``.
+``{"features": [...], "logits": [...], "global_feature": ..., "feat": ..., "scene_logits"?: ..., "scene_confusion_logits" | "scene_feature"?: ...}``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class ReIDModel(nn.Module):
         super().__init__()
         self.scene_adversary: nn.Module | None = None
 
-    def attach_scene_adversary(self, num_scenes: int, objective: str = "confusion", strength: float = 1.0,
+    def attach_scene_adversary(self, num_scenes: int, objective: str = "moments", strength: float = 1.0,
                                hidden: int | None = None) -> None:
         """Put a :class:`SceneAdversary` on the retrieval feature ``feat`` (all branches: MGN's 8 parts, JPM's
         groups); train mode then adds its outputs (``scene_logits`` [B, num_scenes], ...) to the output dict."""
@@ -71,7 +71,7 @@ class ReIDModel(nn.Module):
         return out
 
 
-def finish_model(model: ReIDModel, num_scenes: int | None = None, scene_objective: str = "confusion",
+def finish_model(model: ReIDModel, num_scenes: int | None = None, scene_objective: str = "moments",
                  scene_strength: float = 1.0, scene_hidden: int | None = None) -> ReIDModel:
     """Builder epilogue: attach the scene adversary when ``num_scenes`` is given (every builder takes these
     keywords, SCENE_ARGUMENTS)."""

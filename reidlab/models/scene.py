@@ -5,7 +5,9 @@ backbone hide the scene from it. A module of the ReID model; the matching loss t
 Why more than gradient reversal: reversing the classifier's cross-entropy rewards the backbone for making the
 classifier *wrong*, and a confidently wrong classifier is as informative as a right one. A fresh linear probe
 then still reads the scene (measured in the class-similarity notebook). The confusion and entropy objectives
-instead reward an *uninformative* posterior, while the classifier keeps learning on the current features.
+reward an *uninformative* posterior instead, but only that of the classifier's current weights, which the
+backbone can dodge. The "moments" objective (the default) plays no game: it removes the scene's mean shift
+from the feature, which is what a fresh linear probe reads.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ __all__ = ["SCENE_OBJECTIVES", "GradientScale", "SceneAdversary", "grad_reverse"
 #   classifier's current weights held fixed, towards a uniform scene posterior: cross-entropy to the uniform
 #   distribution (domain confusion, Tzeng et al. 2015; "Turning a blind eye", Alvi et al. 2018).
 # entropy: the same, maximising the posterior's entropy instead ("Learning not to learn", Kim et al. 2019).
-SCENE_OBJECTIVES = ("reverse", "confusion", "entropy")
+# moments: no game: the backbone is pushed to give every scene the same mean feature within the batch (a
+#   linear-kernel dependence penalty: HSIC, Gretton et al. 2005; the VFAE's MMD, Louizos et al. 2016), which is
+#   what a fresh linear probe would read. The classifier still learns on the detached feature, as a monitor.
+SCENE_OBJECTIVES = ("reverse", "confusion", "entropy", "moments")
 
 
 class GradientScale(torch.autograd.Function):
@@ -51,9 +56,9 @@ def grad_reverse(x: Tensor, lambda_: float = 1.0) -> Tensor:
 class SceneAdversary(nn.Module):
     """A scene classifier on a feature, and the adversarial signal it sends back to the backbone.
 
-    forward(feature) -> {"scene_logits": [B, S]} for "reverse"; the other objectives add
+    forward(feature) -> {"scene_logits": [B, S]} for "reverse"; "confusion" and "entropy" add
     "scene_confusion_logits" [B, S]: the same classifier with its parameters detached, on the attached feature,
-    so that their loss moves the backbone only.
+    so that their loss moves the backbone only; "moments" adds "scene_feature" [B, D], the feature itself.
 
     Args:
         in_features: size of the feature (the model's retrieval feature).
@@ -64,7 +69,7 @@ class SceneAdversary(nn.Module):
         hidden: optional hidden width (Linear-BN-ReLU-Linear); None = one Linear layer.
     """
 
-    def __init__(self, in_features: int, num_scenes: int, objective: str = "confusion", strength: float = 1.0,
+    def __init__(self, in_features: int, num_scenes: int, objective: str = "moments", strength: float = 1.0,
                  hidden: int | None = None):
         super().__init__()
         if num_scenes < 2:
@@ -87,9 +92,12 @@ class SceneAdversary(nn.Module):
     def forward(self, feature: Tensor) -> dict[str, Tensor]:
         if self.objective == "reverse":
             return {"scene_logits": self.classifier(grad_reverse(feature, self.strength))}
-        fixed = {name: p.detach() for name, p in self.classifier.named_parameters()}
-        fixed.update(self.classifier.named_buffers())
-        return {
-            "scene_logits": self.classifier(feature.detach()),
-            "scene_confusion_logits": functional_call(self.classifier, fixed, (scale_gradient(feature, self.strength),)),
-        }
+        out = {"scene_logits": self.classifier(feature.detach())}
+        pushed = scale_gradient(feature, self.strength)
+        if self.objective == "moments":
+            out["scene_feature"] = pushed
+        else:
+            fixed = {name: p.detach() for name, p in self.classifier.named_parameters()}
+            fixed.update(self.classifier.named_buffers())
+            out["scene_confusion_logits"] = functional_call(self.classifier, fixed, (pushed,))
+        return out
