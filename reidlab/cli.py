@@ -58,9 +58,10 @@ def _clean_errors(command: str, *errors: type[Exception]):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from reidlab.engine import ConfigError, load_config, train
+    from reidlab.data import CorruptImageError
+    from reidlab.engine import CheckpointError, ConfigError, load_config, train
 
-    with _clean_errors("train", ConfigError, FileNotFoundError):
+    with _clean_errors("train", ConfigError, FileNotFoundError, CheckpointError, CorruptImageError):
         metrics = train(load_config(args.config, args.overrides))
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"results: {metrics['output_dir']}/metrics.json (mAP {metrics['mAP']:.4f}, rank1 {metrics.get('rank1', 0):.4f})")
@@ -68,9 +69,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from reidlab.engine import ConfigError, evaluate_checkpoint, load_config
+    from reidlab.data import CorruptImageError
+    from reidlab.engine import CheckpointError, ConfigError, evaluate_checkpoint, load_config
 
-    with _clean_errors("eval", ConfigError, FileNotFoundError):
+    with _clean_errors("eval", ConfigError, FileNotFoundError, CheckpointError, CorruptImageError):
         evaluate_checkpoint(load_config(args.config, args.overrides))
     return 0
 

@@ -1,14 +1,48 @@
-"""Small helpers every layer shares: atomic file writes and ``key=value`` parsing. A leaf: stdlib and PyYAML only."""
+"""Small helpers every layer shares: atomic file writes, safe reads of torch files and ``key=value`` parsing.
+A leaf: stdlib and PyYAML (torch only inside ``read_torch_file``)."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "parse_key_values"]
+__all__ = ["UnreadableFileError", "atomic_write", "parse_key_values", "read_torch_file"]
+
+
+class UnreadableFileError(ValueError):
+    """A torch file that cannot be read safely; the message says why in a few words, for the caller's line."""
+
+
+def read_torch_file(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` of a file that may come from anywhere: tensors and plain values
+    only, never pickled code. Every failure is an UnreadableFileError saying what is wrong (empty, truncated,
+    not a torch.save file, pickled objects); none repeats torch's advice to retry with ``weights_only=False``,
+    which would let the file run code."""
+    import torch
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise UnreadableFileError("the file is empty (0 bytes); an interrupted copy? Copy it again")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "safe_globals" in str(error):  # a pickled class or function
+            raise UnreadableFileError("it holds Python objects other than tensors and plain values, which are "
+                                      "never unpickled (loading them can run code); save tensors only") from None
+        raise UnreadableFileError(f"not a file written by torch.save ({size} bytes of something else)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
+        with path.open("rb") as f:
+            magic = f.read(4)
+        if magic == b"PK\x03\x04":  # a zip archive, as torch.save writes, that ends early
+            raise UnreadableFileError(f"the file is truncated ({size} bytes: the archive has no end); an "
+                                      "interrupted copy? Copy it again") from None
+        raise UnreadableFileError(f"not a file written by torch.save ({size} bytes; {type(error).__name__})") from None
 
 
 def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[IO[bytes]], None]) -> Path:

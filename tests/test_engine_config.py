@@ -231,13 +231,54 @@ def test_rng_states_restore_from_tensors_on_another_device():
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path):
-    path = save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    path = save_checkpoint({"model": {}, "epoch": 1}, tmp_path / "last.pt")
     with pytest.raises(Exception):
-        save_checkpoint({"epoch": 2, "bad": lambda: None}, path)  # lambdas cannot be pickled
-    assert load_checkpoint(path) == {"epoch": 1}
+        save_checkpoint({"model": {}, "epoch": 2, "bad": lambda: None}, path)  # lambdas cannot be pickled
+    assert load_checkpoint(path) == {"model": {}, "epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+class _Pickled:
+    """An object a plain pickle would rebuild by calling a function: what weights_only loading refuses."""
+
+    def __reduce__(self):
+        return (print, ("this would run",))
+
+
+def _write_bad_checkpoints(folder):
+    """name -> (path, what the error must say) for the ways a checkpoint file can be unusable."""
+    good = folder / "good.pt"
+    torch.save({"model": {"weight": torch.randn(64, 64)}}, good)
+    data = good.read_bytes()
+    cases = {
+        "empty": (b"", "the file is empty"),
+        "truncated": (data[: len(data) // 2], "truncated"),
+        "random bytes": (np.random.default_rng(0).bytes(4096), "not a file written by torch.save"),
+    }
+    paths = {}
+    for name, (content, message) in cases.items():
+        paths[name] = (folder / f"{name.replace(' ', '_')}.pt", message)
+        paths[name][0].write_bytes(content)
+    torch.save([1, 2, 3], folder / "list.pt")
+    paths["pickled list"] = (folder / "list.pt", "it holds a list, not the dict")
+    torch.save({"model": _Pickled()}, folder / "code.pt")
+    paths["pickled code"] = (folder / "code.pt", "Python objects other than tensors")
+    torch.save({"weight": torch.zeros(2)}, folder / "weights.pt")
+    paths["not a reidlab checkpoint"] = (folder / "weights.pt", "without a 'model' entry")
+    return paths
+
+
+def test_unusable_checkpoints_are_one_clear_error_that_never_suggests_unsafe_loading(tmp_path):
+    from reidlab.engine import CheckpointError
+
+    for name, (path, message) in _write_bad_checkpoints(tmp_path).items():
+        with pytest.raises(CheckpointError) as error:
+            load_checkpoint(path)
+        text = str(error.value)
+        assert text.startswith(f"not a readable reidlab checkpoint: {path}: ") and message in text, (name, text)
+        assert "weights_only" not in text and "\n" not in text, (name, text)
 
 
 # ------------------------------------------------------------------------------- per-group loss weights

@@ -210,7 +210,7 @@ def test_checkpoint_names_are_copies_where_the_file_system_has_no_hard_links(tmp
         raise OSError("Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)
-    state = {"epoch": 3, "weights": torch.arange(4.0)}
+    state = {"model": {}, "epoch": 3, "weights": torch.arange(4.0)}
     save_checkpoint(state, tmp_path / "last.pt", also=[tmp_path / "best.pt"])
     assert not os.path.samefile(tmp_path / "best.pt", tmp_path / "last.pt")
     for name in ("best.pt", "last.pt"):
@@ -227,11 +227,34 @@ def test_evaluate_checkpoint_cli_and_load_trained(reference_run, capsys):
     assert "written to" in capsys.readouterr().out
     evaluated = json.loads(best.with_name("best.pt.eval.json").read_text())
     assert evaluated["mAP"] == pytest.approx(metrics["best_mAP"], abs=1e-12)
+    # Other options write other files: nothing is overwritten silently.
+    assert main(["eval", "-c", str(out / "config.yaml"), f"checkpoint={best}", "eval.rerank=true", "eval.rerank_k1=8"]) == 0
+    reranked = json.loads(best.with_name("best.pt.eval.rerank-k1=8.json").read_text())
+    assert json.loads(best.with_name("best.pt.eval.json").read_text()) == evaluated and reranked != evaluated
     run = load_trained(out)
     assert not run.model.training and run.checkpoint == best and run.config.epochs == 4
     state = load_checkpoint(best)["model"]
     assert all(torch.equal(v, state[k]) for k, v in run.model.state_dict().items())
     assert len(run.dataset.train) > 0
+
+
+def test_cross_domain_evaluation_loads_the_backbone_and_leaves_out_the_classifier(reference_run, tmp_path, capsys):
+    """Train on one SynthReID copy (24 identities), evaluate on another (30 identities, other seed): the
+    classifier's size differs, and inference never uses it."""
+    from conftest import SMALL_SYNTH_KNOBS
+
+    from reidlab.cli import main
+    from reidlab.data import build_dataset, synth
+
+    out, _, _ = reference_run
+    other = synth.generate(tmp_path / "other", seed=5, **{**SMALL_SYNTH_KNOBS, "num_train_ids": 30})
+    best = out / "checkpoints" / "best.pt"
+    assert main(["eval", "-c", str(out / "config.yaml"), f"checkpoint={best}", f"data.root={other}",
+                 "scene.enabled=false"]) == 0
+    printed = capsys.readouterr().out
+    assert f"loaded the backbone and embedding neck of {best}; left out its identity classifier" in printed
+    metrics = json.loads(best.with_name(f"best.pt.eval.on-synthreid-{other.name}.json").read_text())
+    assert 0 < metrics["mAP"] <= 1 and metrics["num_valid_queries"] == len(build_dataset("synthreid", other).query)
 
 
 def test_evaluating_with_other_model_settings_names_the_trained_ones(reference_run, capsys):
@@ -301,6 +324,23 @@ def test_a_fresh_run_refuses_an_output_dir_holding_a_run(reference_run, synth_ro
     with pytest.raises(ConfigError, match=r"holds a run \(checkpoints/last.pt\); pass resume=true"):
         Trainer(load_config("synth_cpu", overrides(synth_root, out, *RESUME_RUN))).fit()
     assert (out / "metrics.json").exists()  # untouched
+
+
+def test_resume_true_needs_a_checkpoint_and_resume_auto_continues_only_where_there_is_one(synth_root, tmp_path):
+    with pytest.raises(ConfigError, match=r"resume=true but .*checkpoints holds no checkpoint \(last.pt\); .*resume=auto"):
+        Trainer(load_config("synth_cpu", overrides(synth_root, tmp_path, *RESUME_RUN, "resume=true"))).fit()
+    said = []
+    auto = overrides(synth_root, tmp_path, "epochs=1", "max_iters_per_epoch=1", "eval.every=0", "resume=auto")
+    Trainer(load_config("synth_cpu", auto), print_fn=said.append).fit()  # nothing there: a fresh run
+    assert not any("resumed" in line for line in said)
+    # A kill during a checkpoint write leaves a temporary file; the next start removes it.
+    (tmp_path / "checkpoints" / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    said.clear()
+    longer = Trainer(load_config("synth_cpu", [*auto, "epochs=2"]), print_fn=said.append)
+    longer.fit()
+    assert longer.epoch == 2 and any(line.startswith("resumed from") for line in said)
+    assert any("removed 1 temporary file(s) left by an interrupted write: .last.pt.abc123.tmp" in line for line in said)
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
 
 
 def test_non_finite_loss_names_the_step_and_term(synth_root, tmp_path):

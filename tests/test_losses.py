@@ -457,6 +457,22 @@ def test_value_checks_run_on_cpu_by_default_and_can_be_switched():
             loss(bad, labels)
 
 
+def test_a_batch_without_positive_pairs_warns_and_can_be_made_an_error():
+    import warnings
+
+    from reidlab.losses import DegenerateBatchWarning
+
+    unique = torch.arange(6)
+    for name in sorted(ALL_LOSSES):
+        with pytest.warns(DegenerateBatchWarning, match="no positive pair"):
+            ALL_LOSSES[name]()(torch.randn(6, 4), unique)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DegenerateBatchWarning)
+            with pytest.raises(DegenerateBatchWarning, match="PKSampler k >= 2"):
+                ALL_LOSSES[name]()(torch.randn(6, 4), unique)
+            ALL_LOSSES[name]()(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 5]))  # one pair is enough
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="unknown sparse pairwise mode"):
         SparsePairwiseLoss("sp")

@@ -240,10 +240,16 @@ def test_unknown_notebook_parameter_lists_the_valid_ones(tmp_path):
 
 @pytest.fixture(scope="module")
 def train_run(tmp_path_factory, synth_root):
-    """train.ipynb executed once; positive_pairs.ipynb reuses its checkpoints."""
+    """train.ipynb executed once, also evaluated on another SynthReID copy (30 identities: cross-domain);
+    positive_pairs.ipynb reuses its checkpoints."""
+    from conftest import SMALL_SYNTH_KNOBS
+
+    from reidlab.data import synth
+
+    other = synth.generate(tmp_path_factory.mktemp("other") / "synthreid", seed=5, **{**SMALL_SYNTH_KNOBS, "num_train_ids": 30})
     out = tmp_path_factory.mktemp("study") / "train"
     study.run_notebook("train", {"overrides": tiny_overrides(synth_root, save_every=1, **{"eval.every": 1}),
-                                 "num_queries": 3, "top_k": 5}, out)
+                                 "num_queries": 3, "top_k": 5, "test_data": {"root": str(other)}}, out)
     return out
 
 
@@ -254,7 +260,9 @@ def test_train_notebook(train_run):
     assert_figures(train_run, ["training_curves", "cmc", "ranked_results", "summary"])
     assert json.loads((train_run / "status.json").read_text())["status"] == "ok"
     assert 0 < metrics["chance_mAP"] < 1 and 0 < metrics["chance_rank1"] < 1
+    assert metrics["cross_domain"]["dataset"].startswith("synthreid (") and 0 < metrics["cross_domain"]["mAP"] <= 1
     html = study.render_notebook(train_run / "train.ipynb").read_text()
+    assert "left out its identity classifier" in html
     assert "engine.train(config)" not in html and "Ranked results" in html
     assert "chance" in html and re.search(r"mAP \d+\.\d% \(chance \d+\.\d+%\)", html), "mAP next to its chance level"
 

@@ -2,16 +2,18 @@
 
 from . import samplers, synth
 from .datasets import Record, ReIDDataset, build_dataset, list_datasets, register_dataset
-from .image_dataset import ReIDImageDataset, check_data
+from .image_dataset import CorruptImageError, ReIDImageDataset, check_data, collate_skipping
 from .transforms import build_transforms
 
 __all__ = [
+    "CorruptImageError",
     "Record",
     "ReIDDataset",
     "ReIDImageDataset",
     "build_dataset",
     "build_transforms",
     "check_data",
+    "collate_skipping",
     "list_datasets",
     "register_dataset",
     "samplers",

@@ -9,7 +9,7 @@ Notebook/CLI entry points: `load_config(preset_or_path, overrides)`, `train(conf
 `read_metrics(output_dir)` for the metrics.jsonl curves.
 """
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import (
     ConfigError,
     DataConfig,
@@ -27,13 +27,14 @@ from .config import (
 from .builders import autocast_dtype
 from .distributed import DistContext, init_distributed
 from .logging import read_metrics
-from .runs import TrainedRun, evaluate_checkpoint, load_trained
+from .runs import TrainedRun, eval_result_path, evaluate_checkpoint, load_trained
 from .schedulers import build_scheduler, lr_factor
 from .callbacks import Callback, HardBatchMining, SceneStrengthRamp, bound_hooks, training_callbacks
 from .trainer import NonFiniteLossError, Trainer, train
 
 __all__ = [
     "Callback",
+    "CheckpointError",
     "ConfigError",
     "DataConfig",
     "DistContext",
@@ -52,6 +53,7 @@ __all__ = [
     "autocast_dtype",
     "bound_hooks",
     "build_scheduler",
+    "eval_result_path",
     "evaluate_checkpoint",
     "init_distributed",
     "list_presets",

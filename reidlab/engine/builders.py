@@ -25,9 +25,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_dataset(config: TrainConfig, ctx: DistContext = DistContext()):
-    """Build the dataset of a config. With `data.generate` (synthreid), rank 0 first makes sure SynthReID with
-    the configured seed and knobs is at `data.root` (generate() reuses an identical one and refuses to replace another)."""
+def prepare_dataset(config: TrainConfig, ctx: DistContext = DistContext(), training: bool = True):
+    """Build the dataset of a config and check that its splits can be used (`check_splits`), before any image
+    is read. With `data.generate` (synthreid), rank 0 first makes sure SynthReID with the configured seed and
+    knobs is at `data.root` (generate() reuses an identical one and refuses to replace another)."""
     check_paths(config)
     root = Path(config.data.root)
     if config.data.generate and config.data.name == "synthreid":
@@ -40,10 +41,31 @@ def prepare_dataset(config: TrainConfig, ctx: DistContext = DistContext()):
                 raise ConfigError(f"data.root: {error}; or set data.generate=false to train on the data there") from None
         barrier(ctx)
     try:
-        return build_dataset(config.data.name, root, **config.data.dataset_kwargs)
+        dataset = build_dataset(config.data.name, root, **config.data.dataset_kwargs)
     except ValueError as error:  # the data layer's bad-input errors (names, lists, meta.json), one line on the CLI
         raise ConfigError(f"data.root={root}: {error}") from None
+    check_splits(dataset, config, training)
+    return dataset
 
+
+def check_splits(dataset, config: TrainConfig, training: bool = True) -> None:
+    """ConfigError when a split the run needs is empty, or when no query has a true match in the gallery (same
+    identity, another camera: the Market protocol scores nothing else). VehicleID draws its own galleries."""
+    where = f"data.root={config.data.root} ({config.data.name})"
+    if training and not dataset.train:
+        raise ConfigError(f"{where}: the training split is empty; check the folder layout "
+                          f"(`reidlab summary {config.data.name} ROOT` counts each split)")
+    if not dataset.query or not dataset.gallery:
+        raise ConfigError(f"{where}: {len(dataset.query)} query and {len(dataset.gallery)} gallery images, but "
+                          f"evaluation needs both; check the folder layout (`reidlab summary {config.data.name} ROOT`)")
+    if config.data.name == "vehicleid":
+        return
+    cameras_of: dict[int, set[int]] = {}
+    for record in dataset.gallery:
+        cameras_of.setdefault(record.pid, set()).add(record.camid)
+    if not any(record.pid >= 0 and cameras_of.get(record.pid, set()) - {record.camid} for record in dataset.query):
+        raise ConfigError(f"{where}: no query identity appears in the gallery under another camera, so there is "
+                          "nothing to score; check that query and gallery come from the same test set")
 
 def build_reid_model(config: TrainConfig, dataset) -> nn.Module:
     """The model of a config for a dataset: identity classes, cameras and scenes come from the data."""

@@ -3,7 +3,8 @@
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, written to a temporary file in
 the same folder and moved into place with `os.replace` (atomic on POSIX), and read back with
 `torch.load(weights_only=True)`. Random-number-generator states are stored as tensors and plain tuples so
-that the restricted unpickler accepts them.
+that the restricted unpickler accepts them. A file to load is untrusted input: whatever is wrong with it is one
+`CheckpointError` line, and no message ever suggests the unsafe `weights_only=False`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from reidlab.utils import atomic_write
+from reidlab.utils import UnreadableFileError, atomic_write, read_torch_file
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable reidlab checkpoint; the message says why."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, also: Iterable[str | os.PathLike] = ()) -> Path:
@@ -47,12 +52,37 @@ def _link_atomically(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def remove_interrupted_writes(*folders: str | os.PathLike) -> list[str]:
+    """Delete the temporary files (``.NAME.*.tmp``) that a kill during `save_checkpoint` or `atomic_write` left
+    in these folders, and return their names. Call it only where no other process writes into them."""
+    removed = []
+    for folder in folders:
+        for tmp in sorted(Path(folder).glob(".*.tmp")):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.name)
+    return removed
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint` (tensors and plain types only)."""
+    """Read a checkpoint written by `save_checkpoint` (tensors and plain types only, never pickled code).
+    Raises FileNotFoundError for a missing file and CheckpointError for anything else that is wrong with it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    return torch.load(path, map_location=map_location, weights_only=True)
+
+    def unreadable(why: str) -> CheckpointError:
+        return CheckpointError(f"not a readable reidlab checkpoint: {path}: {why}")
+
+    try:
+        state = read_torch_file(path, map_location)
+    except UnreadableFileError as error:
+        raise unreadable(str(error)) from None
+    if not isinstance(state, dict):
+        raise unreadable(f"it holds a {type(state).__name__}, not the dict that reidlab writes")
+    if "model" not in state:
+        raise unreadable(f"a dict without a 'model' entry (keys: {', '.join(sorted(map(str, state))[:6])}); "
+                         "pretrained weights go in model.pretrained=PATH, not checkpoint= or a run folder")
+    return state
 
 
 def get_rng_state() -> dict[str, Any]:

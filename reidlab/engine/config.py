@@ -20,6 +20,7 @@ from typing import Any, Union
 
 import yaml
 
+from reidlab.models import is_model, list_models
 from reidlab.models.scene import SCENE_OBJECTIVES
 from reidlab.utils import parse_key_values
 
@@ -43,6 +44,7 @@ class DataConfig:
     size: list[int] = field(default_factory=lambda: [128, 64])  # [height, width]
     num_workers: int = 2
     cache_images: bool = False  # decode the training images once and keep them in memory (CPU runs)
+    skip_corrupt: bool = False  # leave unreadable images out (logged, counted in metrics.json) instead of stopping
     test_batch_size: int = 128
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)  # extra build_dataset(...) arguments
     aug: dict[str, Any] = field(default_factory=dict)  # extra build_transforms(is_train=True, ...) arguments
@@ -154,7 +156,9 @@ class TrainConfig:
     output_dir: str = "runs/default"
     seed: int = 0
     epochs: int = 10
-    resume: bool = False
+    # true: continue the run in output_dir (an error when it has no checkpoint); auto: continue it when there is
+    # one, else start fresh (a requeued cluster job); false: start fresh (an error when a run is there)
+    resume: bool | str = field(default=False, metadata=_choices("auto"))
     checkpoint: str | None = None  # `reidlab eval`: the checkpoint to evaluate
     device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
     deterministic: bool = True  # torch.use_deterministic_algorithms (warn-only)
@@ -376,19 +380,69 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
         yaml.safe_dump(config_to_dict(config), f, sort_keys=False)
 
 
+# key -> (the range a value must lie in, in words; the test). None passes wherever the type allows it.
+VALUE_RANGES: dict[str, tuple[str, Any]] = {
+    "epochs": (">= 1", lambda v: v >= 1),
+    "log_every": (">= 1", lambda v: v >= 1),
+    "save_every": (">= 0 (0 = only last and best)", lambda v: v >= 0),
+    "threads": (">= 1", lambda v: v >= 1),
+    "max_iters_per_epoch": (">= 1", lambda v: v >= 1),
+    "data.num_workers": (">= 0", lambda v: v >= 0),
+    "data.test_batch_size": (">= 1", lambda v: v >= 1),
+    "model.freeze_backbone_iters": (">= 0", lambda v: v >= 0),
+    "loss.ce_weight": (">= 0 (0 switches it off)", lambda v: v >= 0),
+    "loss.metric_weight": (">= 0 (0 switches it off)", lambda v: v >= 0),
+    "loss.label_smoothing": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "loss.temperature": ("> 0", lambda v: v > 0),
+    "loss.margin": (">= 0", lambda v: v >= 0),
+    "loss.gamma": ("> 0", lambda v: v > 0),
+    "optim.lr": ("> 0", lambda v: v > 0),
+    "optim.weight_decay": (">= 0", lambda v: v >= 0),
+    "optim.weight_decay_bias": (">= 0", lambda v: v >= 0),
+    "optim.momentum": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "optim.bias_lr_factor": ("> 0", lambda v: v > 0),
+    "optim.warmup_epochs": (">= 0", lambda v: v >= 0),
+    "optim.warmup_iters": (">= 0", lambda v: v >= 0),
+    "optim.warmup_factor": ("in (0, 1]", lambda v: 0 < v <= 1),
+    "optim.gamma": ("in (0, 1]", lambda v: 0 < v <= 1),
+    "optim.flat_epochs": (">= 0", lambda v: v >= 0),
+    "optim.min_lr_factor": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "optim.clip_grad_norm": ("> 0", lambda v: v > 0),
+    "sampler.p": (">= 2 (a pairwise loss and the classifier need several identities per batch)", lambda v: v >= 2),
+    "sampler.k": (">= 1", lambda v: v >= 1),
+    "scene.strength": (">= 0", lambda v: v >= 0),
+    "scene.ramp_epochs": (">= 0", lambda v: v >= 0),
+    "eval.every": (">= 0 (0 = only at the end)", lambda v: v >= 0),
+    "eval.rerank_k1": (">= 1", lambda v: v >= 1),
+    "eval.rerank_k2": (">= 1", lambda v: v >= 1),
+    "eval.rerank_lambda": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "eval.max_rank": (">= 1", lambda v: v >= 1),
+}
+
+
+def _config_value(config: TrainConfig, key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def validate(config: TrainConfig) -> None:
-    """Cross-field checks that the types alone cannot express."""
+    """Value ranges and cross-field checks that the types alone cannot express: every one a ConfigError
+    naming the key, what it must be and what it got, raised before any data or model is touched."""
+    for key, (must, ok) in VALUE_RANGES.items():
+        value = _config_value(config, key)
+        if value is not None and not ok(value):
+            raise ConfigError(f"config key {key!r} must be {must}, got {value!r}")
     if len(config.data.size) != 2 or min(config.data.size) <= 0:
         raise ConfigError(f"config key 'data.size' must be [height, width] > 0, got {config.data.size}")
-    if config.epochs < 1:
-        raise ConfigError(f"config key 'epochs' must be >= 1, got {config.epochs}")
-    if config.log_every < 1:
-        raise ConfigError(f"config key 'log_every' must be >= 1, got {config.log_every}")
-    if config.eval.every < 0:
-        raise ConfigError(f"config key 'eval.every' must be >= 0 (0 = only at the end), got {config.eval.every}")
-    if config.sampler.p < 2 or config.sampler.k < 1:
+    if not is_model(config.model.name):
+        raise ConfigError(f"config key 'model.name' names no registered model: {config.model.name!r}; "
+                          f"choose one of {', '.join(list_models())}")
+    if config.sampler.k < 2 and config.loss.metric != "none" and config.loss.metric_weight > 0:
         raise ConfigError(
-            f"sampler needs p >= 2 identities and k >= 1 images per batch, got p={config.sampler.p} k={config.sampler.k}"
+            f"sampler.k=1 gives every identity one image per batch, so loss.metric={config.loss.metric} never sees "
+            "a positive pair; set sampler.k >= 2, or loss.metric=none to train with cross-entropy alone"
         )
     if config.loss.ce_weight <= 0 and (config.loss.metric == "none" or config.loss.metric_weight <= 0):
         raise ConfigError("the loss is empty: set loss.ce_weight > 0 or a loss.metric with loss.metric_weight > 0")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -37,7 +39,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError("device=cuda was asked for but CUDA is not available; use device=cpu or device=auto")
+        raise ConfigError("device=cuda was asked for but this machine has no usable CUDA device; use device=cpu or "
+                          "device=auto")
     return torch.device("cuda", local_rank)
 
 

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from reidlab.data import ReIDImageDataset, build_transforms
+from reidlab.data import ReIDImageDataset, build_transforms, collate_skipping
 from reidlab.losses.distributed import gather_with_grad
 
 from .builders import autocast_dtype
@@ -32,12 +33,20 @@ def _shard(dataset, ctx: DistContext):
 def eval_loader(records, config: TrainConfig, ctx: DistContext = DistContext()) -> DataLoader:
     transform = build_transforms(False, size=tuple(config.data.size))
     return DataLoader(
-        _shard(ReIDImageDataset(records, transform), ctx),
+        _shard(ReIDImageDataset(records, transform, skip_corrupt=config.data.skip_corrupt), ctx),
         batch_size=config.data.test_batch_size,
         shuffle=False,
         num_workers=config.data.num_workers,
         pin_memory=ctx.device.type == "cuda",
+        collate_fn=collate_skipping,
     )
+
+
+def _noting_skipped(loader, skipped: list[str]):
+    """The loader's batches, with the paths it skipped as unreadable appended to `skipped`."""
+    for batch in loader:
+        skipped.extend(batch["skipped"])
+        yield batch
 
 
 def run_evaluation(model: nn.Module, dataset, config: TrainConfig, ctx: DistContext = DistContext()) -> dict[str, Any]:
@@ -49,9 +58,11 @@ def run_evaluation(model: nn.Module, dataset, config: TrainConfig, ctx: DistCont
         raise ValueError(f"{config.data.name} has an empty query or gallery split; nothing to evaluate")
     amp = autocast_dtype(config, ctx.device)
     parts = []
+    skipped: list[str] = []
     for records in (dataset.query, dataset.gallery):
         feats, pids, camids = extract_features(
-            model, eval_loader(records, config, ctx), device=ctx.device, flip=config.eval.flip, amp=amp or False
+            model, _noting_skipped(eval_loader(records, config, ctx), skipped), device=ctx.device,
+            flip=config.eval.flip, amp=amp or False,
         )
         if ctx.distributed:
             labels = torch.stack([torch.as_tensor(pids), torch.as_tensor(camids)], dim=1).to(ctx.device)
@@ -78,6 +89,14 @@ def run_evaluation(model: nn.Module, dataset, config: TrainConfig, ctx: DistCont
         metrics["num_valid_queries"] = int(result["num_valid_queries"])
         metrics["cmc"] = [float(x) for x in cmc]
         metrics["rerank"] = config.eval.rerank
+    if config.data.skip_corrupt:
+        if ctx.distributed:
+            shares: list = [None] * ctx.world_size
+            dist.all_gather_object(shares, skipped)
+            skipped = [path for share in shares for path in share]
+        if ctx.is_main:
+            metrics["skipped_images"] = len(skipped)
+            metrics["skipped_paths"] = skipped[:100]
     return broadcast_object(metrics, ctx)
 
 

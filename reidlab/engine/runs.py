@@ -15,7 +15,7 @@ from torch import nn
 
 from .builders import build_reid_model, prepare_dataset
 from .checkpoint import load_checkpoint
-from .config import ConfigError, TrainConfig, config_from_dict, config_to_dict
+from .config import ConfigError, EvalConfig, TrainConfig, config_from_dict, config_to_dict
 from .distributed import cleanup, init_distributed, resolve_device
 from .evaluator import run_evaluation
 
@@ -53,13 +53,22 @@ def _trained_settings(state: dict, config: TrainConfig) -> dict[str, Any]:
 
 
 def _load_model(config: TrainConfig, dataset, checkpoint: str | os.PathLike, device: torch.device,
-                print_fn: PrintFn = None) -> nn.Module:
+                print_fn: PrintFn = None) -> tuple[nn.Module, dict]:
+    """(the model of `config` with the checkpoint's weights, in eval mode; the config the checkpoint was trained
+    with, {} when it holds none)."""
     state = load_checkpoint(checkpoint, map_location="cpu")
     weights = state["model"] if "model" in state and isinstance(state["model"], dict) else state
     trained = ", ".join(f"{k}={v!r}" for k, v in _trained_settings(state, config).items())
     model = build_reid_model(_without_pretrained(config), dataset)
+    own = model.state_dict()
+    left_out = sorted(k for k, v in weights.items() if model.is_training_only(k)
+                      and (k not in own or getattr(own[k], "shape", None) != getattr(v, "shape", None)))
+    weights = {k: v for k, v in weights.items() if k not in left_out}
     try:
-        model.load_state_dict(weights)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        missing = [k for k in missing if not model.is_training_only(k)]
+        if missing or unexpected:
+            raise RuntimeError(f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
     except RuntimeError as error:
         hint = (f"; it was trained with {trained}: pass those overrides, or -c OUTPUT_DIR/config.yaml of its run"
                 if trained else "")
@@ -68,12 +77,43 @@ def _load_model(config: TrainConfig, dataset, checkpoint: str | os.PathLike, dev
         ) from None
     if trained and print_fn is not None:
         print_fn(f"warning: {checkpoint} was trained with {trained}; evaluating with this config's values instead")
-    return model.to(device).eval()
+    if left_out and print_fn is not None:
+        heads = sorted({"scene adversary" if k.startswith("scene_adversary") else "identity classifier" for k in left_out})
+        print_fn(f"loaded the backbone and embedding neck of {checkpoint}; left out its {' and '.join(heads)} "
+                 f"({len(left_out)} tensors, trained for another dataset; inference does not use them)")
+    saved = state.get("config")
+    return model.to(device).eval(), saved if isinstance(saved, dict) else {}
+
+
+def eval_result_path(checkpoint: str | os.PathLike, config: TrainConfig, trained_data: dict | None = None) -> Path:
+    """Where `evaluate_checkpoint` writes its metrics: `<checkpoint>.eval[.on-DATA][.flip][.rerank].json`, so
+    that evaluations with other options never overwrite each other: `best.pt.eval.json`,
+    `best.pt.eval.rerank.json`, `best.pt.eval.rerank-k1=30.json` (re-ranking parameters off their defaults),
+    `best.pt.eval.on-dukemtmc-DukeMTMC-reID.json` (another dataset than `trained_data`, the checkpoint's
+    training data settings: its name and the folder's)."""
+    options, default = config.eval, EvalConfig()
+    parts = ["eval"]
+    if trained_data is not None and (trained_data.get("name"), _resolved(trained_data.get("root"))) != (
+            config.data.name, _resolved(config.data.root)):
+        parts.append(f"on-{config.data.name}-{Path(config.data.root or '').name}")
+    if options.flip:
+        parts.append("flip")
+    if options.rerank:
+        changed = [f"{short}={getattr(options, key)}" for key, short in
+                   (("rerank_k1", "k1"), ("rerank_k2", "k2"), ("rerank_lambda", "lambda"))
+                   if getattr(options, key) != getattr(default, key)]
+        parts.append("-".join(["rerank", *changed]))
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.name}.{'.'.join(parts)}.json")
+
+
+def _resolved(root: str | None) -> str | None:
+    return None if root is None else str(Path(root).resolve())
 
 
 def evaluate_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike | None = None, print_fn: PrintFn = print) -> dict[str, Any]:
     """Evaluate a checkpoint (default: `config.checkpoint`) on the config's query/gallery; the metrics are also
-    written next to it as `<checkpoint>.eval.json`."""
+    written next to it, in a file named by the evaluation options (`eval_result_path`)."""
     checkpoint = checkpoint or config.checkpoint
     if checkpoint is None:
         raise ConfigError("no checkpoint to evaluate: pass checkpoint=PATH")
@@ -83,14 +123,14 @@ def evaluate_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike | Non
     created = not (dist.is_available() and dist.is_initialized())
     ctx = init_distributed(config.device)
     try:
-        dataset = prepare_dataset(_without_pretrained(config), ctx)
-        model = _load_model(config, dataset, checkpoint, ctx.device, print_fn if ctx.is_main else None)
+        dataset = prepare_dataset(_without_pretrained(config), ctx, training=False)
+        model, trained_config = _load_model(config, dataset, checkpoint, ctx.device, print_fn if ctx.is_main else None)
         metrics = run_evaluation(model, dataset, config, ctx)
     finally:
         if created:
             cleanup(ctx)
     metrics["checkpoint"] = str(checkpoint)
-    out = checkpoint.with_name(checkpoint.name + ".eval.json")
+    out = eval_result_path(checkpoint, config, trained_config.get("data"))
     if ctx.is_main:
         out.write_text(json.dumps(metrics, indent=2))
         if print_fn is not None:
@@ -129,6 +169,6 @@ def load_trained(output_dir: str | os.PathLike, checkpoint: str | os.PathLike = 
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {checkpoint!r} in {output_dir / 'checkpoints'}")
     dataset = prepare_dataset(_without_pretrained(config))
-    model = _load_model(config, dataset, path, resolve_device(device))
+    model, _ = _load_model(config, dataset, path, resolve_device(device))
     return TrainedRun(model, config, dataset, path)
 

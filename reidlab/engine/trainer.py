@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from reidlab.data import ReIDImageDataset, build_transforms
+from reidlab.data import ReIDImageDataset, build_transforms, collate_skipping
 from reidlab.evaluation.chance import split_chance_level
 from reidlab.utils import atomic_write
 
@@ -40,7 +40,7 @@ from .builders import (
     seed_everything,
 )
 from .callbacks import Callback, bound_hooks, training_callbacks
-from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import CheckpointError, get_rng_state, load_checkpoint, remove_interrupted_writes, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, config_to_dict, save_config
 from .distributed import (
     DistContext,
@@ -127,8 +127,9 @@ class Trainer:
         self.loader_generator = torch.Generator()
         self.train_loader = DataLoader(
             ReIDImageDataset(self.dataset.train, build_transforms(True, size=tuple(config.data.size), **config.data.aug),
-                             cache_images=config.data.cache_images),
+                             cache_images=config.data.cache_images, skip_corrupt=config.data.skip_corrupt),
             batch_sampler=self.sampler,
+            collate_fn=collate_skipping,
             num_workers=config.data.num_workers,
             pin_memory=device.type == "cuda",
             generator=self.loader_generator,
@@ -161,6 +162,7 @@ class Trainer:
         self.step_in_epoch = 0
         self.best = {"mAP": -1.0, "epoch": 0}
         self.last_eval: dict[str, Any] = {}
+        self.skipped_images: set[str] = set()  # training images left out as unreadable (data.skip_corrupt)
         self._chance: dict[str, float] | None = None
         self.logger: MetricsLogger | None = None
 
@@ -207,6 +209,7 @@ class Trainer:
             "rng": rng_states,
             "best": dict(self.best),
             "metrics": dict(self.last_eval),
+            "skipped_images": sorted(self.skipped_images),
             "num_classes": self.dataset.num_train_pids,
             "config": config_to_dict(self.config),
         }
@@ -221,6 +224,7 @@ class Trainer:
         self.global_step = int(state["global_step"])
         self.best = dict(state["best"])
         self.last_eval = dict(state["metrics"])
+        self.skipped_images = set(state.get("skipped_images", ()))
         rng_states = state["rng"]
         if len(rng_states) == self.ctx.world_size:
             set_rng_state(rng_states[self.ctx.rank])
@@ -239,21 +243,26 @@ class Trainer:
             also.append(self.checkpoint_dir / "best.pt")
         save_checkpoint(state, self.checkpoint_dir / "last.pt", also=also)
 
-    def _maybe_resume(self) -> None:
+    def _maybe_resume(self) -> bool:
+        """Load checkpoints/last.pt as `resume` says; True when the run continues from it."""
         path = self.checkpoint_dir / "last.pt"
-        if not self.config.resume:
+        resume = path.is_file() if self.config.resume == "auto" else self.config.resume
+        if not resume:
             if path.is_file():  # training over it would leave a stale best.pt, epoch_*.pt and metrics.json
                 raise ConfigError(
                     f"output_dir {self.output_dir} holds a run (checkpoints/last.pt); pass resume=true to continue it, "
                     "or choose another output_dir / delete it"
                 )
-            return
+            return False
         if not path.is_file():
-            self.say(f"resume=true but no checkpoint at {path}; starting from scratch")
-            return
+            raise ConfigError(
+                f"resume=true but {self.checkpoint_dir} holds no checkpoint (last.pt); drop resume=true to start "
+                "fresh, or pass resume=auto to continue only where a checkpoint exists"
+            )
         state = load_checkpoint(path, map_location=self.ctx.device)
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a reidlab training checkpoint (format {state.get('format')!r})")
+            raise CheckpointError(f"not a readable reidlab checkpoint: {path}: it is not a training checkpoint "
+                                  f"(format {state.get('format')!r}); train into a new output_dir")
         differing = config_differences(state["config"], config_to_dict(self.config)) - RESUME_SAFE_KEYS
         if "epochs" in differing:
             differing.discard("epochs")
@@ -268,17 +277,20 @@ class Trainer:
             )
         self.load_state_dict(state)
         self.say(f"resumed from {path} after epoch {self.epoch} (step {self.global_step})")
+        return True
 
     # ------------------------------------------------------------------ training
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, evaluate, write checkpoints and OUTPUT_DIR/metrics.json; return the final metrics."""
         config = self.config
-        self._maybe_resume()
+        resumed = self._maybe_resume()
         if self.ctx.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            if stray := remove_interrupted_writes(self.output_dir, self.checkpoint_dir):
+                self.say(f"removed {len(stray)} temporary file(s) left by an interrupted write: {', '.join(stray)}")
             save_config(config, self.output_dir / "config.yaml")
-            if config.resume:
+            if resumed:
                 truncate_metrics(self.output_dir, self.epoch)
             elif (self.output_dir / "metrics.jsonl").exists():
                 (self.output_dir / "metrics.jsonl").unlink()
@@ -317,6 +329,7 @@ class Trainer:
             "checkpoint": str(self.checkpoint_dir / "last.pt"),
             "best_checkpoint": str(self.checkpoint_dir / "best.pt"),
             "train_seconds_this_session": round(seconds, 3),
+            **({"skipped_train_images": len(self.skipped_images)} if self.config.data.skip_corrupt else {}),
             "provenance": collect_provenance(self.config, self.dataset, self.ctx, self.amp_dtype),
         }
         if self.ctx.is_main:
@@ -355,6 +368,8 @@ class Trainer:
         try:
             for self.step_in_epoch in range(steps):
                 batch = next(iterator)
+                if batch["skipped"]:
+                    self._note_skipped(batch["skipped"])
                 self._hook("on_step_start", self.global_step + 1)
                 step_lr = self.optimizer.param_groups[0]["lr"]  # train_step advances the schedule
                 logs = self.train_step(batch)
@@ -432,6 +447,14 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return logs
+
+    def _note_skipped(self, paths: list[str]) -> None:
+        """Log each unreadable training image once (data.skip_corrupt=true left it out of its batch)."""
+        for path in paths:
+            if path not in self.skipped_images:
+                self.skipped_images.add(path)
+                self.logger.log("skipped", self.global_step, path=path)
+                self.say(f"skipped unreadable image {path} (data.skip_corrupt=true)")
 
     def _non_finite(self, logs: dict[str, torch.Tensor]) -> None:
         bad = [name for name, value in logs.items() if name != "total" and not torch.isfinite(value)]

@@ -5,7 +5,7 @@ Cross-entropy with label smoothing is ``torch.nn.functional.cross_entropy(..., l
 """
 
 from .circle import CircleLoss
-from .common import LabelLayout, label_layout, value_checks
+from .common import DegenerateBatchWarning, LabelLayout, label_layout, value_checks
 from .combine import METRIC_LOSSES, CombinedLoss, LossTerm, build_loss, create_metric_loss
 from .distributed import DistributedLossWrapper, gather_with_grad
 from .scene import SCENE_PUSH_LOSSES, negative_entropy, scene_variance_ratio, uniform_cross_entropy
@@ -18,6 +18,7 @@ __all__ = [
     "SPARSE_PAIRWISE_MODES",
     "CircleLoss",
     "CombinedLoss",
+    "DegenerateBatchWarning",
     "DistributedLossWrapper",
     "LabelLayout",
     "LossTerm",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "DegenerateBatchWarning",
     "LabelLayout",
     "check_embeddings_and_labels",
     "compute_dtype",
@@ -28,6 +30,12 @@ __all__ = [
     "segment_logsumexp",
     "value_checks",
 ]
+
+
+class DegenerateBatchWarning(UserWarning):
+    """A batch in which every identity has one row: a pairwise loss has no positive pair to pull together and
+    returns about 0. Shown once per place; ``warnings.simplefilter("error", DegenerateBatchWarning)`` makes it
+    an error. (A batch without a negative pair, a single identity, is always an error.)"""
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,14 @@ def check_embeddings_and_labels(embeddings: Tensor, labels: Tensor) -> LabelLayo
         raise ValueError("embeddings have zero feature dimensions")
     if labels.numel() == 0:
         raise ValueError("the batch is empty")
-    return label_layout(labels)
+    layout = label_layout(labels)
+    if layout.num_ids == labels.numel():
+        warnings.warn(
+            f"every one of the batch's {labels.numel()} rows has its own identity, so the pairwise loss sees no "
+            "positive pair and returns about 0; sample K >= 2 images per identity (PKSampler k >= 2)",
+            DegenerateBatchWarning, stacklevel=3,
+        )
+    return layout
 
 
 def check_finite_rows(squared_norms: Tensor) -> None:

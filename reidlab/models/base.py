@@ -53,6 +53,14 @@ class ReIDModel(nn.Module):
         """Weight rows [num_classes, L] of the (global) identity classifier, for hard batch mining."""
         raise NotImplementedError
 
+    @staticmethod
+    def is_training_only(key: str) -> bool:
+        """Whether a state-dict entry belongs to a part that inference never runs: an identity classifier (its
+        size is the training set's identity count) or the scene adversary. Cross-domain evaluation leaves
+        these out of a checkpoint trained on another dataset."""
+        parts = key.split(".")
+        return parts[0] == "scene_adversary" or "classifier" in parts
+
     def _train_output(
         self,
         features: Sequence[Tensor],

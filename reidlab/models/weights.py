@@ -17,6 +17,8 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from torch import Tensor, nn
 
+from reidlab.utils import UnreadableFileError, read_torch_file
+
 __all__ = [
     "HEAD_PREFIXES",
     "LoadReport",
@@ -66,13 +68,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         obj: object = load_file(str(path), device="cpu")
     else:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # UnpicklingError and friends: the file holds more than tensors
+            obj = read_torch_file(path)
+        except UnreadableFileError as err:
             raise ValueError(
-                f"cannot read {str(path)!r} as plain weights with torch.load(weights_only=True): {err}. "
-                "Only tensors and plain containers are accepted (a checkpoint must not run code); "
-                "re-save it as torch.save(model.state_dict(), path) or as .safetensors"
-            ) from err
+                f"cannot read {str(path)!r} as weights: {err} (re-save it as torch.save(model.state_dict(), path) "
+                "or as .safetensors)"
+            ) from None
     for _ in range(3):  # nested wrappers such as {"model": {"state_dict": ...}}
         if isinstance(obj, dict):
             wrapper = next((k for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
