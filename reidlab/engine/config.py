@@ -380,43 +380,31 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
         yaml.safe_dump(config_to_dict(config), f, sort_keys=False)
 
 
-# key -> (the range a value must lie in, in words; the test). None passes wherever the type allows it.
+# The ranges a numeric config value can be required to lie in: (in words, the test).
+AT_LEAST_ONE = (">= 1", lambda v: v >= 1)
+NON_NEGATIVE = (">= 0", lambda v: v >= 0)
+POSITIVE = ("> 0", lambda v: v > 0)
+FRACTION = ("in [0, 1]", lambda v: 0 <= v <= 1)
+PROPER_FRACTION = ("in [0, 1)", lambda v: 0 <= v < 1)
+FACTOR = ("in (0, 1]", lambda v: 0 < v <= 1)
+
+# key -> its range; None passes wherever the type allows it
 VALUE_RANGES: dict[str, tuple[str, Any]] = {
-    "epochs": (">= 1", lambda v: v >= 1),
-    "log_every": (">= 1", lambda v: v >= 1),
-    "save_every": (">= 0 (0 = only last and best)", lambda v: v >= 0),
-    "threads": (">= 1", lambda v: v >= 1),
-    "max_iters_per_epoch": (">= 1", lambda v: v >= 1),
-    "data.num_workers": (">= 0", lambda v: v >= 0),
-    "data.test_batch_size": (">= 1", lambda v: v >= 1),
-    "model.freeze_backbone_iters": (">= 0", lambda v: v >= 0),
-    "loss.ce_weight": (">= 0 (0 switches it off)", lambda v: v >= 0),
-    "loss.metric_weight": (">= 0 (0 switches it off)", lambda v: v >= 0),
-    "loss.label_smoothing": ("in [0, 1)", lambda v: 0 <= v < 1),
-    "loss.temperature": ("> 0", lambda v: v > 0),
-    "loss.margin": (">= 0", lambda v: v >= 0),
-    "loss.gamma": ("> 0", lambda v: v > 0),
-    "optim.lr": ("> 0", lambda v: v > 0),
-    "optim.weight_decay": (">= 0", lambda v: v >= 0),
-    "optim.weight_decay_bias": (">= 0", lambda v: v >= 0),
-    "optim.momentum": ("in [0, 1)", lambda v: 0 <= v < 1),
-    "optim.bias_lr_factor": ("> 0", lambda v: v > 0),
-    "optim.warmup_epochs": (">= 0", lambda v: v >= 0),
-    "optim.warmup_iters": (">= 0", lambda v: v >= 0),
-    "optim.warmup_factor": ("in (0, 1]", lambda v: 0 < v <= 1),
-    "optim.gamma": ("in (0, 1]", lambda v: 0 < v <= 1),
-    "optim.flat_epochs": (">= 0", lambda v: v >= 0),
-    "optim.min_lr_factor": ("in [0, 1]", lambda v: 0 <= v <= 1),
-    "optim.clip_grad_norm": ("> 0", lambda v: v > 0),
+    "epochs": AT_LEAST_ONE, "log_every": AT_LEAST_ONE, "save_every": NON_NEGATIVE, "threads": AT_LEAST_ONE,
+    "max_iters_per_epoch": AT_LEAST_ONE,
+    "data.num_workers": NON_NEGATIVE, "data.test_batch_size": AT_LEAST_ONE,
+    "model.freeze_backbone_iters": NON_NEGATIVE,
+    "loss.ce_weight": NON_NEGATIVE, "loss.metric_weight": NON_NEGATIVE, "loss.label_smoothing": PROPER_FRACTION,
+    "loss.temperature": POSITIVE, "loss.margin": NON_NEGATIVE, "loss.gamma": POSITIVE,
+    "optim.lr": POSITIVE, "optim.weight_decay": NON_NEGATIVE, "optim.weight_decay_bias": NON_NEGATIVE,
+    "optim.momentum": PROPER_FRACTION, "optim.bias_lr_factor": POSITIVE, "optim.warmup_epochs": NON_NEGATIVE,
+    "optim.warmup_iters": NON_NEGATIVE, "optim.warmup_factor": FACTOR, "optim.gamma": FACTOR,
+    "optim.flat_epochs": NON_NEGATIVE, "optim.min_lr_factor": FRACTION, "optim.clip_grad_norm": POSITIVE,
     "sampler.p": (">= 2 (a pairwise loss and the classifier need several identities per batch)", lambda v: v >= 2),
-    "sampler.k": (">= 1", lambda v: v >= 1),
-    "scene.strength": (">= 0", lambda v: v >= 0),
-    "scene.ramp_epochs": (">= 0", lambda v: v >= 0),
-    "eval.every": (">= 0 (0 = only at the end)", lambda v: v >= 0),
-    "eval.rerank_k1": (">= 1", lambda v: v >= 1),
-    "eval.rerank_k2": (">= 1", lambda v: v >= 1),
-    "eval.rerank_lambda": ("in [0, 1]", lambda v: 0 <= v <= 1),
-    "eval.max_rank": (">= 1", lambda v: v >= 1),
+    "sampler.k": AT_LEAST_ONE,
+    "scene.strength": NON_NEGATIVE, "scene.ramp_epochs": NON_NEGATIVE,
+    "eval.every": (">= 0 (0 = only at the end)", lambda v: v >= 0), "eval.rerank_k1": AT_LEAST_ONE,
+    "eval.rerank_k2": AT_LEAST_ONE, "eval.rerank_lambda": FRACTION, "eval.max_rank": AT_LEAST_ONE,
 }
 
 
