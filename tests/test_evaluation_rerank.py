@@ -121,3 +121,16 @@ def test_re_ranking_bad_input():
         re_ranking(bad, g)
     with pytest.raises(ValueError, match="non-empty"):
         re_ranking(q[:0], g)
+
+
+def test_block_selection_keeps_the_smallest_by_distance_then_index():
+    from reidlab.evaluation.rerank import _smallest_by_distance_then_index
+
+    g = torch.Generator().manual_seed(0)
+    dist = torch.randint(0, 4, (50, 30), generator=g).double()  # many exact ties
+    for k in (1, 5, 30):
+        values, columns = _smallest_by_distance_then_index(dist, 100, k)
+        for row in range(50):
+            order = sorted(range(30), key=lambda c: (dist[row, c].item(), c))[:k]
+            assert sorted(columns[row].tolist()) == [c + 100 for c in sorted(order)]
+            assert torch.equal(values[row], dist[row, columns[row] - 100])

@@ -101,6 +101,29 @@ def _pack_rows(row_of: np.ndarray, values: np.ndarray, num_rows: int, pad: int) 
     return packed, counts
 
 
+def top_k_match_ranks(ids: np.ndarray, problem: RankingProblem, rows: slice
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ranks of the true matches of queries ``rows`` among their retrieved top K (approximate search).
+
+    ``ids`` [b, K]: each query's retrieved gallery positions in the compacted gallery (junk removed), best
+    first, -1 where nothing was retrieved. Same-pid same-camera entries are dropped as the protocol says, so
+    a rank counts the kept entries up to it. Returns (ranks [b, width] zero-padded, true matches per query in
+    the whole gallery, how many of them are among the K)."""
+    b = ids.shape[0]
+    retrieved = ids >= 0
+    safe = np.where(retrieved, ids, 0)
+    q_pids, q_camids = problem.q_pids[rows][:, None], problem.q_camids[rows][:, None]
+    same_pid = retrieved & (problem.g_pids[safe] == q_pids)
+    kept = retrieved & ~(same_pid & (problem.g_camids[safe] == q_camids))
+    rank = np.cumsum(kept, axis=1)
+    match_row, match_col = np.nonzero(same_pid & kept)
+    ranks, found = _pack_rows(match_row, rank[match_row, match_col], b, pad=0)
+    row_of, _, same_cam = problem.same_pid_members(rows)
+    counts = np.bincount(row_of[~same_cam], minlength=b)
+    width = max(int(counts.max(initial=0)), ranks.shape[1])
+    return np.pad(ranks, ((0, 0), (0, width - ranks.shape[1]))), counts, found
+
+
 def _order_codes(values: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Non-negative int64 codes with the same order and ties as ``values``, and how many bits they need.
 
@@ -245,7 +268,10 @@ class MetricAccumulator:
         self.first_rank = np.zeros(num_query, dtype=np.int64)
         self.num_matches = np.zeros(num_query, dtype=np.int64)
 
-    def add(self, rows: slice, ranks: np.ndarray, counts: np.ndarray) -> None:
+    def add(self, rows: slice, ranks: np.ndarray, counts: np.ndarray, found: np.ndarray | None = None) -> None:
+        """``ranks`` [b, width]: 1-based ranks of each query's true matches, ascending, zero-padded; ``counts``:
+        its number of true matches. ``found``: how many of them have a known rank (top-K search: those within
+        the top K; the rest add nothing to AP, and INP is 0 as the last match lies beyond K)."""
         valid = counts > 0
         steps = np.arange(1, ranks.shape[1] + 1, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -253,6 +279,8 @@ class MetricAccumulator:
             ap = precision.cumsum(1)[:, -1] / counts  # sequential sum: independent of padding width
             last = ranks[np.arange(len(counts)), np.maximum(counts - 1, 0)]
             inp = counts / np.maximum(last, 1)
+        if found is not None:
+            inp = np.where(found == counts, inp, 0.0)
         self.ap[rows] = np.where(valid, ap, np.nan)
         self.inp[rows] = np.where(valid, inp, np.nan)
         self.first_rank[rows] = np.where(valid, ranks[:, 0], 0)

@@ -50,6 +50,19 @@ def _reciprocal_mask(neighbours: torch.Tensor, chunk: int) -> torch.Tensor:
     return mask
 
 
+def _smallest_by_distance_then_index(dist: torch.Tensor, first_column: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's k smallest entries of ``dist`` [r, b] under the order (distance, column), as (distances,
+    column indices + first_column), [r, k] each, in column order. One top-k finds each row's k-th smallest
+    value t; every entry below t is kept, and of those equal to t the first ones fill the row to k."""
+    kth = torch.topk(dist, k, dim=1, largest=False, sorted=False).values.amax(1, keepdim=True)
+    below = dist < kth
+    tied = dist == kth
+    missing = k - below.sum(1, keepdim=True)
+    keep = below | (tied & (tied.cumsum(1) <= missing))
+    columns = keep.nonzero()[:, 1].view(dist.shape[0], k)
+    return dist.gather(1, columns), columns + first_column
+
+
 class KReciprocalReranker:
     """Sparse state of k-reciprocal re-ranking; query rows of the re-ranked distance on demand.
 
@@ -103,11 +116,12 @@ class KReciprocalReranker:
         row_max = torch.full((n,), -torch.inf, dtype=x.dtype, device=x.device)
 
         def merge(rows: slice, dist: torch.Tensor, columns: slice) -> None:
-            candidates = torch.cat([best_dist[rows], dist], dim=1)
-            cand_idx = torch.cat([best_idx[rows], torch.arange(columns.start, columns.stop, device=x.device)
-                                  .expand(dist.shape[0], -1)], dim=1)
-            # keep the k smallest by (distance, index): torch.topk picks arbitrarily among exact ties, which
-            # would make the neighbour lists depend on block_size
+            # the block's k smallest by (distance, index), then those merged with the running k: both exact
+            # under ties (torch.topk alone picks arbitrarily among equal values, which would make the
+            # neighbour lists depend on block_size)
+            block_dist, block_idx = _smallest_by_distance_then_index(dist, columns.start, min(k, dist.shape[1]))
+            candidates = torch.cat([best_dist[rows], block_dist], dim=1)
+            cand_idx = torch.cat([best_idx[rows], block_idx], dim=1)
             by_index = cand_idx.argsort(dim=1)
             candidates, cand_idx = candidates.gather(1, by_index), cand_idx.gather(1, by_index)
             top, pos = candidates.sort(dim=1, stable=True)

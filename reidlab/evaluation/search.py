@@ -7,12 +7,14 @@ features' device, so on GPU when they are CUDA tensors) and each chunk goes stra
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from reidlab.evaluation.checks import as_feature_tensor, check_positive_int
 from reidlab.evaluation.query_expansion import average_query_expansion
-from reidlab.evaluation.rank import MetricAccumulator, RankingProblem, match_ranks
+from reidlab.evaluation.index import GalleryIndex
+from reidlab.evaluation.rank import MetricAccumulator, RankingProblem, match_ranks, top_k_match_ranks
 from reidlab.evaluation.rerank import KReciprocalReranker
 
 __all__ = ["evaluate", "ranking_features"]
@@ -45,6 +47,31 @@ def ranking_features(q: torch.Tensor, g: torch.Tensor, metric: str
     return -2.0 * q, g, (g * g).sum(1)
 
 
+def _search_index(index: GalleryIndex, q: torch.Tensor, g: torch.Tensor, problem: RankingProblem,
+                  kept: torch.Tensor | None, num_full: int, metric: str, top_k: int, acc: MetricAccumulator,
+                  chunk: int) -> None:
+    """Fill ``index`` with the gallery ``g`` (junk already removed) when it is empty, then score each query
+    chunk's top K. A filled index must hold the whole gallery (``num_full`` images, junk included) or ``g``."""
+    if index.metric != metric:
+        raise ValueError(f"the index ranks by {index.metric!r} but evaluate was asked for metric={metric!r}")
+    if len(index) == 0:
+        if index.needs_training:
+            index.train(g)
+        index.add(g)
+    compact_of = None
+    if kept is not None and len(index) == num_full:  # junk included: map onto the compacted gallery
+        compact_of = np.full(num_full, -1, dtype=np.int64)
+        compact_of[kept.cpu().numpy()] = np.arange(len(kept))
+    elif len(index) != len(g):
+        raise ValueError(f"the index holds {len(index)} images but the gallery has {num_full}; pass an empty "
+                         "index (evaluate fills it) or one filled with this gallery, in its order")
+    for rows in problem.chunks(chunk):
+        _, ids = index.search(q[rows], top_k)
+        if compact_of is not None:
+            ids = np.where(ids >= 0, compact_of[np.maximum(ids, 0)], -1)
+        acc.add(rows, *top_k_match_ranks(ids, problem, rows))
+
+
 def _default_chunk(num_gallery: int, device: torch.device) -> int:
     elements = 1 << (26 if device.type == "cuda" else 24)
     return max(1, elements // max(num_gallery, 1))
@@ -52,7 +79,8 @@ def _default_chunk(num_gallery: int, device: torch.device) -> int:
 
 def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50, rerank: bool = False,
              metric: str = "cosine", chunk_size: int | None = None, device=None, rerank_kwargs: dict | None = None,
-             query_expansion: dict | None = None, return_per_query: bool = False) -> dict:
+             query_expansion: dict | None = None, return_per_query: bool = False,
+             index: GalleryIndex | None = None, top_k: int = 100) -> dict:
     """Metrics of :func:`reidlab.evaluation.evaluate_rank` straight from features, chunk by chunk.
 
     ``metric``: "cosine" or "euclidean" (squared; identical rankings on L2-normalized features).
@@ -64,6 +92,13 @@ def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int
     applied before the search / re-ranking; junk gallery images (pid < 0) take no part in it.
     ``chunk_size``: query rows per chunk (default: about 16M distances per chunk on CPU).  ``device``: where
     to compute (default: the features' device).
+    ``index``: search through a :class:`GalleryIndex` (faiss) and score only each query's ``top_k`` retrieved
+    images: an empty index is filled with the gallery (junk left out; trained on it first where the kind
+    needs it), a filled one must hold the whole gallery in order. The result is then mAP@K, CMC@K and
+    mINP@K (``"top_k": K`` in the result): true matches beyond the top K add nothing to AP, and INP is 0
+    when the last one lies beyond it. With an exact ("flat") index it is at most the exact mAP, and equal to it
+    when every true match is within the top K; an approximate index can score above it, as the hard negatives
+    it misses no longer push the true matches down.
 
     Equal to ``evaluate_rank`` on the dense matrix computed the same way (same keys, same ties).
     """
@@ -77,6 +112,7 @@ def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int
     if q.dtype != g.dtype:
         q, g = q.double(), g.double()
     problem = RankingProblem(q_pids, g_pids, q_camids, g_camids, num_query=len(q), num_gallery=len(g))
+    num_full = len(g)
     kept = None if problem.kept_columns is None else torch.from_numpy(problem.kept_columns)
     if kept is not None and not rerank:
         g = g[kept.to(g.device)]  # junk (pid < 0) leaves before query expansion and search
@@ -89,6 +125,12 @@ def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int
     if chunk_size is not None:
         chunk_size = check_positive_int(chunk_size, "chunk_size")
     acc = MetricAccumulator(problem.num_query)
+    if index is not None:
+        if rerank:
+            raise ValueError("re-ranking needs every distance; evaluate with either rerank=True or an index")
+        _search_index(index, q, g, problem, kept, num_full, metric, check_positive_int(top_k, "top_k"), acc,
+                      chunk_size or _default_chunk(len(g), q.device))
+        return {**acc.result(max_rank, return_per_query), "top_k": top_k}
     if rerank:
         reranker = KReciprocalReranker(q, g, chunk_size=chunk_size, **(rerank_kwargs or {}))
         for rows, block in reranker.iter_query_rows():
