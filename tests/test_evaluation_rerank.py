@@ -132,5 +132,5 @@ def test_block_selection_keeps_the_smallest_by_distance_then_index():
         values, columns = _smallest_by_distance_then_index(dist, 100, k)
         for row in range(50):
             order = sorted(range(30), key=lambda c: (dist[row, c].item(), c))[:k]
-            assert sorted(columns[row].tolist()) == [c + 100 for c in sorted(order)]
+            assert sorted(columns[row].tolist()) == [c + 100 for c in sorted(order)], (k, row)
             assert torch.equal(values[row], dist[row, columns[row] - 100])

@@ -52,15 +52,25 @@ def _reciprocal_mask(neighbours: torch.Tensor, chunk: int) -> torch.Tensor:
 
 def _smallest_by_distance_then_index(dist: torch.Tensor, first_column: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's k smallest entries of ``dist`` [r, b] under the order (distance, column), as (distances,
-    column indices + first_column), [r, k] each, in column order. One top-k finds each row's k-th smallest
-    value t; every entry below t is kept, and of those equal to t the first ones fill the row to k."""
-    kth = torch.topk(dist, k, dim=1, largest=False, sorted=False).values.amax(1, keepdim=True)
-    below = dist < kth
-    tied = dist == kth
-    missing = k - below.sum(1, keepdim=True)
-    keep = below | (tied & (tied.cumsum(1) <= missing))
-    columns = keep.nonzero()[:, 1].view(dist.shape[0], k)
-    return dist.gather(1, columns), columns + first_column
+    column indices + first_column), [r, k] each, in no particular order.
+
+    One top-(k + 1): where the (k + 1)-th value is above the k-th, the k smallest are one set and top-k found
+    it. Rows whose k-th value is tied beyond the cut (rare: exact duplicates) are redone exactly: every entry
+    below the k-th value is kept, and of those equal to it the first columns fill the row to k."""
+    if k >= dist.shape[1]:
+        columns = torch.arange(dist.shape[1], device=dist.device).expand(dist.shape[0], -1)
+        return dist, columns + first_column
+    values, columns = torch.topk(dist, k + 1, dim=1, largest=False, sorted=True)
+    tied = (values[:, k] == values[:, k - 1]).nonzero().squeeze(1)
+    values, columns = values[:, :k].contiguous(), columns[:, :k].contiguous()
+    if len(tied):
+        rows = dist[tied]
+        kth = values[tied, k - 1 : k]
+        below, equal = rows < kth, rows == kth
+        keep = below | (equal & (equal.cumsum(1) <= k - below.sum(1, keepdim=True)))
+        exact = keep.nonzero()[:, 1].view(len(tied), k)
+        values[tied], columns[tied] = rows.gather(1, exact), exact
+    return values, columns + first_column
 
 
 class KReciprocalReranker:
