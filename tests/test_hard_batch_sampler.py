@@ -159,3 +159,21 @@ def test_single_round_plan_is_one_round_with_every_class_once():
     assert len(list(rounds)) == len(list(PKSampler(labels, P, K, seed=0))) > len(batches)
     with pytest.raises(ValueError, match="plan must be one of"):
         HardBatchSampler(labels, P, K, plan="design")
+
+
+def test_hard_mining_at_100k_classes_needs_under_2_gb_beyond_the_weights():
+    """100,000 identities x 2048-d classifier weights (0.8 GB as float32): ranking never forms C x C."""
+    import tracemalloc
+
+    num_classes = 100_000
+    weights = torch.randn(num_classes, 2048, generator=torch.Generator().manual_seed(0))
+    sampler = HardBatchSampler(np.repeat(np.arange(num_classes), 2), 16, 2, warmup_epochs=0, seed=0)
+    tracemalloc.start()
+    try:
+        sampler.update_weights(weights)
+        batches = sampler.mined_plan(epoch=0, num_batches=50)  # a round: one ranking of all classes
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 2**30, f"{peak / 2**30:.2f} GB"
+    assert len(batches) == 50 and all(len(batch) == 32 for batch in batches)
