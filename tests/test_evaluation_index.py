@@ -131,3 +131,20 @@ def test_top_k_evaluation_equals_the_exact_one_when_every_match_is_within_k():
         evaluate(q, g, q_pids, g_pids, q_cams, g_cams, index=GalleryIndex("flat"), rerank=True)
     with pytest.raises(ValueError, match="the index holds 10 images but the gallery has 1500"):
         evaluate(q, g, q_pids, g_pids, q_cams, g_cams, index=GalleryIndex("flat").add(g[:10]))
+
+
+def test_evaluate_retrieved_scores_any_ranked_lists_like_the_dense_evaluator():
+    from reidlab.evaluation import evaluate_rank, evaluate_retrieved
+
+    q, g, q_pids, g_pids, q_cams, g_cams = clustered(num_gallery=400, num_query=50)
+    g_pids = g_pids.copy()
+    g_pids[::17] = -1
+    distances = brute_force(q, g, len(g), "cosine")
+    dense = np.empty((len(q), len(g)))
+    np.put_along_axis(dense, distances[1], distances[0], 1)
+    expected = evaluate_rank(dense, q_pids, g_pids, q_cams, g_cams)
+    got = evaluate_retrieved(distances[1], q_pids, g_pids, q_cams, g_cams)
+    assert got["mAP"] == pytest.approx(expected["mAP"], abs=1e-12) and got["top_k"] == len(g)
+    np.testing.assert_allclose(got["cmc"], expected["cmc"])
+    with pytest.raises(ValueError, match=r"ids must be \[num_query, k\]"):
+        evaluate_retrieved(distances[1][0], q_pids, g_pids, q_cams, g_cams)

@@ -3,7 +3,7 @@
 from reidlab.evaluation.chance import chance_level, split_chance_level
 from reidlab.evaluation.extract import extract_features
 from reidlab.evaluation.query_expansion import average_query_expansion
-from reidlab.evaluation.rank import evaluate_rank
+from reidlab.evaluation.rank import evaluate_rank, evaluate_retrieved
 from reidlab.evaluation.rerank import KReciprocalReranker, re_ranking
 from reidlab.evaluation.index import INDEX_KINDS, GalleryIndex
 from reidlab.evaluation.search import evaluate
@@ -11,7 +11,7 @@ from reidlab.evaluation.vehicleid import draw_gallery, evaluate_vehicleid, evalu
 from reidlab.evaluation.verification import pairwise_tar_at_far, tar_at_far
 
 __all__ = [
-    "average_query_expansion", "chance_level", "draw_gallery", "evaluate", "evaluate_rank", "evaluate_vehicleid",
+    "average_query_expansion", "chance_level", "draw_gallery", "evaluate", "evaluate_rank", "evaluate_retrieved", "evaluate_vehicleid",
     "evaluate_vehicleid_sizes", "extract_features", "GalleryIndex", "INDEX_KINDS", "KReciprocalReranker", "pairwise_tar_at_far", "re_ranking",
     "split_chance_level", "tar_at_far",
 ]

@@ -25,7 +25,7 @@ import torch
 
 from reidlab.evaluation.checks import as_label_array, check_positive_int
 
-__all__ = ["evaluate_rank", "RankingProblem"]
+__all__ = ["evaluate_rank", "evaluate_retrieved", "RankingProblem"]
 
 #: target number of distance entries handled at once by the dense path (bounds temporary memory)
 _DENSE_CHUNK_ELEMENTS = 1 << 23
@@ -122,6 +122,27 @@ def top_k_match_ranks(ids: np.ndarray, problem: RankingProblem, rows: slice
     counts = np.bincount(row_of[~same_cam], minlength=b)
     width = max(int(counts.max(initial=0)), ranks.shape[1])
     return np.pad(ranks, ((0, 0), (0, width - ranks.shape[1]))), counts, found
+
+
+def evaluate_retrieved(ids, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50,
+                       return_per_query: bool = False) -> dict:
+    """Metrics of ranked lists that a search returned: ``ids`` [num_query, K] gallery positions, best first,
+    -1 where nothing was retrieved (e.g. ``GalleryIndex.search``). The Market protocol as in
+    :func:`evaluate_rank` (same pid and camera dropped, junk skipped), scored within the K: mAP@K (true matches
+    beyond K add nothing; the divisor is all of a query's true matches), CMC up to K, mINP@K (0 when the last
+    match lies beyond K), plus ``"top_k": K``."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.ndim != 2:
+        raise ValueError(f"ids must be [num_query, k], got shape {ids.shape}")
+    problem = RankingProblem(q_pids, g_pids, q_camids, g_camids, num_query=len(ids))
+    if problem.kept_columns is not None:  # positions in the whole gallery -> in the junk-free one
+        compact_of = np.full(len(as_label_array(g_pids, "g_pids")), -1)
+        compact_of[problem.kept_columns] = np.arange(len(problem.kept_columns))
+        ids = np.where(ids >= 0, compact_of[np.maximum(ids, 0)], -1)
+    rows = slice(0, len(ids))
+    acc = MetricAccumulator(problem.num_query)
+    acc.add(rows, *top_k_match_ranks(ids, problem, rows))
+    return {**acc.result(check_positive_int(max_rank, "max_rank"), return_per_query), "top_k": ids.shape[1]}
 
 
 def _order_codes(values: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from reidlab.evaluation.checks import as_feature_tensor, check_positive_int
 from reidlab.evaluation.query_expansion import average_query_expansion
 from reidlab.evaluation.index import GalleryIndex
-from reidlab.evaluation.rank import MetricAccumulator, RankingProblem, match_ranks, top_k_match_ranks
+from reidlab.evaluation.rank import MetricAccumulator, RankingProblem, evaluate_retrieved, match_ranks
 from reidlab.evaluation.rerank import KReciprocalReranker
 
 __all__ = ["evaluate", "ranking_features"]
@@ -47,29 +47,24 @@ def ranking_features(q: torch.Tensor, g: torch.Tensor, metric: str
     return -2.0 * q, g, (g * g).sum(1)
 
 
-def _search_index(index: GalleryIndex, q: torch.Tensor, g: torch.Tensor, problem: RankingProblem,
-                  kept: torch.Tensor | None, num_full: int, metric: str, top_k: int, acc: MetricAccumulator,
-                  chunk: int) -> None:
-    """Fill ``index`` with the gallery ``g`` (junk already removed) when it is empty, then score each query
-    chunk's top K. A filled index must hold the whole gallery (``num_full`` images, junk included) or ``g``."""
+def _search_index(index: GalleryIndex, q: torch.Tensor, g: torch.Tensor, kept: torch.Tensor | None,
+                  num_full: int, metric: str, top_k: int, chunk: int) -> np.ndarray:
+    """Each query's top K through ``index`` as positions in the whole gallery ([num_query, K], -1 for none).
+    An empty index is filled with ``g`` (the gallery without junk); a filled one must hold the whole gallery
+    (``num_full`` images, junk included) or ``g``."""
     if index.metric != metric:
         raise ValueError(f"the index ranks by {index.metric!r} but evaluate was asked for metric={metric!r}")
     if len(index) == 0:
         if index.needs_training:
             index.train(g)
         index.add(g)
-    compact_of = None
-    if kept is not None and len(index) == num_full:  # junk included: map onto the compacted gallery
-        compact_of = np.full(num_full, -1, dtype=np.int64)
-        compact_of[kept.cpu().numpy()] = np.arange(len(kept))
-    elif len(index) != len(g):
+    if len(index) not in (num_full, len(g)):
         raise ValueError(f"the index holds {len(index)} images but the gallery has {num_full}; pass an empty "
                          "index (evaluate fills it) or one filled with this gallery, in its order")
-    for rows in problem.chunks(chunk):
-        _, ids = index.search(q[rows], top_k)
-        if compact_of is not None:
-            ids = np.where(ids >= 0, compact_of[np.maximum(ids, 0)], -1)
-        acc.add(rows, *top_k_match_ranks(ids, problem, rows))
+    ids = np.concatenate([index.search(q[start:start + chunk], top_k)[1] for start in range(0, len(q), chunk)])
+    if kept is not None and len(index) != num_full:  # filled with the junk-free gallery: back to whole positions
+        ids = np.where(ids >= 0, kept.cpu().numpy()[np.maximum(ids, 0)], -1)
+    return ids
 
 
 def _default_chunk(num_gallery: int, device: torch.device) -> int:
@@ -128,9 +123,9 @@ def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int
     if index is not None:
         if rerank:
             raise ValueError("re-ranking needs every distance; evaluate with either rerank=True or an index")
-        _search_index(index, q, g, problem, kept, num_full, metric, check_positive_int(top_k, "top_k"), acc,
-                      chunk_size or _default_chunk(len(g), q.device))
-        return {**acc.result(max_rank, return_per_query), "top_k": top_k}
+        ids = _search_index(index, q, g, kept, num_full, metric, check_positive_int(top_k, "top_k"),
+                            chunk_size or _default_chunk(len(g), q.device))
+        return evaluate_retrieved(ids, q_pids, g_pids, q_camids, g_camids, max_rank, return_per_query)
     if rerank:
         reranker = KReciprocalReranker(q, g, chunk_size=chunk_size, **(rerank_kwargs or {}))
         for rows, block in reranker.iter_query_rows():
