@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
@@ -114,7 +115,7 @@ def run(args) -> dict:
             curve.append({index.search_knob: value, **operating_point(index, queries, exact_ids, labels, exact, args.top_k)})
         entry["curve"] = curve
         out["kinds"][kind] = entry
-        print(json.dumps({kind: {k: v for k, v in entry.items() if k != "curve"}}), flush=True)
+        print(json.dumps({kind: {k: v for k, v in entry.items() if k != "curve"}}), file=sys.stderr, flush=True)
         del index
     out["total_s"] = round(time.perf_counter() - start, 1)
     return out
