@@ -36,8 +36,10 @@ def test_flat_search_is_exact_for_numpy_and_torch_inputs(metric):
     q, g, *_ = clustered()
     expected_d, expected_i = brute_force(q, g, 10, metric)
     for as_input in (np.asarray, torch.from_numpy):
+        before = g.copy()
         index = GalleryIndex("flat", metric).add(as_input(g))
         distances, ids = index.search(as_input(q), 10)
+        np.testing.assert_array_equal(g, before)  # the caller's features are left as they were
         assert len(index) == len(g) and index.nbytes >= g.nbytes
         np.testing.assert_array_equal(ids, expected_i)
         np.testing.assert_allclose(distances, expected_d, rtol=1e-4, atol=1e-4)

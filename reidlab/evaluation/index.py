@@ -77,6 +77,7 @@ class GalleryIndex:
         if self.metric == "cosine":
             import faiss
 
+            x = x.copy()  # normalised in place below: never the caller's array or tensor
             faiss.normalize_L2(x)
         return x
 
