@@ -134,3 +134,21 @@ def test_block_selection_keeps_the_smallest_by_distance_then_index():
             order = sorted(range(30), key=lambda c: (dist[row, c].item(), c))[:k]
             assert sorted(columns[row].tolist()) == [c + 100 for c in sorted(order)], (k, row)
             assert torch.equal(values[row], dist[row, columns[row] - 100])
+
+
+def test_kept_query_distances_equal_recomputed_ones():
+    # re_ranking reads the query x gallery distances the neighbour pass kept (and writes its output over
+    # them); evaluate(rerank=True) recomputes them per chunk: the same values up to the rounding of matrix
+    # products of other shapes (the BLAS picks other kernels for a 9-row chunk than for a 2048 block)
+    from reidlab.evaluation.rerank import KReciprocalReranker
+
+    q, g, _, _ = clustered(7, num_query=40, num_gallery=150)
+    q, g = torch.from_numpy(q).float(), torch.from_numpy(g).float()
+    for block in (2048, 32):
+        kept = re_ranking(q, g, chunk_size=9, block_size=block)
+        reranker = KReciprocalReranker(q, g, chunk_size=9, block_size=block)
+        assert reranker.query_distances is None
+        recomputed = np.concatenate([out for _, out in reranker.iter_query_rows()])
+        np.testing.assert_allclose(kept, recomputed, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(kept, dense_re_ranking(q.double().numpy(), g.double().numpy(), 20, 6, 0.3),
+                                   atol=1e-5, rtol=0)

@@ -18,7 +18,8 @@ Where the original holds N x N dense matrices (about 200 GB at MSMT17 scale), th
 neighbours ([N, k]), V as a sparse matrix (non-zeros only: a gallery image sharing no neighbour with the
 query has ``m = 0`` and Jaccard distance exactly 1), and produces the q x g output chunk by chunk.
 The neighbour search is a blocked torch matmul + running top-k on the features' device over the upper
-triangle of the symmetric distance matrix, recording each row's maximum distance on the way.
+triangle of the symmetric distance matrix, recording each row's maximum distance on the way (and, for
+``re_ranking``, the query x gallery distances, so that the output needs no second product).
 Differences from the original: V is kept in float64 (the release uses float32 or float16), and exact
 distance ties in the neighbour lists are ordered by index (the original's ``np.argsort`` leaves their
 order unspecified).
@@ -77,12 +78,15 @@ class KReciprocalReranker:
     """Sparse state of k-reciprocal re-ranking; query rows of the re-ranked distance on demand.
 
     Building it costs one pass over the N x N distances (``block_size`` square blocks, upper triangle
-    only; N x k memory); each call of :meth:`query_rows` then costs one q-chunk x gallery product plus a
-    sparse join.  ``chunk_size``: query rows per output chunk.
+    only; N x k memory); each call of :meth:`query_rows` then costs a sparse join plus one q-chunk x gallery
+    product, or none with ``keep_query_distances``: the pass then keeps the query x gallery distances it
+    computes anyway ([q, g] memory; :func:`re_ranking` writes its output into that buffer).
+    ``chunk_size``: query rows per output chunk.
     """
 
     def __init__(self, q_feats, g_feats, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
-                 chunk_size: int | None = None, device=None, block_size: int = 2048):
+                 chunk_size: int | None = None, device=None, block_size: int = 2048,
+                 keep_query_distances: bool = False):
 
         k1, k2 = check_positive_int(k1, "k1"), check_positive_int(k2, "k2")
         if not 0.0 <= lambda_value <= 1.0:
@@ -101,6 +105,8 @@ class KReciprocalReranker:
         self.sq_norms = (self.features * self.features).sum(1)
         self.chunk_size = chunk_size or max(1, _CHUNK_ELEMENTS // self.num_all)
         self.block_size = check_positive_int(block_size, "block_size")
+        self.query_distances = (torch.empty(len(q), len(g), dtype=q.dtype, device=q.device)
+                                if keep_query_distances and self.lambda_value > 0 else None)
         neighbours, self.row_max = self._neighbours()
         self.V = self._build_v(neighbours)
         self._gallery_columns = self.V[self.num_query:].tocsc()  # column l -> gallery images using l
@@ -117,7 +123,7 @@ class KReciprocalReranker:
 
         One pass over the upper triangle of the N x N distances in square blocks: block (I, J) updates the
         running top-k and maxima of rows I and, transposed, of rows J (d is symmetric), so the dominant
-        matrix products cost half of a full N x N pass.
+        matrix products cost half of a full N x N pass.  Query x gallery distances go to the cache on the way.
         """
         n, x = self.num_all, self.features
         k = min(max(self.k1 + 1, self.k2), n)
@@ -125,18 +131,43 @@ class KReciprocalReranker:
         best_idx = torch.full((n, k), n, dtype=torch.long, device=x.device)
         row_max = torch.full((n,), -torch.inf, dtype=x.dtype, device=x.device)
 
-        def merge(rows: slice, dist: torch.Tensor, columns: slice) -> None:
-            # the block's k smallest by (distance, index), then those merged with the running k: both exact
-            # under ties (torch.topk alone picks arbitrarily among equal values, which would make the
-            # neighbour lists depend on block_size)
-            block_dist, block_idx = _smallest_by_distance_then_index(dist, columns.start, min(k, dist.shape[1]))
-            candidates = torch.cat([best_dist[rows], block_dist], dim=1)
-            cand_idx = torch.cat([best_idx[rows], block_idx], dim=1)
+        def merge(rows: slice, columns: slice, dist: torch.Tensor, transposed: bool) -> None:
+            # Updates the lists of `rows` from d(rows, columns), held in `dist` as [rows, columns] or, when
+            # `transposed`, as [columns, rows] (no transposed copy: reductions and masks read it in place).
+            # Only entries at or below a row's running k-th distance can enter its list: once a row has
+            # seen k columns these are few, and are gathered sparsely; before that, the exact block top-k.
+            # Both keep the (distance, index) order under exact ties (torch.topk alone picks arbitrarily
+            # among equal values, which would make the lists depend on block_size).
+            row_max[rows] = torch.maximum(row_max[rows], dist.amax(0 if transposed else 1))
+            kth = best_dist[rows, k - 1]
+            if bool(torch.isinf(kth).any()):
+                block = dist.T if transposed else dist
+                touched = torch.arange(rows.start, rows.stop, device=x.device)
+                block_dist, block_idx = _smallest_by_distance_then_index(block, columns.start, min(k, block.shape[1]))
+            else:
+                hit_a, hit_b = (dist <= (kth[None, :] if transposed else kth[:, None])).nonzero(as_tuple=True)
+                if not len(hit_a):
+                    return
+                values = dist[hit_a, hit_b]
+                local_row, column = (hit_b, hit_a) if transposed else (hit_a, hit_b)
+                if transposed:
+                    order = local_row.argsort(stable=True)
+                    local_row, column, values = local_row[order], column[order], values[order]
+                touched, counts = torch.unique_consecutive(local_row, return_counts=True)
+                starts = counts.cumsum(0) - counts
+                slot = torch.arange(len(local_row), device=x.device) - starts.repeat_interleave(counts)
+                width = int(counts.max())
+                block_dist = torch.full((len(touched), width), torch.inf, dtype=x.dtype, device=x.device)
+                block_idx = torch.full((len(touched), width), n, dtype=torch.long, device=x.device)
+                row_of = torch.arange(len(touched), device=x.device).repeat_interleave(counts)
+                block_dist[row_of, slot], block_idx[row_of, slot] = values, column + columns.start
+                touched = touched + rows.start
+            candidates = torch.cat([best_dist[touched], block_dist], dim=1)
+            cand_idx = torch.cat([best_idx[touched], block_idx], dim=1)
             by_index = cand_idx.argsort(dim=1)
             candidates, cand_idx = candidates.gather(1, by_index), cand_idx.gather(1, by_index)
             top, pos = candidates.sort(dim=1, stable=True)
-            best_dist[rows], best_idx[rows] = top[:, :k], cand_idx.gather(1, pos[:, :k])
-            row_max[rows] = torch.maximum(row_max[rows], dist.amax(1))
+            best_dist[touched], best_idx[touched] = top[:, :k], cand_idx.gather(1, pos[:, :k])
 
         starts = range(0, n, self.block_size)
         for bi in starts:
@@ -144,10 +175,19 @@ class KReciprocalReranker:
             for bj in starts[bi // self.block_size:]:
                 columns = slice(bj, min(bj + self.block_size, n))
                 dist = self._distance_rows(rows, columns)
-                merge(rows, dist, columns)
+                self._cache_query_distances(rows, columns, dist)
+                merge(rows, columns, dist, transposed=False)
                 if bj != bi:
-                    merge(columns, dist.T, rows)
+                    merge(columns, rows, dist, transposed=True)
         return best_idx.cpu(), row_max
+
+    def _cache_query_distances(self, rows: slice, columns: slice, dist: torch.Tensor) -> None:
+        """Keep block (rows, columns)'s query x gallery part: every such pair lies in the upper triangle."""
+        if self.query_distances is None or rows.start >= self.num_query or columns.stop <= self.num_query:
+            return
+        q_end, g_start = min(rows.stop, self.num_query), max(columns.start, self.num_query)
+        self.query_distances[rows.start:q_end, g_start - self.num_query:columns.stop - self.num_query] = \
+            dist[:q_end - rows.start, g_start - columns.start:]
 
     def _expanded_sets(self, neighbours: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(row, column) pairs of every image's expanded k-reciprocal set, sorted, without duplicates."""
@@ -177,32 +217,39 @@ class KReciprocalReranker:
             cols_out.append(members[r, c].numpy())
         return np.concatenate(rows_out), np.concatenate(cols_out)
 
-    def _scaled_pair_distances(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """d(i, j) / row_max(i) for (row, column) pairs sorted by row.
+    def _scaled_pair_distances(self, rows: np.ndarray, cols: np.ndarray, neighbours: torch.Tensor) -> np.ndarray:
+        """d(i, j) / row_max(i) for (row, column) pairs.
 
-        Per block of rows, one matmul against the union of the block's columns (neighbourhoods overlap,
-        so the union is small), instead of gathering two feature vectors per pair.
+        Per block of rows, one matmul against the union of the block's columns, instead of gathering two
+        feature vectors per pair. The blocks group rows by the smallest index in their neighbour list, so a
+        block's rows are mostly neighbours of each other and share columns: the union stays small.
         """
         x, device = self.features, self.features.device
         out = np.empty(len(rows))
-        bounds = np.searchsorted(rows, np.arange(0, self.num_all + _PAIR_ROWS, _PAIR_ROWS))
+        order = np.argsort(neighbours.min(1).values.numpy(), kind="stable")
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        pair_position = position[rows]
+        by_block = np.argsort(pair_position // _PAIR_ROWS, kind="stable")
+        bounds = np.searchsorted(pair_position[by_block] // _PAIR_ROWS, np.arange(-(-self.num_all // _PAIR_ROWS) + 1))
         for block, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
             if lo == hi:
                 continue
-            first = block * _PAIR_ROWS
-            block_cols = torch.from_numpy(cols[lo:hi]).to(device)
-            union, position = torch.unique(block_cols, return_inverse=True)
-            local = torch.from_numpy(rows[lo:hi] - first).to(device)
-            row_slice = slice(first, min(first + _PAIR_ROWS, self.num_all))
-            dots = x[row_slice] @ x.index_select(0, union).T
-            dist = self.sq_norms[row_slice][local] + self.sq_norms[block_cols] - 2.0 * dots[local, position]
-            out[lo:hi] = (dist / self.row_max[row_slice][local]).double().cpu().numpy()
+            pairs = by_block[lo:hi]
+            block_rows = torch.from_numpy(order[block * _PAIR_ROWS:(block + 1) * _PAIR_ROWS]).to(device)
+            block_cols = torch.from_numpy(cols[pairs]).to(device)
+            union, column = torch.unique(block_cols, return_inverse=True)
+            local = torch.from_numpy(pair_position[pairs] - block * _PAIR_ROWS).to(device)
+            pair_rows = block_rows[local]
+            dots = x.index_select(0, block_rows) @ x.index_select(0, union).T
+            dist = self.sq_norms[pair_rows] + self.sq_norms[block_cols] - 2.0 * dots[local, column]
+            out[pairs] = (dist / self.row_max[pair_rows]).double().cpu().numpy()
         return out
 
     def _build_v(self, neighbours: torch.Tensor) -> sp.csr_matrix:
         n = self.num_all
         rows, cols = self._expanded_sets(neighbours)
-        scaled = self._scaled_pair_distances(rows, cols)
+        scaled = self._scaled_pair_distances(rows, cols, neighbours)
         weight = np.exp(-scaled)
         weight /= np.bincount(rows, weights=weight, minlength=n)[rows]
         v = sp.csr_matrix((weight, (rows, cols)), shape=(n, n))
@@ -232,12 +279,18 @@ class KReciprocalReranker:
 
     def query_rows(self, rows: slice) -> np.ndarray:
         """Re-ranked distances [b, num_gallery] (float32) of the queries ``rows``."""
-        overlap = self._min_overlap(rows)
-        final = (1.0 - overlap / (2.0 - overlap)) * (1.0 - self.lambda_value)
+        overlap = torch.from_numpy(self._min_overlap(rows))
+        # (1 - m / (2 - m)) * (1 - lambda) + lambda * d / row_max, in place on [b, g] (fresh float64 temporaries
+        # of that size cost more than the arithmetic), every rounding step as written
+        final = torch.sub(2.0, overlap)
+        torch.div(overlap, final, out=final)
+        final = torch.sub(1.0, final, out=final).mul_(1.0 - self.lambda_value)
         if self.lambda_value > 0:
-            dist = self._distance_rows(rows, slice(self.num_query, None)) / self.row_max[rows, None]
-            final += self.lambda_value * dist.double().cpu().numpy()
-        return final.astype(np.float32)
+            dist = (self.query_distances[rows] if self.query_distances is not None
+                    else self._distance_rows(rows, slice(self.num_query, None)))
+            dist = torch.div(dist, self.row_max[rows, None]).cpu().double().mul_(self.lambda_value)
+            final.add_(dist)
+        return final.float().numpy()
 
     def iter_query_rows(self) -> Iterator[tuple[slice, np.ndarray]]:
         """(rows, distances) over all queries, ``chunk_size`` rows at a time."""
@@ -255,8 +308,13 @@ def re_ranking(q_feats, g_feats, k1: int = 20, k2: int = 6, lambda_value: float 
     ``reidlab.evaluation.evaluate(..., rerank=True)``.
     """
     reranker = KReciprocalReranker(q_feats, g_feats, k1=k1, k2=k2, lambda_value=lambda_value,
-                                   chunk_size=chunk_size, device=device, block_size=block_size)
-    out = np.empty((reranker.num_query, reranker.num_all - reranker.num_query), dtype=np.float32)
+                                   chunk_size=chunk_size, device=device, block_size=block_size,
+                                   keep_query_distances=True)
+    cache = reranker.query_distances
+    if cache is not None and cache.dtype == torch.float32 and cache.device.type == "cpu":
+        out = cache.numpy()  # each chunk's rows are read, then overwritten by their output
+    else:
+        out = np.empty((reranker.num_query, reranker.num_all - reranker.num_query), dtype=np.float32)
     for rows, block in reranker.iter_query_rows():
         out[rows] = block
     return out
