@@ -6,13 +6,16 @@ Parts (``--parts a,b,c``; each runs in its own subprocess so its peak RSS is its
      buffer) and a single full ``q @ g.T`` (separate subprocess: it needs the 3.8 GB output).
      Targets: <= 1.5x the bare product, < 3 GB.
   b  re-ranking at Market-1501 scale (3,368 + 15,913, 2048-d): ``re_ranking`` and
-     ``evaluate(rerank=True)``.  Targets: < 20 s, < 3 GB.
+     ``evaluate(rerank=True)``.  Targets: <= 10 s, < 3 GB (issue 15).
   c  re-ranking at MSMT17 scale (93,820 images): ``re_ranking`` (dense 3.8 GB output) then
-     ``evaluate_rank`` on it.  Targets: completes, < 15 min, < 12 GB.
+     ``evaluate_rank`` on it.  Targets: <= 200 s (issue 15), < 12 GB.
 
 Features are random with identity structure: L2-normalized ``center[pid] + noise * N(0, I)``.
 Peak memory is the child's ``ru_maxrss`` (it includes the features themselves: ``rss_before_gb``).
-Usage: ``python benchmarks/evaluation.py --parts a,b [--noise 3.0] [--out file.json]``.
+``--baseline FILE``: a ``rerank.py`` of another commit (``git show REV:reidlab/evaluation/rerank.py > FILE``);
+parts b and c then also time its ``re_ranking`` on the same features in a process of its own
+(``b_baseline``, ``c_baseline``) and report whether its output equals today's bit for bit.
+Usage: ``python benchmarks/evaluation.py --parts a,b [--noise 3.0] [--baseline FILE] [--out file.json]``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -102,7 +106,7 @@ def part_a(noise: float) -> dict:
             torch.mm(neg_q[rows], g_t, out=buffer[: rows.stop - rows.start])
 
     _, out["bare_product_chunked_s"], out["bare_product_chunked_cpu_s"] = timed(bare_product)
-    del buffer
+    buffer = None  # frees it before the next measurement
     result, out["evaluate_s"], out["evaluate_cpu_s"] = timed(evaluate, q, g, *labels, metric="cosine")
     out["ratio_to_bare_product"] = round(out["evaluate_s"] / out["bare_product_chunked_s"], 3)
     out["cpu_ratio_to_bare_product"] = round(out["evaluate_cpu_s"] / out["bare_product_chunked_cpu_s"], 3)
@@ -119,7 +123,25 @@ def part_a_full_product(noise: float) -> dict:
     return {"bare_product_full_s": wall, "bare_product_full_cpu_s": cpu, "peak_rss_gb": round(peak_rss_gb(), 3)}
 
 
-def part_b(noise: float) -> dict:
+def rerank_baseline(scale: str, noise: float, baseline: str, compare_with: str) -> dict:
+    """The baseline module's re_ranking on the same features; equal to today's output (saved by the part)?"""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rerank_baseline", baseline)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    q, g, *_ = make_problem(**SHAPES[scale], noise=noise)
+    out = {"baseline": baseline, "rss_before_gb": round(rss_gb(), 3)}
+    dist, out["re_ranking_s"], out["re_ranking_cpu_s"] = timed(module.re_ranking, q, g, k1=20, k2=6, lambda_value=0.3)
+    out["re_ranking_peak_rss_gb"] = round(peak_rss_gb(), 3)
+    today = np.load(compare_with, mmap_mode="r")
+    rows = range(0, len(dist), 1024)
+    out["identical_to_today"] = all(np.array_equal(dist[r:r + 1024], today[r:r + 1024]) for r in rows)
+    out["max_abs_difference"] = float(max(np.abs(dist[r:r + 1024] - today[r:r + 1024]).max() for r in rows))
+    return out
+
+
+def part_b(noise: float, save: str | None = None) -> dict:
     from reidlab.evaluation import evaluate, evaluate_rank, re_ranking
 
     q, g, *labels = make_problem(**SHAPES["market1501"], noise=noise)
@@ -127,6 +149,8 @@ def part_b(noise: float) -> dict:
     dist, out["re_ranking_s"], out["re_ranking_cpu_s"] = timed(re_ranking, q, g, k1=20, k2=6, lambda_value=0.3)
     out["re_ranking_peak_rss_gb"] = round(peak_rss_gb(), 3)
     out["metrics_reranked"] = metrics_summary(evaluate_rank(dist, *labels))
+    if save:
+        np.save(save, dist)
     del dist
     result, out["evaluate_rerank_s"], out["evaluate_rerank_cpu_s"] = timed(evaluate, q, g, *labels, rerank=True)
     out["peak_rss_gb"] = round(peak_rss_gb(), 3)
@@ -135,7 +159,7 @@ def part_b(noise: float) -> dict:
     return out
 
 
-def part_c(noise: float) -> dict:
+def part_c(noise: float, save: str | None = None) -> dict:
     from reidlab.evaluation import evaluate_rank, re_ranking
 
     q, g, *labels = make_problem(**SHAPES["msmt17"], noise=noise)
@@ -145,10 +169,13 @@ def part_c(noise: float) -> dict:
     result, out["evaluate_rank_s"], out["evaluate_rank_cpu_s"] = timed(evaluate_rank, dist, *labels)
     out["metrics_reranked"] = metrics_summary(result)
     out["peak_rss_gb"] = round(peak_rss_gb(), 3)
+    if save:
+        np.save(save, dist)
     return out
 
 
 PARTS = {"a": part_a, "a_full_product": part_a_full_product, "b": part_b, "c": part_c}
+SCALE_OF = {"b": "market1501", "c": "msmt17"}
 
 
 def main() -> None:
@@ -156,10 +183,17 @@ def main() -> None:
     parser.add_argument("--parts", default="a,b", help="comma-separated parts: a, b, c (c takes minutes)")
     parser.add_argument("--noise", type=float, default=3.0, help="feature noise (higher = harder problem)")
     parser.add_argument("--out", default=None, help="also write the JSON here")
+    parser.add_argument("--baseline", default=None, help="rerank.py of another commit, timed beside parts b and c")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--save", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child and args.child.endswith("_baseline"):
+        part = args.child.removesuffix("_baseline")
+        print(json.dumps(rerank_baseline(SCALE_OF[part], args.noise, args.baseline, args.save)))
+        return
     if args.child:
-        print(json.dumps(PARTS[args.child](args.noise)))
+        kwargs = {"save": args.save} if args.child in SCALE_OF else {}
+        print(json.dumps(PARTS[args.child](args.noise, **kwargs)))
         return
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
@@ -169,13 +203,20 @@ def main() -> None:
         parts.insert(parts.index("a") + 1, "a_full_product")
     report = {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
                           "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}}
-    for part in parts:
-        proc = subprocess.run([sys.executable, __file__, "--child", part, "--noise", str(args.noise)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            report[part] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
-            continue
-        report[part] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if args.baseline:
+        for part in [p for p in parts if p in SCALE_OF]:
+            parts.insert(parts.index(part) + 1, f"{part}_baseline")
+    with tempfile.TemporaryDirectory() as scratch:
+        for part in parts:
+            command = [sys.executable, __file__, "--child", part, "--noise", str(args.noise)]
+            if args.baseline and part.removesuffix("_baseline") in SCALE_OF:
+                command += ["--save", os.path.join(scratch, f"{part.removesuffix('_baseline')}.npy"),
+                            "--baseline", args.baseline]
+            proc = subprocess.run(command, capture_output=True, text=True)
+            if proc.returncode != 0:
+                report[part] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+                continue
+            report[part] = json.loads(proc.stdout.strip().splitlines()[-1])
     if "a" in report and "a_full_product" in report and "evaluate_s" in report["a"]:
         full = report["a_full_product"].get("bare_product_full_s")
         if full:

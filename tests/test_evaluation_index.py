@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reidlab.evaluation import GalleryIndex, evaluate
+from reidlab.evaluation import GalleryIndex, evaluate, evaluate_retrieved, fitted_distractors, operating_points
 
 
 def clustered(num_ids=40, num_gallery=1500, num_query=120, dim=32, spread=0.8, seed=0):
@@ -65,7 +65,7 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="needs at least 64 training vectors, got 20"):
         GalleryIndex("ivf", nlist=64).train(g[:20])
     with pytest.raises(ValueError, match="needs at least 256 training vectors"):
-        GalleryIndex("ivfpq", nlist=4).train(g[:100])
+        GalleryIndex("ivfpq", nlist=4, nbits=8).train(g[:100])
     bad = q.copy()
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="queries hold NaN or Inf in 1 row"):
@@ -75,16 +75,16 @@ def test_bad_input_is_named():
 
 
 @pytest.mark.parametrize("kind, params", [("ivf", {"nlist": 16}), ("hnsw", {}),
-                                          ("ivfpq", {"nlist": 8, "nbits": 6})])
+                                          ("ivfpq", {"nlist": 8, "nbits": 6}), ("ivfpq", {"nlist": 8})])
 def test_tune_reaches_the_target_recall_and_save_load_keeps_the_index(kind, params, tmp_path):
     q, g, *_ = clustered()
     index = GalleryIndex(kind, **params)
     if index.needs_training:
         index.train(g)
     index.add(g)
-    point = index.tune(q, target_recall=0.95)
+    point = index.tune(q, target_recall=0.95, k=10)  # recall@1 of top-10 searches (ivfpq re-scores 10 x k)
     exact = GalleryIndex("flat").add(g).search(q, 1)[1][:, 0]
-    recall = (index.search(q, 1)[1][:, 0] == exact).mean()
+    recall = (index.search(q, 10)[1][:, 0] == exact).mean()
     assert point["recall_at_1"] >= 0.95 and recall == pytest.approx(point["recall_at_1"]), point
     assert index.search_knob in point and point[index.search_knob] == index.params[index.search_knob]
     loaded = GalleryIndex.load(index.save(tmp_path / "gallery.npz"))
@@ -150,3 +150,53 @@ def test_evaluate_retrieved_scores_any_ranked_lists_like_the_dense_evaluator():
     np.testing.assert_allclose(got["cmc"], expected["cmc"])
     with pytest.raises(ValueError, match=r"ids must be \[num_query, k\]"):
         evaluate_retrieved(distances[1][0], q_pids, g_pids, q_cams, g_cams)
+
+
+def test_codes_only_ivfpq_is_compressed_and_tunes_against_a_given_reference():
+    q, g, *_ = clustered()
+    flat = GalleryIndex("flat").add(g)
+    for nbits in (4, 8):  # 4: SIMD "fast scan" codes; 8: the generic scan
+        codes = GalleryIndex("ivfpq", nlist=4, nbits=nbits, refine=1, m=8).train(g).add(g)
+        assert codes.nbytes < flat.nbytes / 2
+        with pytest.raises(ValueError, match="keeps only compressed codes"):
+            codes.tune(q)
+        point = codes.tune(q, target_recall=0.1, reference=flat)  # 4 bytes a vector: the top-1 image is hard
+        assert point["recall_at_1"] >= 0.1 and point["refine"] == 1 and point["nprobe"] <= 4
+
+
+def test_operating_points_measure_each_knob_value_against_exact_search():
+    q, g, q_pids, g_pids, q_cams, g_cams = clustered()
+    exact_ids = GalleryIndex("flat").add(g).search(q, 20)[1]
+    flat_point, = operating_points(GalleryIndex("flat").add(g), q, q_pids, g_pids, q_cams, g_cams, exact_ids, top_k=20)
+    assert flat_point["recall_at_1"] == 1.0 and flat_point["recall_at_10"] == 1.0
+    assert flat_point["rank1"] == pytest.approx(evaluate_retrieved(exact_ids, q_pids, g_pids, q_cams, g_cams)["cmc"][0])
+    ivf = GalleryIndex("ivf", nlist=16).train(g).add(g)
+    points = operating_points(ivf, q, q_pids, g_pids, q_cams, g_cams, exact_ids, values=[1, 16], top_k=20)
+    assert [p["nprobe"] for p in points] == [1, 16] and ivf.params["nprobe"] == 16
+    assert points[0]["recall_at_1"] < points[1]["recall_at_1"] == 1.0  # all 16 lists: exact again
+    assert points[1]["rank1"] == flat_point["rank1"] and points[1]["mAP_at_k"] == flat_point["mAP_at_k"]
+
+
+def test_fitted_distractors_keep_the_gallery_geometry_and_never_match():
+    rng = np.random.default_rng(0)
+    dim, num_ids = 16, 300
+    spread = np.linspace(0.2, 2.0, dim)  # anisotropic centres: the fit must keep their covariance
+    centres = rng.normal(size=(num_ids, dim)) * spread
+    g_pids = np.repeat(np.arange(num_ids), 6)
+    g_cams = rng.integers(0, 5, len(g_pids))
+    g = centres[g_pids] + 0.3 * rng.normal(size=(len(g_pids), dim))
+    feats, pids, cams = fitted_distractors(g, g_pids, g_cams, 6000, seed=1, normalize=False)
+    assert feats.shape == (6000, dim) and feats.dtype == np.float32
+    assert pids.min() == num_ids and set(np.unique(cams)) <= set(np.unique(g_cams))
+    again = fitted_distractors(g, g_pids, g_cams, 6000, seed=1, normalize=False)
+    np.testing.assert_array_equal(again[0], feats)
+    new_centres = np.stack([feats[pids == p].mean(0) for p in np.unique(pids)])
+    # per-axis spread of the new centres follows the real one (the residual mean adds ~0.3 / sqrt(6))
+    np.testing.assert_allclose(new_centres.std(0), np.hypot(spread, 0.3 / np.sqrt(6)), rtol=0.2)
+    within = feats - new_centres[np.searchsorted(np.unique(pids), pids)]
+    # real residuals (0.3 noise less its identity mean: x sqrt(5/6)), less the distractor identity mean again
+    assert np.linalg.norm(within, axis=1).mean() == pytest.approx(0.3 * 5 / 6 * np.sqrt(dim), rel=0.1)
+    normalised = fitted_distractors(g, g_pids, g_cams, 50)[0]
+    np.testing.assert_allclose(np.linalg.norm(normalised, axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="at least 2 identities"):
+        fitted_distractors(g[:3], [0, 1, 2], [0, 0, 0], 10)

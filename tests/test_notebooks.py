@@ -24,9 +24,9 @@ from reidlab.study.notebooks import (
     notebook_arguments,
 )
 
-NOTEBOOKS = ("train", "ablation", "positive_pairs", "class_similarity")
+NOTEBOOKS = ("train", "ablation", "positive_pairs", "retrieval", "class_similarity")
 # The notebooks that must run with their own defaults, shortened only (see own_defaults)
-SELF_CONTAINED = ("train", "positive_pairs", "class_similarity")
+SELF_CONTAINED = ("train", "positive_pairs", "retrieval", "class_similarity")
 KERNELSPEC = {"name": "reidlab", "display_name": "Python (reidlab)", "language": "python"}
 
 
@@ -278,6 +278,21 @@ def test_positive_pairs_notebook(train_run, tmp_path):
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert f"test mAP {metrics['run_mAP']:.1%} (chance {metrics['chance_mAP']:.2%})" in printed
     assert_figures(out, ["pairs_epoch_001", "pairs_epoch_002", "w_histogram", "variation_side_by_side", "summary"])
+
+
+def test_retrieval_notebook(train_run, tmp_path):
+    out = tmp_path / "retrieval"
+    study.run_notebook("retrieval", {"run_dir": str(train_run), "distractors": 3000, "threads": 1}, out)
+    metrics = read_metrics(out)
+    assert metrics["distractors"] == 3000 and metrics["dim"] == 128 and metrics["top_k"] == 100
+    assert 0 <= metrics["exact"]["rank1"] <= metrics["rank1_alone"] <= 1  # distractors never add a match
+    assert metrics["exact"]["recall_at_1"] == 1.0
+    points = pd.DataFrame(metrics["points"])
+    assert set(points["kind"]) == {"ivf", "ivfpq", "hnsw"} and (points["queries_per_s"] > 0).all()
+    assert points["recall_at_1"].between(0, 1).all() and set(metrics["tuned"]) == {"ivf", "ivfpq", "hnsw"}
+    assert_figures(out, ["retrieval_trade_off"])
+    html = study.render_notebook(out / "retrieval.ipynb").read_text()
+    assert "exact flat search" in html and "fitted distractors" in html and "within 1 rank-1 point" in html
 
 
 def test_class_similarity_notebook(synth_root, tmp_path):

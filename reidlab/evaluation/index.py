@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["INDEX_KINDS", "GalleryIndex"]
+from reidlab.evaluation.rank import evaluate_retrieved
+
+__all__ = ["INDEX_KINDS", "GalleryIndex", "operating_points"]
 
 # kind -> (the defaults of its faiss parameters, why)
 INDEX_KINDS: dict[str, dict[str, Any]] = {
     "flat": {},  # exact search: the reference every other kind is measured against
     "ivf": {"nlist": None, "nprobe": 16},  # inverted lists; nlist None: about 4 sqrt(N) at train time
-    "ivfpq": {"nlist": None, "nprobe": 16, "m": None, "nbits": 8, "refine": 4},  # m None: D / 8 sub-vectors
+    # m None: D / 4 sub-vectors; nbits 4 scans codes with SIMD lookups (faiss "fast scan"), other nbits the
+    # generic way; refine: exact re-scoring of refine x k candidates (1: codes only, the compressed index)
+    "ivfpq": {"nlist": None, "nprobe": 16, "m": None, "nbits": 4, "refine": 10},
     "hnsw": {"M": 32, "efConstruction": 80, "efSearch": 64},  # graph search, no training, most memory
 }
 METRICS = ("cosine", "euclidean")
@@ -47,7 +52,8 @@ class GalleryIndex:
 
     Args:
         kind: "flat" (exact), "ivf" (inverted lists, exact vectors), "ivfpq" (inverted lists of product-quantised
-            codes, re-scored exactly on the best ``refine`` x k candidates), or "hnsw" (a navigable graph).
+            codes, 4-bit codes scanned in SIMD registers, re-scored exactly on the best ``refine`` x k
+            candidates), or "hnsw" (a navigable graph).
         metric: "cosine" (features are L2-normalised on the way in) or "euclidean" (squared L2).
         threads: faiss threads; None follows ``torch.get_num_threads()`` at each call.
         **params: the kind's faiss parameters (``INDEX_KINDS`` lists them with their defaults): nlist, nprobe,
@@ -110,10 +116,14 @@ class GalleryIndex:
         if self.kind == "ivf":
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, inner)
         else:
-            m = p["m"] or max(1, dim // 8)
+            m = p["m"] or max(1, dim // 4)
             if dim % m:
                 raise ValueError(f"ivfpq needs m dividing the dimension {dim}, got m={m}")
-            index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, p["nbits"], inner)
+            self.params["m"] = m
+            if p["nbits"] == 4:
+                index = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, m, 4, inner)
+            else:
+                index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, p["nbits"], inner)
         self._parts = [quantizer, index]  # faiss indexes point to these; Python must keep them alive
         if self.kind == "ivfpq" and p["refine"] > 1:  # exact re-scoring of refine x k candidates
             index = faiss.IndexRefineFlat(index)
@@ -199,16 +209,21 @@ class GalleryIndex:
         return {"ivf": "nprobe", "ivfpq": "nprobe", "hnsw": "efSearch"}.get(self.kind)
 
     def tune(self, queries, target_recall: float = 0.99, reference: GalleryIndex | None = None,
-             sample: int = 1000, seed: int = 0) -> dict[str, Any]:
+             sample: int = 1000, seed: int = 0, k: int = 100) -> dict[str, Any]:
         """Set the search knob (nprobe or efSearch; then ivfpq's refine depth) to the smallest power of two whose
         recall@1 against exact search reaches ``target_recall`` on a sample of ``queries``, and return the
         operating point chosen: ``{"recall_at_1", "target_recall", "nprobe" | "efSearch", ("refine"),
-        "tried": {"nprobe=4": recall, ...}}``. When the target is out of reach, the largest values are kept.
+        "tried": {"nprobe=4": recall, ...}}``. When the target is out of reach (compressed codes cap the
+        recall), the sweep stops where doubling gains less than 0.1 point, or at nlist / efSearch 4096.
 
         ``reference``: a flat GalleryIndex over the same gallery; by default one is built from the vectors this
-        index stores (ivf, hnsw, ivfpq with refine); ivfpq without refine keeps only codes and needs it."""
+        index stores (ivf, hnsw, ivfpq with refine); ivfpq without refine keeps only codes and needs it.
+        ``k``: the list length the index will be searched with; recall@1 is measured on such searches, since
+        ivfpq re-scores ``refine`` x k candidates."""
         if not 0 < target_recall <= 1:
             raise ValueError(f"target_recall must lie in (0, 1], got {target_recall}")
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
         knob = self.search_knob
         if knob is None:
             return {"recall_at_1": 1.0, "target_recall": target_recall, "tried": {}}
@@ -220,16 +235,16 @@ class GalleryIndex:
         exact = reference.search(q, 1)[1][:, 0]
 
         def sweep(name: str, limit: int) -> float:
-            value = 1
+            value, previous = 1, -1.0
             while True:
                 self.params[name] = value
-                tried[f"{name}={value}"] = recall = float((self.search(q, 1)[1][:, 0] == exact).mean())
-                if recall >= target_recall or value >= limit:
+                tried[f"{name}={value}"] = recall = float((self.search(q, k)[1][:, 0] == exact).mean())
+                if recall >= target_recall or value >= limit or (value >= 8 and recall - previous < 1e-3):
                     return recall
-                value = min(value * 2, limit)
+                value, previous = min(value * 2, limit), recall
 
         tried: dict[str, float] = {}
-        recall = sweep(knob, self.params["nlist"] if knob == "nprobe" else max(len(self), 1))
+        recall = sweep(knob, self.params["nlist"] if knob == "nprobe" else 4096)
         if recall < target_recall and self.kind == "ivfpq" and self.params["refine"] > 1:
             recall = sweep("refine", 256)  # the codes lose the order: re-score more candidates exactly
         chosen = {name: self.params[name] for name in (knob, "refine") if name in self.params}
@@ -285,3 +300,30 @@ class GalleryIndex:
 
     def __repr__(self) -> str:
         return f"GalleryIndex(kind={self.kind!r}, metric={self.metric!r}, size={len(self)}, dim={self.dim}, {self.params})"
+
+
+def operating_points(index: GalleryIndex, queries, q_pids, g_pids, q_camids, g_camids, exact_ids,
+                     values: list[int] | None = None, top_k: int = 100) -> list[dict[str, Any]]:
+    """The speed / accuracy trade-off of ``index`` along its search knob, one dict per value of ``values``
+    (default: the current setting; the knob is left at the last value).
+
+    Each point: the knob value, ``queries_per_s`` (one batched search of every query, top ``top_k``),
+    ``recall_at_1`` and ``recall_at_10`` against ``exact_ids`` (a flat index's ranked ids for the same
+    queries), and the retrieved lists' ``rank1`` and ``mAP_at_k`` (:func:`evaluate_retrieved`)."""
+    knob = index.search_knob
+    points = []
+    for value in values if values is not None and knob is not None else [None]:
+        if value is not None:
+            index.params[knob] = value
+        start = time.perf_counter()
+        ids = index.search(queries, top_k)[1]
+        seconds = time.perf_counter() - start
+        metrics = evaluate_retrieved(ids, q_pids, g_pids, q_camids, g_camids, max_rank=min(50, top_k))
+        top10 = min(10, top_k, exact_ids.shape[1])
+        overlap10 = (ids[:, :top10, None] == exact_ids[:, None, :top10]).any(-1).mean()
+        points.append({**({knob: value} if value is not None else {}),
+                       "queries_per_s": round(len(ids) / seconds, 1),
+                       "recall_at_1": round(float((ids[:, 0] == exact_ids[:, 0]).mean()), 4),
+                       "recall_at_10": round(float(overlap10), 4),
+                       "rank1": round(float(metrics["cmc"][0]), 4), "mAP_at_k": round(metrics["mAP"], 4)})
+    return points

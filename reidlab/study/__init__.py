@@ -58,7 +58,7 @@ from .stats import (
     with_untrained_flags,
 )
 from .sweep import expand_grid, point_name, sweep
-from .training import as_override_dict, train_run, training_config
+from .training import as_override_dict, finished_run, train_run, training_config
 
 __all__ = [
     "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_CONFIG_DIR", "STUDY_NOTEBOOKS", "TABLES",
@@ -67,5 +67,5 @@ __all__ = [
     "expand_grid", "find_runs", "holm", "is_complete", "mean_ci", "notebook_arguments", "notebook_parameters", "notebook_path",
     "paired_table", "paired_test", "paired_values", "parameter_changes", "provenance_differences", "point_name", "render", "render_notebook",
     "report", "resolve_kernel_name", "run_notebook", "run_params", "sweep", "train_run",
-    "training_config", "untrained_runs", "verdict", "with_untrained_flags", "write_index",
+    "training_config", "finished_run", "untrained_runs", "verdict", "with_untrained_flags", "write_index",
 ]

@@ -35,7 +35,7 @@ class _PrefixedLines:
         pass
 
 
-STUDY_NOTEBOOKS = ("ablation", "train", "positive_pairs", "class_similarity")
+STUDY_NOTEBOOKS = ("ablation", "train", "positive_pairs", "retrieval", "class_similarity")
 
 
 def report(
@@ -53,7 +53,7 @@ def report(
 
     Generates the profile's SynthReID copies (once; reused afterwards), executes the notebooks with the
     profile's settings (ablation over its seeds with its worker processes; train; positive pairs on the
-    train run's checkpoints; class similarity on the HBReID copy), then renders every executed notebook and
+    train run's checkpoints; retrieval at scale on its features; class similarity on the HBReID copy), then renders every executed notebook and
     ``index.html``. A failing notebook is recorded in the index and the study goes on. Re-running resumes:
     finished ablation runs are skipped. ``seeds`` / ``workers`` override the profile's. Returns the index path.
     """
@@ -97,6 +97,7 @@ def report(
         "train": {"preset": study.preset, "seed": seeds[0],
                   "overrides": notebook_overrides("train", default_root, "adasp", save_every=1)},
         "positive_pairs": {"run_dir": str(root / "train")},
+        "retrieval": {"run_dir": str(root / "train"), "threads": threads, **study.notebooks.get("retrieval", {})},
         "class_similarity": {"preset": study.preset, "seed": seeds[0],
                              "overrides": notebook_overrides("class_similarity", hbreid_root, "hbreid")},
     }

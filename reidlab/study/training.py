@@ -10,6 +10,8 @@ from typing import Any
 
 from reidlab.utils import parse_key_values
 
+from .notebooks import clear_training_run, default_data_root
+
 
 def as_override_dict(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
     """``{"a.b": 1}`` or ``["a.b=1"]`` (values typed by YAML, as on the command line) -> a flat dict."""
@@ -70,3 +72,30 @@ def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
     return metrics
 
 
+
+
+def finished_run(run_dir: str | os.PathLike | None, output_dir: str | os.PathLike, preset: str,
+                 overrides: Mapping[str, Any], seed: int, epochs: int | None, data_root: str | None,
+                 device: str, resume: bool, print_fn=print, **run_overrides: Any) -> Path:
+    """The finished training run an analysis notebook reads: ``run_dir`` when given, else one trained here into
+    ``output_dir/run`` (preset + overrides + ``run_overrides``, e.g. ``save_every=1``); ``resume`` reuses or
+    continues a run there, False deletes it first. Raises, naming the cause, when the run has not finished."""
+    import json
+
+    from reidlab.engine import train
+
+    if run_dir is None:
+        run_dir = Path(output_dir) / "run"
+        if not resume and (removed := clear_training_run(run_dir)):
+            print_fn(f"resume = False: deleted the previous run in {run_dir} ({', '.join(removed)})")
+        if data_root is None:  # the preset's; a relative one lies under the repository root, not the kernel's folder
+            data_root = default_data_root(training_config(preset, overrides).data.root)
+        train(training_config(preset, {**overrides, **run_overrides, "device": device,
+                                       "resume": "auto" if resume else False}, seed, epochs, data_root, run_dir))
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").is_file():  # the trainer writes it when the run has finished
+        status = run_dir / "status.json"
+        error = json.loads(status.read_text()).get("error", "") if status.is_file() else ""
+        raise RuntimeError(f"{run_dir} holds no finished training run (no metrics.json)"
+                           + (f"; it failed: {error}" if error else ""))
+    return run_dir
