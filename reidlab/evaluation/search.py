@@ -85,7 +85,7 @@ def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int
     ``chunk_size``.
     ``query_expansion``: keyword arguments of :func:`average_query_expansion` (e.g. ``dict(k=5, alpha=3)``),
     applied before the search / re-ranking; junk gallery images (pid < 0) take no part in it.
-    ``chunk_size``: query rows per chunk (default: about 16M distances per chunk on CPU).  ``device``: where
+    ``chunk_size``: query rows per chunk (default: about 16M distances per chunk on CPU; all queries with an index).  ``device``: where
     to compute (default: the features' device).
     ``index``: search through a :class:`GalleryIndex` (faiss) and score only each query's ``top_k`` retrieved
     images: an empty index is filled with the gallery (junk left out; trained on it first where the kind
@@ -119,13 +119,14 @@ def evaluate(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank: int
         q, g = average_query_expansion(q, g, **query_expansion)
     if chunk_size is not None:
         chunk_size = check_positive_int(chunk_size, "chunk_size")
-    acc = MetricAccumulator(problem.num_query)
     if index is not None:
         if rerank:
             raise ValueError("re-ranking needs every distance; evaluate with either rerank=True or an index")
+        # faiss blocks its own search, and batches of fewer than 20 queries leave its BLAS path: all at once
         ids = _search_index(index, q, g, kept, num_full, metric, check_positive_int(top_k, "top_k"),
-                            chunk_size or _default_chunk(len(g), q.device))
+                            chunk_size or len(q))
         return evaluate_retrieved(ids, q_pids, g_pids, q_camids, g_camids, max_rank, return_per_query)
+    acc = MetricAccumulator(problem.num_query)
     if rerank:
         reranker = KReciprocalReranker(q, g, chunk_size=chunk_size, **(rerank_kwargs or {}))
         for rows, block in reranker.iter_query_rows():

@@ -72,26 +72,27 @@ def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
     return metrics
 
 
-
-
 def finished_run(run_dir: str | os.PathLike | None, output_dir: str | os.PathLike, preset: str,
                  overrides: Mapping[str, Any], seed: int, epochs: int | None, data_root: str | None,
-                 device: str, resume: bool, print_fn=print, **run_overrides: Any) -> Path:
+                 device: str, resume: bool, name: str = "run", print_fn=print, training_log: bool = True,
+                 **run_overrides: Any) -> Path:
     """The finished training run an analysis notebook reads: ``run_dir`` when given, else one trained here into
-    ``output_dir/run`` (preset + overrides + ``run_overrides``, e.g. ``save_every=1``); ``resume`` reuses or
-    continues a run there, False deletes it first. Raises, naming the cause, when the run has not finished."""
+    ``output_dir/name`` (preset + overrides + ``run_overrides``, e.g. ``save_every=1``; ``training_log``: print
+    the trainer's log); ``resume`` reuses or continues a run there, False deletes it first. Raises, naming the
+    cause, when the run has not finished."""
     import json
 
     from reidlab.engine import train
 
     if run_dir is None:
-        run_dir = Path(output_dir) / "run"
+        run_dir = Path(output_dir) / name
         if not resume and (removed := clear_training_run(run_dir)):
             print_fn(f"resume = False: deleted the previous run in {run_dir} ({', '.join(removed)})")
         if data_root is None:  # the preset's; a relative one lies under the repository root, not the kernel's folder
             data_root = default_data_root(training_config(preset, overrides).data.root)
         train(training_config(preset, {**overrides, **run_overrides, "device": device,
-                                       "resume": "auto" if resume else False}, seed, epochs, data_root, run_dir))
+                                       "resume": "auto" if resume else False}, seed, epochs, data_root, run_dir),
+              print_fn=print_fn if training_log else None)
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.json").is_file():  # the trainer writes it when the run has finished
         status = run_dir / "status.json"

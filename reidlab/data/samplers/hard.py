@@ -22,8 +22,8 @@ its share, exactly as `PKSampler` does.
 Scale: a round ranks all C classes against one anchor, one [C, L] x [L] product and one sort of C values; no
 C x C matrix is ever formed. The weights are kept once, normalised, in float64 (for rankings that do not
 depend on the input's precision): at 100,000 identities x 2048 that is 1.6 GB, and a round takes a fraction of
-a second. (A k-NN index cannot shorten a round: the round
-cuts the *whole* ranking into groups, so every class's position is needed.)
+a second. (A k-NN index cannot shorten a round: the round cuts the *whole* ranking into groups, so every class's
+position is needed.)
 """
 
 from __future__ import annotations
