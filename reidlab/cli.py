@@ -88,7 +88,50 @@ def _cmd_report(args: argparse.Namespace) -> int:
             except ValueError:
                 raise ValueError(f"--seeds takes comma-separated integers such as 0,1,2, got {args.seeds!r}") from None
         study.report(args.output, data_dir=args.data_dir, profile=args.profile, seeds=seeds, workers=args.workers,
-                     notebooks=args.notebooks or study.STUDY_NOTEBOOKS, kernel_name=args.kernel)
+                     notebooks=args.notebooks or study.STUDY_NOTEBOOKS, kernel_name=args.kernel,
+                     executor=args.executor, cluster=args.cluster)
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from reidlab import study
+    from reidlab.engine import ConfigError, load_config
+    from reidlab.engine.builders import prepare_dataset
+
+    with _clean_errors("sweep", ConfigError, ValueError, FileNotFoundError):
+        if args.cluster and args.executor != "slurm":
+            raise ValueError("--cluster describes a SLURM cluster: add --executor slurm")
+        cluster = study.load_cluster(args.cluster) if args.executor == "slurm" else None
+        # `--seeds 0 1 key=value`: argparse hands the overrides that follow the seeds to --seeds
+        seeds = [int(s) for s in args.seeds if "=" not in s and s.lstrip("-").isdigit()]
+        if len(seeds) + sum("=" in s for s in args.seeds) != len(args.seeds):
+            raise ValueError(f"--seeds takes integers such as --seeds 0 1 2, got {' '.join(args.seeds)}")
+        base = parse_key_values(args.overrides + [s for s in args.seeds if "=" in s])
+        grid = study.parse_grid(args.grid)
+        points = study.expand_grid(grid) if grid else {"default": {}}
+        configs = [load_config(args.config, {**base, **point}) for point in points.values()]
+        for config in configs:  # every point's config is valid, and its data is there (generated once), before any run
+            prepare_dataset(config)
+    out = Path(args.out)
+    try:
+        with _clean_errors("sweep", ValueError):  # e.g. sbatch refusing the cluster description
+            frame = study.sweep({name: {"overrides": {**base, **point}} for name, point in points.items()}, seeds=seeds,
+                                notebook=study.train_run, output_root=out, base_parameters={"preset": args.config},
+                                workers=args.workers, executor=args.executor, cluster=cluster, wait=not args.no_wait,
+                                retry_failed=True if args.retry_failed else None, print_fn=print)
+        failure = None
+    except RuntimeError as error:  # every run failed: still write the table of what happened
+        frame, failure = study.collect(out), error
+    table = study.runs_table(frame, list(grid))
+    table.to_csv(out / "runs.csv", index=False)
+    if not args.no_wait:
+        print(study.summary_table(frame).to_string(index=False))
+    print(f"runs: {out / 'runs.csv'}")
+    if failure is not None:
+        print(f"reidlab sweep: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -124,6 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", default=[], help="key=value overrides; checkpoint=PATH is required")
     p.set_defaults(func=_cmd_eval)
 
+    p = sub.add_parser("sweep", help="train a grid of configurations x seeds, locally or as a SLURM job array",
+                       description="reidlab sweep -c PRESET --grid loss.metric=adasp,sp-h --seeds 0 1 2 --out DIR "
+                                   "[--executor slurm --cluster cluster.yaml] [key=value ...]")
+    p.add_argument("-c", "--config", default="synth_cpu", help="preset name in reidlab/configs or a .yaml path")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a config key and its comma-separated values; repeat for a cartesian product")
+    p.add_argument("--seeds", nargs="+", default=["0"], help="seeds of every grid point (default: 0)")
+    p.add_argument("--out", required=True, help="sweep folder: one run per point and seed, runs.csv")
+    p.add_argument("--executor", choices=("local", "slurm"), default="local")
+    p.add_argument("--cluster", default=None, help="cluster YAML for --executor slurm (see configs/cluster.yaml)")
+    p.add_argument("--workers", type=int, default=1, help="parallel runs with --executor local")
+    p.add_argument("--no-wait", action="store_true", help="return once submitted; run the command again to follow")
+    p.add_argument("--retry-failed", action="store_true", help="run the runs recorded as failed again")
+    p.add_argument("overrides", nargs="*", default=[], help="key=value overrides for every run")
+    p.set_defaults(func=_cmd_sweep)
+
     p = sub.add_parser("report", help="run the default study on SynthReID and render reports/index.html")
     p.add_argument("--output", default="reports", help="report folder (default: reports)")
     p.add_argument("--data-dir", default="data/study", help="where the study's SynthReID copies are generated")
@@ -132,7 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default=None, help="comma-separated ablation seeds (default: the profile's)")
     p.add_argument("--workers", type=int, default=None, help="parallel ablation runs (default: the profile's)")
     p.add_argument("--kernel", default=None, help="Jupyter kernel (default: 'reidlab' or this interpreter's python3)")
-    p.add_argument("notebooks", nargs="*", help="subset of: ablation train positive_pairs class_similarity")
+    p.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="where the ablation runs train: here, or as a SLURM job array (with --cluster)")
+    p.add_argument("--cluster", default=None, help="cluster YAML for --executor slurm (see configs/cluster.yaml)")
+    p.add_argument("notebooks", nargs="*", help="subset of: ablation train positive_pairs retrieval class_similarity")
     p.set_defaults(func=_cmd_report)
     return parser
 

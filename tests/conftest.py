@@ -26,3 +26,20 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from reidlab.data import synth
 
     return synth.generate(tmp_path_factory.mktemp("synth") / "synthreid", seed=0, **SMALL_SYNTH_KNOBS)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """A SLURM cluster that answers (``scripts/slurm-local start``): tests that need one skip without it, except
+    where ``REIDLAB_REQUIRE_SLURM=1`` (CI), which makes a missing cluster a failure."""
+    import os
+    import shutil
+    import subprocess
+
+    up = shutil.which("sbatch") is not None and subprocess.run(["scontrol", "ping"], capture_output=True, text=True,
+                                                                 check=False).stdout.count("is UP") > 0
+    if not up:
+        message = "no SLURM cluster answers; start one with scripts/slurm-local start"
+        if os.environ.get("REIDLAB_REQUIRE_SLURM") == "1":
+            pytest.fail(message + " (REIDLAB_REQUIRE_SLURM=1)")
+        pytest.skip(message)

@@ -296,7 +296,9 @@ def _is_section(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def _build(cls: type, values: dict, prefix: str = "") -> Any:
+def dataclass_from_dict(cls: type, values: dict, prefix: str = "") -> Any:
+    """`cls(**values)` with every key and value checked against the dataclass fields (sections recurse);
+    a bad key or value is a ConfigError that names it and the valid keys."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -313,7 +315,7 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
         if _is_section(tp):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {dotted!r} is a section; give {dotted}.<key>=<value>")
-            kwargs[key] = _build(tp, value, f"{dotted}.")
+            kwargs[key] = dataclass_from_dict(tp, value, f"{dotted}.")
         else:
             kwargs[key] = _check_value(dotted, value, tp, fields[key].metadata.get("choices"))
     return cls(**kwargs)
@@ -348,14 +350,14 @@ def load_config(preset_or_path: str | os.PathLike = "synth_cpu", overrides: dict
     path = _resolve_preset(preset_or_path)
     values = _deep_merge(_read_yaml(path), parse_overrides(overrides))
     values.setdefault("preset", path.stem)
-    config = _build(TrainConfig, values)
+    config = dataclass_from_dict(TrainConfig, values)
     validate(config)
     return config
 
 
 def config_from_dict(values: dict) -> TrainConfig:
     """Rebuild a config saved with `config_to_dict` (e.g. OUTPUT_DIR/config.yaml)."""
-    config = _build(TrainConfig, values)
+    config = dataclass_from_dict(TrainConfig, values)
     validate(config)
     return config
 

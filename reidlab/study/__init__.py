@@ -7,7 +7,7 @@ is recorded as failed and the sweep goes on. :func:`collect` turns a folder of r
 :func:`render` turns executed notebooks into HTML without code and writes ``index.html``.
 
 Modules, bottom up: ``records`` (run folders), ``stats`` (paired comparisons), ``notebooks`` (papermill),
-``sweep``, ``training`` (the training runner), ``plan`` (ablation rows), ``render``, ``default`` (``reidlab report``).
+``slurm`` (the SLURM executor), ``sweep``, ``training`` (the training runner), ``plan`` (ablation rows), ``render``, ``default`` (``reidlab report``).
 """
 
 from .default import STUDY_NOTEBOOKS, report
@@ -57,12 +57,13 @@ from .stats import (
     verdict,
     with_untrained_flags,
 )
-from .sweep import expand_grid, point_name, sweep
+from .slurm import ClusterConfig, load_cluster
+from .sweep import expand_grid, parse_grid, point_name, runs_table, summary_table, sweep
 from .training import as_override_dict, finished_run, train_run, training_config
 
 __all__ = [
     "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_CONFIG_DIR", "STUDY_NOTEBOOKS", "TABLES",
-    "VARIATION_LOSSES", "Claim", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "arm_values",
+    "VARIATION_LOSSES", "Claim", "ClusterConfig", "load_cluster", "parse_grid", "runs_table", "summary_table", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "arm_values",
     "available_profiles", "load_profile", "study_backbone", "study_datasets", "as_override_dict", "check_parameters", "claims_json", "collect", "default_output_dir", "evaluate_claims",
     "expand_grid", "find_runs", "holm", "is_complete", "mean_ci", "notebook_arguments", "notebook_parameters", "notebook_path",
     "paired_table", "paired_test", "paired_values", "parameter_changes", "provenance_differences", "point_name", "render", "render_notebook",

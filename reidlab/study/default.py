@@ -48,6 +48,8 @@ def report(
     kernel_name: str | None = None,
     timeout: float | None = None,
     print_fn: Callable[[str], None] = print,
+    executor: str = "local",
+    cluster: str | os.PathLike | None = None,
 ) -> Path:
     """The default study on SynthReID, rendered: what ``reidlab report`` / ``make report`` run.
 
@@ -55,7 +57,9 @@ def report(
     profile's settings (ablation over its seeds with its worker processes; train; positive pairs on the
     train run's checkpoints; retrieval at scale on its features; class similarity on the HBReID copy), then renders every executed notebook and
     ``index.html``. A failing notebook is recorded in the index and the study goes on. Re-running resumes:
-    finished ablation runs are skipped. ``seeds`` / ``workers`` override the profile's. Returns the index path.
+    finished ablation runs are skipped. ``seeds`` / ``workers`` override the profile's. ``executor="slurm"`` with
+    a ``cluster`` YAML runs the ablation sweep (and the shared backbone's pretraining) as SLURM jobs; the
+    other notebooks run here. Returns the index path.
     """
     study = load_profile(profile)
     seeds = list(study.seeds if seeds is None else seeds)
@@ -65,6 +69,13 @@ def report(
         raise ValueError(f"unknown study notebooks {sorted(unknown)}; choose from {list(STUDY_NOTEBOOKS)}")
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
+    if executor not in ("local", "slurm"):
+        raise ValueError(f"executor must be 'local' or 'slurm', got {executor!r}")
+    if executor == "slurm":
+        from .slurm import load_cluster
+
+        load_cluster(cluster)  # a bad cluster file fails here, not an hour into the study
+        cluster = None if cluster is None else str(Path(cluster).resolve())
     started = time.perf_counter()
     root = Path(output_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -83,7 +94,8 @@ def report(
     if study.pretrain is not None:  # every run of the study fine-tunes this backbone (the ablation notebook reuses it)
         step = time.perf_counter()
         print_fn("[pretrain] the shared backbone ...")
-        pretrained["model.pretrained"] = study_backbone(study, data_dir, threads, print_fn=lambda line: print_fn("    " + line))
+        pretrained["model.pretrained"] = study_backbone(study, data_dir, threads, print_fn=lambda line: print_fn("    " + line),
+                                                        executor=executor, cluster=cluster)
         timings["pretrain"] = time.perf_counter() - step
         print_fn(f"[pretrain] ok in {timings['pretrain']:.0f} s: {pretrained['model.pretrained']}")
 
@@ -93,7 +105,8 @@ def report(
                 "threads": threads, **extra, **own}
 
     plans: dict[str, dict[str, Any]] = {
-        "ablation": {"profile": str(profile), "seeds": seeds, "data_dir": str(data_dir), "workers": workers},
+        "ablation": {"profile": str(profile), "seeds": seeds, "data_dir": str(data_dir), "workers": workers,
+                     "executor": executor, "cluster": cluster},
         "train": {"preset": study.preset, "seed": seeds[0],
                   "overrides": notebook_overrides("train", default_root, "adasp", save_every=1)},
         "positive_pairs": {"run_dir": str(root / "train")},

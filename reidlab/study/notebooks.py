@@ -20,6 +20,7 @@ from .records import (
     _now,
     _read_json,
     _write_json,
+    run_record,
 )
 
 
@@ -258,6 +259,7 @@ def run_notebook(
     log_output: bool = False,
     progress_bar: bool = False,
     stdout: Any = None,
+    status_fields: Mapping[str, Any] | None = None,
 ) -> dict:
     """Execute a notebook with papermill into ``output_dir/<name>.ipynb`` and return the run record.
 
@@ -265,6 +267,7 @@ def run_notebook(
     the kernel's working directory. ``status.json`` records ok/failed; on failure the papermill error is
     re-raised after the partially executed notebook (with its error cell) has been saved. ``stdout``: a
     file-like object that receives the kernel's printed output as it runs (progress of long notebooks).
+    ``status_fields``: more to record in ``status.json`` (a sweep's SLURM job).
     """
     import papermill
 
@@ -277,8 +280,8 @@ def run_notebook(
     if "output_dir" in notebook_parameters(source):
         parameters.setdefault("output_dir", str(out))
     executed = out / source.name
-    _write_json(out / PARAMS_FILE, {"notebook": source.stem, "parameters": parameters})
-    status = {"status": "running", "notebook": executed.name, "started": _now()}
+    _write_json(out / PARAMS_FILE, run_record(source, parameters))
+    status = {"status": "running", "notebook": executed.name, "started": _now(), **(status_fields or {})}
     _write_json(out / STATUS_FILE, status)
     start = time.perf_counter()
     try:

@@ -145,13 +145,15 @@ def study_datasets(data_dir: str | os.PathLike, variation_levels: Sequence[float
 
 
 def study_backbone(profile: StudyProfile, data_dir: str | os.PathLike, threads: int | None = None,
-                   print_fn: Callable[[str], None] | None = print) -> str | None:
+                   print_fn: Callable[[str], None] | None = print, executor: str = "local",
+                   cluster: Any = None) -> str | None:
     """The checkpoint of the profile's shared backbone, pretrained once under ``data_dir/pretrain`` (an
     interrupted or finished pretraining is resumed or reused); None when the profile has no ``pretrain``.
 
     Why: the papers fine-tune ImageNet weights. From random weights, the few hundred steps a CPU affords leave
     every run mid-descent, and the seed-to-seed spread hides the effects the tables ask about. The backbone
     trains on its own SynthReID copy, drawn with another generator seed, so it never sees a test identity.
+    ``executor`` / ``cluster``: where it trains, as for :func:`sweep`.
     """
     from reidlab.data import synth
 
@@ -159,11 +161,14 @@ def study_backbone(profile: StudyProfile, data_dir: str | os.PathLike, threads: 
         return None
     root = Path(data_dir) / "synthreid-pretrain"
     synth.generate(root, seed=profile.pretrain.get("synth_seed", PRETRAIN_SYNTH_SEED), **profile.pretrain_knobs)
-    overrides = {**profile.overrides, **profile.pretrain.get("overrides", {}), "threads": threads or os.cpu_count() or 1}
+    overrides = {**profile.overrides, **profile.pretrain.get("overrides", {})}
+    if executor == "local":  # a SLURM job takes its threads from its allocation (cpus_per_task)
+        overrides["threads"] = threads or os.cpu_count() or 1
     params = {"preset": profile.preset, "overrides": overrides, "epochs": profile.pretrain["epochs"],
               "data_root": str(root.resolve()), "keep_checkpoints": True}
     runs = Path(data_dir) / "pretrain"
-    sweep({"backbone": params}, [0], notebook=train_run, output_root=runs, print_fn=print_fn)
+    sweep({"backbone": params}, [0], notebook=train_run, output_root=runs, print_fn=print_fn, executor=executor,
+          cluster=cluster)
     checkpoint = runs.resolve() / "backbone" / "seed0" / "checkpoints" / "last.pt"
     if not checkpoint.is_file():
         raise FileNotFoundError(f"the pretrained backbone {checkpoint} is missing although its run finished; "

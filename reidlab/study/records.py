@@ -49,6 +49,14 @@ def run_params(run_dir: Path) -> dict:
     return {}
 
 
+def run_record(runner: Any, parameters: Mapping[str, Any]) -> dict:
+    """A run's params.json: the notebook (a name or path) or the runner function, and its parameters."""
+    if isinstance(runner, (str, os.PathLike)):
+        return {"notebook": Path(runner).stem, "parameters": dict(parameters)}
+    name = f"{getattr(runner, '__module__', '?')}.{getattr(runner, '__qualname__', repr(runner))}"
+    return {"runner": name, "parameters": dict(parameters)}
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 

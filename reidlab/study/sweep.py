@@ -28,7 +28,9 @@ from .records import (
     collect,
     is_complete,
     parameter_changes,
+    run_record,
 )
+from .slurm import ClusterConfig, load_cluster, report_failure, run_on_slurm
 
 Runner = Callable[[dict, Path], Mapping[str, Any]]
 
@@ -82,19 +84,35 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name: str | None, timeout: float | None) -> dict:
-    """Run one point; never raises: the outcome is written to ``status.json`` and returned."""
-    if (run_dir / STATUS_FILE).exists():  # an earlier failed or interrupted attempt: start over, not on its checkpoints
+def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name: str | None, timeout: float | None,
+             job: Mapping[str, Any] | None = None) -> dict:
+    """Run one point; never raises: the outcome is written to ``status.json`` and returned.
+
+    ``job``: the SLURM job running it (id, node, log files), recorded in ``status.json``. A job that SLURM
+    requeued finds its own "running" status and continues from the run's checkpoints; any other earlier
+    attempt is deleted first, so a retry never starts from a failed attempt's files."""
+    previous = _read_json(run_dir / STATUS_FILE)
+    if job is not None and is_complete(run_dir):  # requeued after it finished, within SLURM's grace period
+        return {**previous, "output_dir": str(run_dir), "metrics": _read_json(run_dir / METRICS_FILE)}
+    continuing = job is not None and previous.get("status") == "running" and previous.get("slurm_job_id") == job["slurm_job_id"]
+    submitted = job is not None and previous.get("status") == "submitted"
+    if previous and not (continuing or submitted):
         shutil.rmtree(run_dir)
+    fields = dict(job or {})
+    if continuing:
+        fields.update(restarts=previous.get("restarts", 0) + 1, first_started=previous.get("first_started", previous.get("started")))
     if isinstance(runner, str):
         try:
-            return run_notebook(runner, parameters, run_dir, kernel_name=kernel_name, timeout=timeout)
-        except Exception:  # noqa: BLE001 - recorded by run_notebook in status.json
-            return _read_json(run_dir / STATUS_FILE) | {"output_dir": str(run_dir)}
+            return run_notebook(runner, parameters, run_dir, kernel_name=kernel_name, timeout=timeout, status_fields=fields)
+        except Exception as exc:  # noqa: BLE001 - recorded by run_notebook in status.json
+            status = _read_json(run_dir / STATUS_FILE)
+            if job is not None:
+                status.update(report_failure(exc, job))
+                _write_json(run_dir / STATUS_FILE, status)
+            return status | {"output_dir": str(run_dir)}
     run_dir.mkdir(parents=True, exist_ok=True)
-    runner_name = f"{getattr(runner, '__module__', '?')}.{getattr(runner, '__qualname__', repr(runner))}"
-    _write_json(run_dir / PARAMS_FILE, {"runner": runner_name, "parameters": parameters})
-    status = {"status": "running", "started": _now()}
+    _write_json(run_dir / PARAMS_FILE, run_record(runner, parameters))
+    status = {"status": "running", "started": _now(), **fields}
     _write_json(run_dir / STATUS_FILE, status)
     start = time.perf_counter()
     try:
@@ -104,7 +122,7 @@ def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name:
         status.update(status="ok")
     except Exception as exc:  # noqa: BLE001 - a failed run is data, the sweep goes on
         metrics = {}
-        status.update(status="failed", **_error_record(exc))
+        status.update(status="failed", **_error_record(exc), **(report_failure(exc, job) if job is not None else {}))
     status.update(finished=_now(), duration_s=round(time.perf_counter() - start, 2))
     _write_json(run_dir / STATUS_FILE, status)
     return {**status, "output_dir": str(run_dir), "metrics": metrics}
@@ -156,6 +174,11 @@ def sweep(
     kernel_name: str | None = None,
     timeout: float | None = None,
     print_fn: Callable[[str], None] | None = None,
+    executor: str = "local",
+    cluster: ClusterConfig | Mapping[str, Any] | str | os.PathLike | None = None,
+    wait: bool = True,
+    retry_failed: bool | None = None,
+    progress: bool = True,
 ) -> "pandas.DataFrame":  # noqa: F821
     """One run per grid point x seed under ``output_root/<point>/seed<k>``; returns the :func:`collect` rows
     of these runs (other runs under ``output_root``, e.g. of seeds not asked for now, are left out).
@@ -163,10 +186,21 @@ def sweep(
     ``notebook`` is a notebook name (executed with papermill, one kernel per run) or a callable
     ``runner(parameters, output_dir) -> metrics`` executed in-process (``workers`` > 1: in worker processes,
     so it must be a module-level function). Each run gets ``base_parameters | point | {"seed": seed}``.
-    Complete runs are skipped, so calling ``sweep`` again resumes; failed runs are recorded and retried
-    by the next call. A complete run made with other parameters is an error rather than a silent reuse.
-    When no run of the sweep succeeded it raises RuntimeError (with the first error) instead of returning.
+    Complete runs are skipped, so calling ``sweep`` again resumes. A complete run made with other parameters
+    is an error rather than a silent reuse. When no run of the sweep succeeded it raises RuntimeError (with
+    the first error) instead of returning.
+
+    ``executor``: ``"local"`` (this machine, ``workers`` at a time) or ``"slurm"``: one job array, one task
+    per run, on the cluster ``cluster`` describes (a :class:`ClusterConfig`, a mapping of its fields or a
+    YAML file). Runs that a queued job is running already are followed, not resubmitted; ``wait=False``
+    returns right after submitting (call ``sweep`` again to follow the jobs, or :func:`collect` to read what
+    has finished); ``progress``: a tqdm bar over the array while waiting. ``retry_failed``: run the runs
+    recorded as failed again (default: yes locally, no on SLURM, where a failure is usually a setting to fix).
     """
+    if executor not in ("local", "slurm"):
+        raise ValueError(f"executor must be 'local' or 'slurm', got {executor!r}")
+    cluster = load_cluster(cluster) if executor == "slurm" else None
+    retry_failed = executor == "local" if retry_failed is None else retry_failed
     points = expand_grid(grid)
     seeds = list(seeds)
     if not points:
@@ -181,26 +215,36 @@ def sweep(
             if isinstance(notebook, str):
                 check_parameters(notebook, parameters)
             jobs.append((parameters, root / name / f"seed{seed}"))
-    todo = [(p, d) for p, d in jobs if not is_complete(d)]
-    stale = [(d, changes) for p, d in jobs if is_complete(d) and (changes := parameter_changes(d, p))]
+    stale = [(d, changes) for p, d in jobs if (d / PARAMS_FILE).exists() and (changes := parameter_changes(d, p))
+             and (is_complete(d) or _read_json(d / STATUS_FILE).get("status") in ("submitted", "running"))]
     if stale:
         run_dir, changes = stale[0]
         raise ValueError(
-            f"{len(stale)} finished run(s) under {root} were made with other parameters, e.g. "
+            f"{len(stale)} {'finished' if all(is_complete(d) for d, _ in stale) else 'finished or queued'} run(s) "
+            f"under {root} were made with other parameters, e.g. "
             f"{run_dir.relative_to(root).as_posix()} ({'; '.join(changes[:3])}); a sweep only reuses identical runs: "
             "choose another output_root, or delete those folders (`make clean-reports` for the default study)"
         )
+    failed = [(p, d) for p, d in jobs if _read_json(d / STATUS_FILE).get("status") == "failed"]
+    todo = [(p, d) for p, d in jobs if not is_complete(d) and (retry_failed or (p, d) not in failed)]
     if print_fn:
-        print_fn(f"sweep: {len(jobs)} runs ({len(points)} points x {len(seeds)} seeds), {len(jobs) - len(todo)} done, {len(todo)} to run")
+        kept = "" if retry_failed or not failed else f", {len(failed)} failed (kept; retry_failed=True runs them again)"
+        print_fn(f"sweep: {len(jobs)} runs ({len(points)} points x {len(seeds)} seeds), "
+                 f"{sum(is_complete(d) for _, d in jobs)} done{kept}, {len(todo)} to run")
 
     def report_done(result: dict, done: int) -> None:
         if print_fn:
             metrics = result.get("metrics") or {}
             headline = "  ".join(f"{k}={metrics[k]:.3f}" for k in HEADLINE_METRICS[:2] if isinstance(metrics.get(k), (int, float)))
             what = headline if result.get("status") == "ok" else f"FAILED {result.get('error', '')[:200]}"
-            print_fn(f"  [{done}/{len(todo)}] {Path(result['output_dir']).relative_to(root)}  {result.get('duration_s', 0):.0f}s  {what}")
+            where = f"  [{result['slurm_job_id']} on {result.get('node', '?')}]" if result.get("slurm_job_id") else ""
+            print_fn(f"  [{done}/{len(todo)}] {Path(result['output_dir']).relative_to(root)}  "
+                     f"{result.get('duration_s') or 0:.0f}s  {what}{where}")
 
-    if workers <= 1 or len(todo) <= 1:
+    if executor == "slurm":
+        if todo:
+            run_on_slurm(_execute, notebook, todo, root, cluster, kernel_name, timeout, wait, progress, report_done, print_fn)
+    elif workers <= 1 or len(todo) <= 1:
         for i, (parameters, run_dir) in enumerate(todo, 1):
             report_done(_execute(notebook, parameters, run_dir, kernel_name, timeout), i)
     elif isinstance(notebook, str):  # each run is its own kernel process already
@@ -213,9 +257,60 @@ def sweep(
     frame = collect(root)
     asked = {d.relative_to(root).as_posix() for _, d in jobs}
     frame = frame[frame["run"].isin(asked)].reset_index(drop=True)
-    if not (frame["status"] == "ok").any():  # nothing to analyse: papermill and schedulers must see a failure
+    if wait and not (frame["status"] == "ok").any():  # nothing to analyse: papermill and schedulers must see a failure
         errors = frame["error"].dropna()
         raise RuntimeError(f"all {len(jobs)} runs of the sweep under {root} failed"
                            + (f"; first error: {errors.iloc[0]}" if len(errors) else "")
-                           + "; their status.json files hold the errors, and the next sweep retries them")
+                           + "; their status.json files hold the errors"
+                           + ("" if retry_failed else ", and retry_failed=True runs them again"))
     return frame
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list]:
+    """``["loss.metric=adasp,sp-h", "optim.lr=1e-3,3e-3"]`` -> ``{"loss.metric": ["adasp", "sp-h"], ...}``: the
+    values of each key comma-separated and typed by YAML as on the command line (``1e-3`` stays text, which the
+    config reads as a float; a list value keeps its commas: ``data.size=[64,32]``)."""
+    import yaml
+
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--grid {item!r} is not of the form key=value1,value2,...")
+        if key in grid:
+            raise ValueError(f"--grid {key} is given twice; list all its values in one --grid {key}=a,b")
+        values = [yaml.safe_load(v) for v in re.split(r",(?![^\[]*\])", text) if v.strip()]
+        if not values:
+            raise ValueError(f"--grid {item!r} gives no values: the grid is empty; write --grid {key}=value1,value2")
+        grid[key] = values
+    return grid
+
+
+def runs_table(frame: "pandas.DataFrame", keys: Sequence[str], prefix: str = "param.overrides.") -> "pandas.DataFrame":  # noqa: F821
+    """One row per run: ``run``, ``point``, ``seed``, ``status``, the grid ``keys`` (from the parameters under
+    ``prefix``), then the scalar metrics (headline ones first); parameters, provenance and bookkeeping are left out."""
+    bookkeeping = {"run", "point", "seed", "kind", "status", "error", "duration_s"}
+    metrics = [c for c in frame.columns if c not in bookkeeping and not c.startswith(("param.", "prov."))]
+    table = frame[["run", "point", "seed", "status"]].copy()
+    for key in keys:
+        table[key] = frame.get(prefix + key)
+    return table.join(frame[metrics])
+
+
+def summary_table(frame: "pandas.DataFrame", metrics: Sequence[str] = HEADLINE_METRICS[:2], confidence: float = 0.95) -> "pandas.DataFrame":  # noqa: F821
+    """Per grid point: how many runs succeeded and each metric's mean ± the half-width of its t interval."""
+    import pandas as pd
+
+    from .stats import mean_ci
+
+    rows = []
+    for point, runs in frame.groupby("point", sort=False):
+        ok = runs[runs["status"] == "ok"]
+        row = {"point": point, "runs ok": f"{len(ok)}/{len(runs)}"}
+        for metric in metrics:
+            if metric in ok:
+                mean, half, n = mean_ci(ok[metric], confidence)
+                row[metric] = "-" if n == 0 else f"{mean:.4f}" + ("" if n < 2 else f" ± {half:.4f}")
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -47,6 +47,10 @@ def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
     ``parameters``: ``preset``, ``overrides``, ``seed``, ``epochs``, ``data_root`` as in
     :func:`training_config`; ``rerank`` (also evaluate with k-reciprocal re-ranking, adding ``mAP_rerank``
     and ``rank1_rerank``); ``keep_checkpoints`` (default False: a sweep needs the numbers, not the weights).
+
+    A checkpoint in ``output_dir`` is continued from (``resume=auto``): the sweep deletes a failed attempt's
+    folder, so one is there only when SLURM requeued this very run. In a SLURM job the trainer's log goes to
+    stdout, i.e. the job's log file; in a DDP run (several tasks) only rank 0 deletes the checkpoints.
     """
     import dataclasses
 
@@ -60,12 +64,13 @@ def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
         parameters.get("preset", "synth_cpu"), parameters.get("overrides"), parameters.get("seed"),
         parameters.get("epochs"), parameters.get("data_root"), output_dir,
     )
-    metrics = dict(train(config, print_fn=None))
+    config = dataclasses.replace(config, resume="auto")
+    metrics = dict(train(config, print_fn=print if "SLURM_JOB_ID" in os.environ else None))
     if parameters.get("rerank"):
         reranked = dataclasses.replace(config, eval=dataclasses.replace(config.eval, rerank=True))
         extra = evaluate_checkpoint(reranked, metrics["checkpoint"], print_fn=None)
         metrics.update({f"{k}_rerank": extra[k] for k in ("mAP", "rank1", "mINP") if k in extra})
-    if not parameters.get("keep_checkpoints", False):
+    if not parameters.get("keep_checkpoints", False) and int(os.environ.get("RANK", "0")) == 0:
         shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
         metrics.pop("checkpoint", None)
         metrics.pop("best_checkpoint", None)
