@@ -30,7 +30,7 @@ from .records import (
     parameter_changes,
     run_record,
 )
-from .slurm import ClusterConfig, load_cluster, report_failure, run_on_slurm
+from .slurm import ClusterConfig, load_cluster, report_failure, run_on_slurm, submitted_job
 
 Runner = Callable[[dict, Path], Mapping[str, Any]]
 
@@ -215,8 +215,7 @@ def sweep(
             if isinstance(notebook, str):
                 check_parameters(notebook, parameters)
             jobs.append((parameters, root / name / f"seed{seed}"))
-    stale = [(d, changes) for p, d in jobs if (d / PARAMS_FILE).exists() and (changes := parameter_changes(d, p))
-             and (is_complete(d) or _read_json(d / STATUS_FILE).get("status") in ("submitted", "running"))]
+    stale = [(d, changes) for p, d in jobs if (is_complete(d) or submitted_job(d)) and (changes := parameter_changes(d, p))]
     if stale:
         run_dir, changes = stale[0]
         raise ValueError(
