@@ -10,19 +10,41 @@ PROFILE ?= quick
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 VENV_FLAGS ?=
 STAMP := $(VENV)/.reidlab-installed
+LOCK := requirements.lock
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test report lab clean-reports
+.PHONY: install install-latest lock test report lab clean-reports
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Everything but torch comes from the lock, exactly (hashes checked, no resolution); a lock older than
+# pyproject.toml's dependencies stops here with the command that renews it.
+$(STAMP): pyproject.toml $(LOCK)
+	$(PYTHON) scripts/lock.py check
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip check
 	$(PY) -m ipykernel install --sys-prefix --name reidlab --display-name "Python (reidlab)" >/dev/null
+	sha256sum $(LOCK) > $(VENV)/reidlab-lock.sha256
 	touch $(STAMP)
+
+# The newest releases that pyproject.toml's ranges allow, instead of the lock's versions.
+install-latest:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q --upgrade -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name reidlab --display-name "Python (reidlab)" >/dev/null
+	rm -f $(VENV)/reidlab-lock.sha256
+	touch $(STAMP)
+
+# Renew the lock from pyproject.toml (uv resolves it: about 3 s); commit both files.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	test -x $(VENV)/bin/uv || $(PY) -m pip install -q uv
+	TORCH_SPEC="$(TORCH_SPEC)" $(PY) scripts/lock.py compile --uv $(VENV)/bin/uv
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q tests

@@ -8,6 +8,7 @@ inside functions.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import reidlab
@@ -131,6 +132,10 @@ def test_every_imported_package_is_declared_in_pyproject_and_environment():
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
     environment = yaml.safe_load((PACKAGE_ROOT.parent / "environment.yml").read_text())["dependencies"]
     conda = {str(spec).split("=")[0].split(">")[0].split("<")[0].strip().lower() for spec in environment if isinstance(spec, str)}
-    pip = {spec.split("=")[0].split(">")[0].strip().lower() for item in environment if isinstance(item, dict) for spec in item["pip"]}
+    pip_lines = [spec for item in environment if isinstance(item, dict) for spec in item["pip"]]
+    pip = {spec.split("=")[0].split(">")[0].strip().lower() for spec in pip_lines if not spec.startswith("-r")}
+    for requirements in (spec.removeprefix("-r").strip() for spec in pip_lines if spec.startswith("-r")):
+        text = (PACKAGE_ROOT.parent / requirements).read_text()  # e.g. the lock: its pinned names
+        pip |= {m.lower() for m in re.findall(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)==", text, re.M)}
     in_environment = {CONDA_NAMES.get(name, name).replace("_", "-") for name in conda | pip}
     assert declared <= in_environment, f"in pyproject.toml but not in environment.yml: {sorted(declared - in_environment)}"

@@ -15,7 +15,7 @@ from reidlab.data import build_dataset
 from reidlab.data.datasets import ReIDDataset
 from reidlab.engine import load_config, train
 from reidlab.engine.distributed import DistContext
-from reidlab.engine.provenance import collect_provenance, dataset_fingerprint, source_revision
+from reidlab.engine.provenance import collect_provenance, dataset_fingerprint, installed_lock, source_revision
 from reidlab.study.records import collect, provenance_differences
 
 P, K = 4, 4
@@ -44,6 +44,8 @@ def test_every_run_records_its_provenance(tiny_run):
     assert (prov["git_commit"] is None) == (prov["git_dirty"] is None)
     assert re.fullmatch(r"3\.\d+\.\d+.*", prov["python"])
     assert isinstance(prov["torch"], str) and isinstance(prov["timm"], str)
+    assert all(isinstance(prov[key], str) for key in ("numpy", "scipy", "faiss", "umap_learn"))
+    assert prov["lock"] == installed_lock()  # the requirements.lock hash (tests/test_lock.py: it is this checkout's)
     assert prov["cuda"] is None or isinstance(prov["cuda"], str)
     assert prov["cudnn"] is None or isinstance(prov["cudnn"], int)
     assert isinstance(prov["device"], str) and prov["device"]

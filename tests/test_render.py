@@ -17,7 +17,7 @@ render_module = importlib.import_module("reidlab.study.render")  # reidlab.study
 PROVENANCE = {
     "reidlab_version": "0.1.0", "git_commit": "a" * 40, "git_dirty": False, "python": "3.11.9", "torch": "2.4.0",
     "timm": "1.0.9", "cuda": None, "cudnn": None, "device": "cpu", "world_size": 1, "per_device_batch": 16,
-    "amp": "none", "dataset": "synthreid", "dataset_fingerprint": "0123456789abcdef",
+    "amp": "none", "dataset": "synthreid", "dataset_fingerprint": "0123456789abcdef", "lock": "1111222233334444",
 }
 
 
@@ -75,12 +75,13 @@ def test_index_warns_when_the_runs_of_a_sweep_differ_in_provenance(tmp_path):
     write_run(tmp_path / "same" / "k-8" / "seed0", 0.1, {**PROVENANCE, "per_device_batch": 32})  # a parameter's doing
     write_run(tmp_path / "mixed" / "lr-0.1" / "seed0", 0.1, PROVENANCE)
     write_run(tmp_path / "mixed" / "lr-0.1" / "seed1", 0.1, {**PROVENANCE, "dataset_fingerprint": "fedcba9876543210"})
-    write_run(tmp_path / "mixed" / "lr-0.2" / "seed0", 0.2, {**PROVENANCE, "torch": "2.5.1"})
+    write_run(tmp_path / "mixed" / "lr-0.2" / "seed0", 0.2, {**PROVENANCE, "torch": "2.5.1", "lock": "5555666677778888"})
     page = write_index(tmp_path, notes="<i>trusted note</i>").read_text()
     mixed, same = page.split("Runs in <code>same</code>")  # groups come in folder order
     assert "Runs in <code>mixed</code>" in mixed
     assert "differ in provenance" not in same
     assert "differ in provenance" in mixed and "<code>torch</code>: 2.4.0, 2.5.1" in mixed
+    assert "<code>lock</code>: 1111222233334444, 5555666677778888 (the runs were installed from different" in mixed
     assert "<code>dataset_fingerprint in lr-0.1</code>: 0123456789abcdef, fedcba9876543210" in mixed
     assert "ValueError: &lt;bad lr&gt;" in same, "errors are escaped"
     assert "<i>trusted note</i>" in page, "notes are trusted HTML"

@@ -1,4 +1,5 @@
-"""Where a run came from: source revision, software stack, hardware, batch, precision and data.
+"""Where a run came from: source revision, software stack (the lock it was installed from, key package
+versions), hardware, batch, precision and data.
 
 Recorded with the final metrics of every run, so that runs compared in one table can be checked to differ
 only in what the table varies (not in torch version, GPU, AMP or a regenerated dataset). Collecting it never
@@ -13,6 +14,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,10 @@ import torch
 import reidlab
 
 GIT_TIMEOUT_S = 5.0
+# Written by `make install` into the environment: the sha256 of the requirements.lock it was installed from.
+LOCK_RECORD = "reidlab-lock.sha256"
+# Packages whose versions change numbers or figures (weights init, RNG paths, search, layouts), beside torch.
+KEY_PACKAGES = {"timm": "timm", "numpy": "numpy", "scipy": "scipy", "faiss": "faiss-cpu", "umap_learn": "umap-learn"}
 AMP_NAMES = {None: "none", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
@@ -48,6 +54,15 @@ def _package_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def installed_lock(prefix: str | os.PathLike = sys.prefix) -> str | None:
+    """The first 16 hex digits of the sha256 of the requirements.lock this environment was installed from (`make
+    install`); None when it was installed otherwise (`make install-latest`, a plain pip install)."""
+    try:
+        return Path(prefix, LOCK_RECORD).read_text().split()[0][:16]
+    except (OSError, IndexError):
         return None
 
 
@@ -89,7 +104,8 @@ def collect_provenance(config, dataset, ctx, amp_dtype: torch.dtype | None) -> d
         "git_dirty": dirty,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "timm": _package_version("timm"),
+        **{key: _package_version(name) for key, name in KEY_PACKAGES.items()},
+        "lock": installed_lock(),
         "cuda": torch.version.cuda,
         "cudnn": cudnn,
         "device": _device_name(ctx.device),
