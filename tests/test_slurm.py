@@ -121,6 +121,14 @@ def test_sweep_command_bad_input_is_one_line(args, message, tmp_path):
     assert not (tmp_path / "sw").exists()  # nothing started
 
 
+def test_slurm_executor_without_slurm_is_a_clear_error(synth_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no squeue, no sbatch
+    with pytest.raises(ValueError, match=r"executor 'slurm' needs a SLURM cluster \(squeue is not installed\).*slurm-local"):
+        study.sweep({"p": {"overrides": tiny(synth_root)}}, seeds=[0], notebook=study.train_run, output_root=tmp_path / "sw",
+                    executor="slurm", cluster={"cpus_per_task": 1})
+    assert not (tmp_path / "sw").exists()
+
+
 # ------------------------------------------------------------------ on a real cluster
 
 

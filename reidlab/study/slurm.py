@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .records import PARAMS_FILE, STATUS_FILE, _now, _read_json, _write_json, run_record
+from .records import PARAMS_FILE, STATUS_FILE, _now, _read_json, _write_json, is_complete, run_record
 
 SLURM_JOB_FILE = "slurm.json"  # in a run folder: the job a sweep submitted for it (id, log files)
 LOG_FOLDER = ".slurm"  # under a sweep's output root: submitit's pickles and the jobs' logs, one folder per job
@@ -143,8 +143,8 @@ class SlurmTask:
         torch.set_num_threads(int(os.environ.get("SLURM_CPUS_PER_TASK", "1")))
         if environment.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        if environment.global_rank > 0:
-            return dict(runner(dict(parameters), run_dir) or {})
+        if environment.global_rank > 0:  # joins rank 0's process group in the runner; rank 0 keeps the records
+            return {} if is_complete(run_dir) else dict(runner(dict(parameters), run_dir) or {})
         job = {"slurm_job_id": environment.job_id, "node": environment.hostname,
                "stdout": str(environment.paths.stdout), "stderr": str(environment.paths.stderr)}
         return execute(runner, parameters, run_dir, kernel_name, timeout, job=job)
@@ -163,15 +163,21 @@ def report_failure(exc: BaseException, job: Mapping[str, Any]) -> dict:
 
 
 class SubmissionError(ValueError):
-    """sbatch refused a sweep's job array (a partition, account or resource request the cluster does not have)."""
+    """No SLURM answers here, or sbatch refused a sweep's job array (a partition, account or resource request the
+    cluster does not have)."""
 
 
 def queued_jobs() -> dict[str, str]:
     """This user's jobs SLURM still holds, array tasks one by one: job id -> state, with the reason a pending
     job waits (``PENDING (Resources)``)."""
-    result = subprocess.run(["squeue", "-h", "-r", "--me", "-o", "%i|%T|%r"], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"squeue failed ({result.stderr.strip()}): is this a SLURM login node?")
+    try:
+        result = subprocess.run(["squeue", "-h", "-r", "--me", "-o", "%i|%T|%r"], capture_output=True, text=True, check=False)
+    except OSError:
+        result = None
+    if result is None or result.returncode != 0:
+        why = "squeue is not installed" if result is None else f"squeue failed: {result.stderr.strip()}"
+        raise SubmissionError(f"executor 'slurm' needs a SLURM cluster ({why}): run on a login node, or start the "
+                              "local one with scripts/slurm-local start")
     jobs = {}
     for line in result.stdout.splitlines():
         job_id, state, reason = (line.split("|") + ["", ""])[:3]
