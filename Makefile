@@ -16,27 +16,34 @@ export PYTHONHASHSEED := 0
 
 .PHONY: install install-latest lock test report lab clean-reports
 
+# The venv with torch in it (TORCH_SPEC, unless torch already imports); then, after the packages, the kernel.
+define venv_with_torch
+test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+endef
+define jupyter_kernel
+$(PY) -m ipykernel install --sys-prefix --name reidlab --display-name "Python (reidlab)" >/dev/null
+endef
+
 install: $(STAMP)
 
 # Everything but torch comes from the lock, exactly (hashes checked, no resolution); a lock older than
 # pyproject.toml's dependencies stops here with the command that renews it.
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) scripts/lock.py check
-	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
-	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	$(venv_with_torch)
 	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
 	$(PY) -m pip install -q --no-deps -e .
 	$(PY) -m pip check
-	$(PY) -m ipykernel install --sys-prefix --name reidlab --display-name "Python (reidlab)" >/dev/null
+	$(jupyter_kernel)
 	sha256sum $(LOCK) > $(VENV)/reidlab-lock.sha256
 	touch $(STAMP)
 
 # The newest releases that pyproject.toml's ranges allow, instead of the lock's versions.
 install-latest:
-	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
-	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	$(venv_with_torch)
 	$(PY) -m pip install -q --upgrade -e '.[dev]'
-	$(PY) -m ipykernel install --sys-prefix --name reidlab --display-name "Python (reidlab)" >/dev/null
+	$(jupyter_kernel)
 	rm -f $(VENV)/reidlab-lock.sha256
 	touch $(STAMP)
 

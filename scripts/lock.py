@@ -108,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compile")
     p.add_argument("--uv", default=shutil.which("uv") or "uv")
-    p.add_argument("--torch-spec", default=os.environ.get("TORCH_SPEC", "torch==2.14.1 torchvision==0.29.1"))
+    p.add_argument("--torch-spec", default=os.environ.get("TORCH_SPEC"), help="default: $TORCH_SPEC (the Makefile's)")
     p = sub.add_parser("check")
     p.add_argument("--pyproject", type=Path, default=REPO / "pyproject.toml")
     p.add_argument("--lock", type=Path, default=LOCK)
     args = parser.parse_args(argv)
     if args.command == "compile":
+        if not args.torch_spec:
+            parser.error("give --torch-spec or set TORCH_SPEC (`make lock` passes the Makefile's)")
         compile_lock(args.uv, args.torch_spec)
         print(f"wrote {LOCK}")
         return 0

@@ -224,8 +224,8 @@ def sweep(
             f"{run_dir.relative_to(root).as_posix()} ({'; '.join(changes[:3])}); a sweep only reuses identical runs: "
             "choose another output_root, or delete those folders (`make clean-reports` for the default study)"
         )
-    failed = [(p, d) for p, d in jobs if _read_json(d / STATUS_FILE).get("status") == "failed"]
-    todo = [(p, d) for p, d in jobs if not is_complete(d) and (retry_failed or (p, d) not in failed)]
+    failed = {d for _, d in jobs if _read_json(d / STATUS_FILE).get("status") == "failed"}
+    todo = [(p, d) for p, d in jobs if not is_complete(d) and (retry_failed or d not in failed)]
     if print_fn:
         kept = "" if retry_failed or not failed else f", {len(failed)} failed (kept; retry_failed=True runs them again)"
         print_fn(f"sweep: {len(jobs)} runs ({len(points)} points x {len(seeds)} seeds), "
