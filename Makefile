@@ -47,11 +47,12 @@ install-latest:
 	rm -f $(VENV)/reidlab-lock.sha256
 	touch $(STAMP)
 
-# Renew the lock from pyproject.toml (uv resolves it: about 3 s); commit both files.
+# Renew the lock from pyproject.toml (uv resolves it: about 3 s), keeping its versions where they still fit;
+# `make lock UPGRADE=1` takes the newest releases instead. Commit both files.
 lock:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	test -x $(VENV)/bin/uv || $(PY) -m pip install -q uv
-	TORCH_SPEC="$(TORCH_SPEC)" $(PY) scripts/lock.py compile --uv $(VENV)/bin/uv
+	TORCH_SPEC="$(TORCH_SPEC)" $(PY) scripts/lock.py compile --uv $(VENV)/bin/uv $(if $(UPGRADE),--upgrade)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q tests

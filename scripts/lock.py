@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """requirements.lock: every package reidlab installs, at exact versions with hashes, from pyproject.toml.
 
-    python scripts/lock.py compile   write requirements.lock with uv (`make lock`)
+    python scripts/lock.py compile   write requirements.lock with uv (`make lock`), keeping its versions where they
+                                     still fit (--upgrade, `make lock UPGRADE=1`: the newest releases)
     python scripts/lock.py check     exit 1, with one line naming `make lock`, when requirements.lock no longer
                                      matches pyproject.toml's dependencies (`make install` and CI run it)
 
@@ -69,17 +70,25 @@ def _only_for_torch(compiled: str) -> list[str]:
     return sorted(left)
 
 
-def compile_lock(uv: str, torch_spec: str, output: Path = LOCK) -> None:
-    """Resolve pyproject.toml with uv (torch pinned to TORCH_SPEC) and write the lock without torch's own stack."""
+def compile_lock(uv: str, torch_spec: str, output: Path = LOCK, upgrade: bool = False) -> None:
+    """Resolve pyproject.toml with uv (torch pinned to TORCH_SPEC) and write the lock without torch's own stack.
+    The versions of the existing lock are kept where they still fit (uv prefers the pins of its output file);
+    ``upgrade`` resolves every package to its newest allowed release instead."""
     base = [uv, "pip", "compile", "pyproject.toml", *(f"--extra={e}" for e in EXTRAS), "--generate-hashes",
-            f"--python-version={PYTHON_VERSION}", f"--python-platform={PLATFORM}", "--no-header", "--quiet"]
+            f"--python-version={PYTHON_VERSION}", f"--python-platform={PLATFORM}", "--no-header", "--quiet",
+            *(["--upgrade"] if upgrade else [])]
     with tempfile.TemporaryDirectory() as tmp:
-        constraints = Path(tmp) / "torch.txt"
+        constraints, resolved = Path(tmp) / "torch.txt", Path(tmp) / "resolved.txt"
         constraints.write_text("\n".join(torch_spec.split()) + "\n")
-        first = subprocess.run([*base, f"--constraint={constraints}"], cwd=REPO, capture_output=True, text=True, check=True)
-        leave_out = [f"--no-emit-package={name}" for name in _only_for_torch(first.stdout)]
-        final = subprocess.run([*base, f"--constraint={constraints}", *leave_out], cwd=REPO, capture_output=True,
-                               text=True, check=True)
+
+        def resolve(*extra: str) -> str:
+            resolved.write_text(output.read_text() if output.is_file() else "")
+            subprocess.run([*base, f"--constraint={constraints}", f"--output-file={resolved}", *extra], cwd=REPO,
+                           capture_output=True, text=True, check=True)
+            return resolved.read_text()
+
+        leave_out = [f"--no-emit-package={name}" for name in _only_for_torch(resolve())]
+        final = resolve(*leave_out)
     header = [
         "# reidlab's pinned dependencies: `make lock` (scripts/lock.py compile) writes this file, do not edit it.",
         f"# uv pip compile pyproject.toml --extra {' --extra '.join(EXTRAS)} --generate-hashes "
@@ -88,7 +97,7 @@ def compile_lock(uv: str, torch_spec: str, output: Path = LOCK) -> None:
         f"{DEPENDENCIES_LINE}{dependencies_digest(REPO / 'pyproject.toml')}",
         f"{TORCH_LINE}{torch_spec}",
     ]
-    output.write_text("\n".join(header) + "\n" + final.stdout)
+    output.write_text("\n".join(header) + "\n" + final)
 
 
 def check(pyproject: Path, lock: Path) -> str | None:
@@ -109,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("compile")
     p.add_argument("--uv", default=shutil.which("uv") or "uv")
     p.add_argument("--torch-spec", default=os.environ.get("TORCH_SPEC"), help="default: $TORCH_SPEC (the Makefile's)")
+    p.add_argument("--upgrade", action="store_true", help="newest allowed releases instead of the lock's versions")
     p = sub.add_parser("check")
     p.add_argument("--pyproject", type=Path, default=REPO / "pyproject.toml")
     p.add_argument("--lock", type=Path, default=LOCK)
@@ -116,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "compile":
         if not args.torch_spec:
             parser.error("give --torch-spec or set TORCH_SPEC (`make lock` passes the Makefile's)")
-        compile_lock(args.uv, args.torch_spec)
+        compile_lock(args.uv, args.torch_spec, upgrade=args.upgrade)
         print(f"wrote {LOCK}")
         return 0
     problem = check(args.pyproject, args.lock)

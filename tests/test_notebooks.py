@@ -24,9 +24,9 @@ from reidlab.study.notebooks import (
     notebook_arguments,
 )
 
-NOTEBOOKS = ("train", "ablation", "positive_pairs", "retrieval", "class_similarity")
+NOTEBOOKS = ("train", "ablation", "positive_pairs", "retrieval", "class_similarity", "explore")
 # The notebooks that must run with their own defaults, shortened only (see own_defaults)
-SELF_CONTAINED = ("train", "positive_pairs", "retrieval", "class_similarity")
+SELF_CONTAINED = ("train", "positive_pairs", "retrieval", "class_similarity", "explore")
 KERNELSPEC = {"name": "reidlab", "display_name": "Python (reidlab)", "language": "python"}
 
 
@@ -379,7 +379,32 @@ def test_class_similarity_notebook_own_defaults(synth_root, tmp_path):
     assert "mean in-batch class similarity: hard batches" in printed
 
 
-@pytest.mark.parametrize("name, parameter", [("positive_pairs", "run_dir"), ("class_similarity", "run_dir")])
+def test_explore_notebook_own_defaults_with_a_compared_run(synth_root, tmp_path):
+    """Trains its run and an SP-H run beside it, shows the three views and saves their static figures; run again,
+    it reads the cached features back. Rendered to HTML, each view is its static image."""
+    out = tmp_path / "explore"
+    parameters = own_defaults(synth_root, compare_overrides={"loss.metric": "sp-h"}, top_k=5)
+    study.run_notebook("explore", parameters, out)
+    metrics = read_metrics(out)
+    assert metrics["features_from_cache"] is False and metrics["epochs"] == [1, 2]
+    assert metrics["compare_run_dir"] == str(out / "compare") and 0 <= metrics["compare_mAP"] <= 1
+    assert metrics["queries"] == 63 and 0 <= metrics["failures"] <= metrics["queries"]
+    assert_figures(out, ["query_failures", "pairs", "class_map", "summary"])
+    nb = nbformat.read(out / "explore.ipynb", as_version=4)
+    views = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs  # (progress bars are widgets too)
+             if {"application/vnd.jupyter.widget-view+json", "image/png"} <= set(o.get("data", {}))]
+    assert len(views) == 3
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "queries fail at rank 1" in printed and "features written to" in printed
+    html = study.render_notebook(out / "explore.ipynb").read_text()
+    assert html.count("data:image/png;base64") >= 3 and "widget-view+json" not in html
+
+    study.run_notebook("explore", parameters, out)
+    assert read_metrics(out)["features_from_cache"] is True
+
+
+@pytest.mark.parametrize("name, parameter", [("positive_pairs", "run_dir"), ("class_similarity", "run_dir"),
+                                             ("explore", "run_dir")])
 def test_notebook_raises_when_its_prerequisite_run_failed(name, parameter, tmp_path):
     failed = tmp_path / "failed_run"
     failed.mkdir()

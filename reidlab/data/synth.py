@@ -891,6 +891,16 @@ def load_meta(root: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def train_identities(dataset) -> dict[int, dict[str, Any]]:
+    """The ``meta.json`` entry (family, variation, attributes) of each train identity of a SynthReID dataset, by
+    its relabelled pid (the classifier's row): file names start with the generator's own pid."""
+    entries = {}
+    for record in dataset.train:
+        if record.pid not in entries:
+            entries[record.pid] = dataset.meta["identities"][Path(record.path).name.split("_")[0]]
+    return entries
+
+
 def _is_complete(root: Path, seed: int, config: SynthConfig) -> bool:
     try:
         meta = load_meta(root)

@@ -151,9 +151,11 @@ class TrainedRun(NamedTuple):
     checkpoint: Path
 
 
-def load_trained(output_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best", device: str = "cpu") -> TrainedRun:
+def load_trained(output_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best", device: str = "cpu",
+                 dataset: Any = None) -> TrainedRun:
     """Rebuild a trained run from OUTPUT_DIR: its config.yaml and `checkpoints/<checkpoint>.pt` (`best`, `last`,
-    `epoch_003` with `save_every`; `best` falls back to `last`). `checkpoint` may also be a file path."""
+    `epoch_003` with `save_every`; `best` falls back to `last`). `checkpoint` may also be a file path.
+    `dataset`: the run's dataset, already prepared (loading many checkpoints of one run reads its folder once)."""
     import yaml
 
     output_dir = Path(output_dir)
@@ -168,7 +170,8 @@ def load_trained(output_dir: str | os.PathLike, checkpoint: str | os.PathLike = 
             path = output_dir / "checkpoints" / "last.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {checkpoint!r} in {output_dir / 'checkpoints'}")
-    dataset = prepare_dataset(_without_pretrained(config))
+    if dataset is None:
+        dataset = prepare_dataset(_without_pretrained(config))
     model, _ = _load_model(config, dataset, path, resolve_device(device))
     return TrainedRun(model, config, dataset, path)
 

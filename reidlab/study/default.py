@@ -35,7 +35,7 @@ class _PrefixedLines:
         pass
 
 
-STUDY_NOTEBOOKS = ("ablation", "train", "positive_pairs", "retrieval", "class_similarity")
+STUDY_NOTEBOOKS = ("ablation", "train", "positive_pairs", "retrieval", "class_similarity", "explore")
 
 
 def report(
@@ -55,7 +55,8 @@ def report(
 
     Generates the profile's SynthReID copies (once; reused afterwards), executes the notebooks with the
     profile's settings (ablation over its seeds with its worker processes; train; positive pairs on the
-    train run's checkpoints; retrieval at scale on its features; class similarity on the HBReID copy), then renders every executed notebook and
+    train run's checkpoints; retrieval at scale on its features; class similarity on the HBReID copy; the
+    explorer's static views of the train run beside an SP-H run), then renders every executed notebook and
     ``index.html``. A failing notebook is recorded in the index and the study goes on. Re-running resumes:
     finished ablation runs are skipped. ``seeds`` / ``workers`` override the profile's. ``executor="slurm"`` with
     a ``cluster`` YAML runs the ablation sweep (and the shared backbone's pretraining) as SLURM jobs; the
@@ -113,6 +114,10 @@ def report(
         "retrieval": {"run_dir": str(root / "train"), "threads": threads, **study.notebooks.get("retrieval", {})},
         "class_similarity": {"preset": study.preset, "seed": seeds[0],
                              "overrides": notebook_overrides("class_similarity", hbreid_root, "hbreid")},
+        # the train run beside an SP-H run trained like it: the same queries under both losses
+        "explore": {"run_dir": str(root / "train"), "preset": study.preset, "seed": seeds[0],
+                    "overrides": notebook_overrides("train", default_root, "adasp"),
+                    "compare_overrides": {"loss.metric": "sp-h"}},
     }
     for name in notebooks:
         step = time.perf_counter()

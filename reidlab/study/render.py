@@ -20,7 +20,7 @@ from .stats import with_untrained_flags
 # Metrics stored as fractions and shown in percent.
 PERCENT_METRICS = {*HEADLINE_METRICS, "mINP_rerank"}
 # Notebook cards come in this order, other notebooks after them.
-NOTEBOOK_ORDER = ("train", "ablation", "positive_pairs", "class_similarity")
+NOTEBOOK_ORDER = ("train", "ablation", "positive_pairs", "class_similarity", "explore")
 # Provenance that follows from a run's parameters (sampler, optim.amp, data root): points of a sweep that vary
 # those differ in it by design, so it is compared among the seeds of a point only; the rest (code, software,
 # hardware) across the whole sweep.
@@ -59,7 +59,9 @@ def render_notebook(notebook: str | os.PathLike, output: str | os.PathLike | Non
     notebook = Path(notebook)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     exporter.register_preprocessor(hide_outputs_preprocessor(), enabled=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    node = nbformat.read(notebook, as_version=4)
+    node.metadata.pop("widgets", None)  # without the widgets' state, each widget output falls back to its image
+    body, _ = exporter.from_notebook_node(node)
     output = Path(output) if output else notebook.with_suffix(".html")
     output.write_text(body, encoding="utf-8")
     return output

@@ -37,13 +37,13 @@ def _framed(ax: plt.Axes, image: np.ndarray, colour: str | None, title: str = ""
 def ranked_results(
     query_paths: Sequence[str],
     ranked_gallery_paths: Sequence[Sequence[str]],
-    correct: Sequence[Sequence[bool]],
+    correct: Sequence[Sequence[bool | str]],
     captions: Sequence[Sequence[str]] | None = None,
     query_captions: Sequence[str] | None = None,
     size: tuple[int, int] = (128, 64),
 ) -> plt.Figure:
     """One row per query: the query (blue frame), then its top-ranked gallery images with green frames for
-    correct matches and red for wrong ones."""
+    correct matches and red for wrong ones (an entry of ``correct`` may also be a frame colour)."""
     rows, cols = len(query_paths), 1 + max(len(r) for r in ranked_gallery_paths)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.95, rows * 1.75), squeeze=False)
     for q, qpath in enumerate(query_paths):
@@ -54,7 +54,8 @@ def ranked_results(
                 ax.axis("off")
                 continue
             caption = captions[q][r] if captions else f"#{r + 1}"
-            _framed(ax, read_image(ranked_gallery_paths[q][r], size), CORRECT if correct[q][r] else WRONG, caption)
+            frame = correct[q][r] if isinstance(correct[q][r], str) else CORRECT if correct[q][r] else WRONG
+            _framed(ax, read_image(ranked_gallery_paths[q][r], size), frame, caption)
     height = rows * 1.75
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.5 / height, wspace=0.08, hspace=0.3)
     return fig

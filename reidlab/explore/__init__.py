@@ -1,0 +1,17 @@
+"""Interactive views over finished runs, for JupyterLab: a query browser, a pair inspector and a class map.
+
+Each view is built on an :class:`ExploredRun` (a run folder: config, checkpoints, test features cached in
+``<run_dir>/explore/``) and displays as an ipywidgets view, or as a static figure where widgets cannot render::
+
+    run = ExploredRun("runs/train")
+    QueryBrowser(run, compare=ExploredRun("runs/train_sph"))
+    PairInspector(run)
+    ClassMap(run)
+"""
+
+from .classes import ClassMap
+from .pairs import PairInspector, metric_features
+from .queries import QueryBrowser
+from .run import MARKS, ExploredRun, Features, Ranking
+
+__all__ = ["ClassMap", "ExploredRun", "Features", "MARKS", "PairInspector", "QueryBrowser", "Ranking", "metric_features"]
