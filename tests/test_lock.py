@@ -4,6 +4,7 @@ own stack, and recorded in every run's provenance."""
 from __future__ import annotations
 
 import hashlib
+import json
 import importlib.util
 import re
 import subprocess
@@ -109,3 +110,28 @@ def test_every_run_records_the_lock_its_environment_was_installed_from(tmp_path)
     if not (Path(sys.prefix) / LOCK_RECORD).is_file():
         pytest.fail("this environment was not installed from requirements.lock: run the suite with `make test`")
     assert installed_lock() == hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]
+
+
+FAKE_UV = '''#!{python}
+"""Stands in for uv: records what the lock script asked and what its output file held before."""
+import json, sys
+output = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--output-file="))
+with open({calls!r}, "a") as calls:
+    calls.write(json.dumps({{"args": sys.argv[1:], "before": open(output).read()}}) + "\\n")
+open(output, "w").write("numpy==2.0.0 \\\\\\n    # via reidlab (pyproject.toml)\\n")
+'''
+
+
+@pytest.mark.parametrize("upgrade", [False, True])
+def test_make_lock_keeps_the_locks_versions_unless_asked_to_upgrade(tmp_path, upgrade):
+    calls = tmp_path / "calls.jsonl"
+    uv = tmp_path / "uv"
+    uv.write_text(FAKE_UV.format(python=sys.executable, calls=str(calls)))
+    uv.chmod(0o755)
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("numpy==1.26.4 \\\n    # via reidlab (pyproject.toml)\n")
+    lock_script().compile_lock(str(uv), "torch==2.14.1", output=lock, upgrade=upgrade)
+    runs = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert len(runs) == 2 and all("numpy==1.26.4" in run["before"] for run in runs), "uv sees the pins to prefer"
+    assert all(("--upgrade" in run["args"]) == upgrade for run in runs)
+    assert "numpy==2.0.0" in lock.read_text() and lock.read_text().startswith("# reidlab's pinned dependencies")
