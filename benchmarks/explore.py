@@ -26,6 +26,12 @@ def seconds(action) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+def opened(run_dir: Path) -> ExploredRun:
+    run = ExploredRun(run_dir, progress=False)
+    run.features()
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -35,8 +41,8 @@ def main() -> None:
     out: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = shutil.copytree(args.run_dir, Path(tmp) / "run", ignore=shutil.ignore_patterns("explore"))
-        out["open_cold_s"], run = seconds(lambda: (r := ExploredRun(run_dir, progress=False), r.features())[0])
-        out["open_cached_s"], again = seconds(lambda: (r := ExploredRun(run_dir, progress=False), r.features())[0])
+        out["open_cold_s"], run = seconds(lambda: opened(run_dir))
+        out["open_cached_s"], again = seconds(lambda: opened(run_dir))
         assert again.features().from_cache and not run.features().from_cache
         out.update(queries=len(run.q_pids), gallery=len(run.g_pids), checkpoints=len(run.epoch_checkpoints))
         out["query_browser_build_s"], browser = seconds(lambda: QueryBrowser(again, top_k=10))
@@ -49,6 +55,7 @@ def main() -> None:
         out["pair_inspector_build_s"], pairs = seconds(lambda: PairInspector(again))
         first_epoch = next(iter(again.epoch_checkpoints))
         out["pair_epoch_change_s"] = seconds(lambda: setattr(pairs.epoch, "value", first_epoch))[0]
+        out["pair_batch_change_s"] = seconds(lambda: setattr(pairs.batch, "value", 1))[0]
         out["class_map_build_cold_s"], class_map = seconds(lambda: ClassMap(again))
         out["class_map_epoch_change_cold_s"] = seconds(lambda: setattr(class_map.epoch, "value", first_epoch))[0]
         out["class_map_click_s"] = seconds(lambda: setattr(class_map.scatter, "selected", [1]))[0]

@@ -55,6 +55,7 @@ class PairInspector(View):
         self.batches = sampler.plan(0)
         self.images = ReIDImageDataset(train, build_transforms(False, size=run.image_size))
         self._selections: dict[tuple[int, int], PairSelection] = {}
+        self._loaded: tuple[int, nn.Module] | None = None
         self._syncing = False
         epochs = list(run.epoch_checkpoints)
         self.epoch = widgets.SelectionSlider(options=epochs, value=epochs[-1], description="epoch",
@@ -79,9 +80,18 @@ class PairInspector(View):
             indices = self.batches[batch]
             images = torch.stack([self.images[i]["image"] for i in indices])
             labels = torch.tensor([self.run.dataset.train[i].pid for i in indices])
-            model = self.run.model_at(self.run.epoch_checkpoints[epoch])
-            self._selections[key] = self.selector.select(metric_features(model, images), labels)
+            self._selections[key] = self.selector.select(metric_features(self._model(epoch), images), labels)
         return self._selections[key]
+
+    def _model(self, epoch: int) -> nn.Module:
+        """The model of one epoch's checkpoint; the last one loaded is kept (moving the batch slider reuses it)."""
+        if self._loaded is None or self._loaded[0] != epoch:
+            self._loaded = (epoch, self.run.model_at(self.run.epoch_checkpoints[epoch]))
+        return self._loaded[1]
+
+    def positions(self, pid: int) -> list[int]:
+        """The rows of the current batch that hold images of identity ``pid``."""
+        return [j for j, i in enumerate(self.batches[self.batch.value]) if self.run.dataset.train[i].pid == pid]
 
     def records(self) -> dict[int, dict]:
         """Identity -> its selection record, for the current epoch and batch."""
@@ -103,12 +113,12 @@ class PairInspector(View):
         record = self.records()[pid]
         indices, train, size = self.batches[self.batch.value], self.run.dataset.train, self.run.image_size
         marks = _pair_marks(record)
-        own = [j for j, i in enumerate(indices) if train[i].pid == pid]
+        own = self.positions(pid)
         tiles = [tile(train[indices[j]].path, size, caption, mark, row=j)
                  for j in own for mark, caption in [marks.get(j, (None, f"image {j}"))]]
         negative = record["negative_label"]
         anchor, match = record["negative_pair"]
-        others = [j for j, i in enumerate(indices) if train[i].pid == negative]
+        others = self.positions(negative)
         negative_tiles = [tile(train[indices[j]].path, size, f"most similar to image {anchor}" if j == match
                                else f"image {j}", "negative" if j == match else None, row=j) for j in others]
         self.summary.value = (
@@ -122,7 +132,7 @@ class PairInspector(View):
         """The first ``num_identities`` identities of the current batch at the current epoch, one row each."""
         records = list(self.records().values())[:num_identities]
         indices, train = self.batches[self.batch.value], self.run.dataset.train
-        rows = [[j for j, i in enumerate(indices) if train[i].pid == r["labels"]] for r in records]
+        rows = [self.positions(r["labels"]) for r in records]
         cols = max(map(len, rows))
         height = 1.55 * len(rows) + 0.5
         fig, axes = plt.subplots(len(rows), cols + 1, figsize=(1.1 * cols + 2.6, height), squeeze=False,

@@ -7,6 +7,7 @@ import base64
 import html
 import io
 from functools import lru_cache
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 from PIL import Image
@@ -53,27 +54,33 @@ def legend(marks: list[str]) -> str:
         f'<span><b style="color: {COLOURS[m]}">&#9632;</b> {m}</span>' for m in marks) + "</div>"
 
 
-def figure_png(fig: plt.Figure) -> str:
-    """A figure as base64 PNG (what a notebook's ``image/png`` output holds); the figure is closed."""
+def figure_png(fig: plt.Figure) -> bytes:
+    """A figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
 
 
 class View:
     """An explorer view: ``widget`` in JupyterLab, ``static_figure()`` where widgets cannot render.
 
     Displaying a view gives both representations in one output; a live frontend shows the widget, and nbconvert
-    (without saved widget state) falls back to the PNG, so a rendered report still shows the view.
+    (without saved widget state) falls back to the PNG, so a rendered report still shows the view. With
+    ``figure_path`` set, displaying also writes that PNG there (a report's ``figures/``), drawn once for both.
     """
 
     widget = None
+    figure_path: Path | None = None
 
     def static_figure(self) -> plt.Figure:
         raise NotImplementedError
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        bundle["image/png"] = figure_png(self.static_figure())
+        png = figure_png(self.static_figure())
+        if self.figure_path is not None:
+            Path(self.figure_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.figure_path).write_bytes(png)
+        bundle["image/png"] = base64.b64encode(png).decode("ascii")
         return bundle
