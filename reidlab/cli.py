@@ -15,7 +15,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     with _clean_errors("synth", FileExistsError, ValueError, TypeError):
         knobs = parse_key_values(args.knob, typed=False, what="knob")
-        root = synth.generate(args.root, seed=args.seed, overwrite=args.overwrite, **synth.parse_knobs(knobs))
+        regimes = [name for names in args.regime for name in names.split(",") if name]
+        knobs = synth.regime_knobs(*regimes, **synth.parse_knobs(knobs))
+        root = synth.generate(args.root, seed=args.seed, overwrite=args.overwrite, **knobs)
     print(f"SynthReID written to {root}")
     from reidlab.data import build_dataset
 
@@ -143,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a SynthReID of other seed/knobs at root")
+    p.add_argument("--regime", action="append", default=[], metavar="NAME",
+                   help="start from a named regime's knobs (person, vehicle, gs, hm, sr, pretrain; repeatable or "
+                        "comma-separated, merged in order; key=value knobs override them)")
     p.add_argument("knob", nargs="*", default=[], help="generator knobs as key=value (see reidlab.data.synth)")
     p.set_defaults(func=_cmd_synth)
 

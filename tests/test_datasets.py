@@ -367,4 +367,4 @@ def test_synthreid_scenes_from_meta(synth_root):
     assert {r.pid for r in dataset.query} <= test_raw
     by_camera = build_dataset("synthreid", root, sceneid="camera")
     assert all(r.sceneid == r.camid for r in by_camera.gallery)
-    assert dataset.meta["format"] == "synthreid-v2"
+    assert dataset.meta["format"] == "synthreid-v3"

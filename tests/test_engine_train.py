@@ -231,7 +231,7 @@ def test_evaluate_checkpoint_cli_and_load_trained(reference_run, capsys):
     assert main(["eval", "-c", str(out / "config.yaml"), f"checkpoint={best}", "eval.rerank=true", "eval.rerank_k1=8"]) == 0
     reranked = json.loads(best.with_name("best.pt.eval.rerank-k1=8.json").read_text())
     assert json.loads(best.with_name("best.pt.eval.json").read_text()) == evaluated and reranked != evaluated
-    run = load_trained(out)
+    run = load_trained(out, "best")  # asked for by name: the default is last.pt
     assert not run.model.training and run.checkpoint == best and run.config.epochs == 4
     state = load_checkpoint(best)["model"]
     assert all(torch.equal(v, state[k]) for k, v in run.model.state_dict().items())

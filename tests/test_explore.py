@@ -14,7 +14,9 @@ import torch.nn.functional as F
 import yaml
 
 from reidlab import study
-from reidlab.engine import load_checkpoint, save_checkpoint
+from reidlab.engine import load_checkpoint, load_trained, save_checkpoint
+from reidlab.engine.evaluator import eval_loader
+from reidlab.evaluation import extract_features
 from reidlab.explore import MARKS, ClassMap, ExploredRun, PairInspector, QueryBrowser, Ranking, metric_features
 
 from test_notebooks import tiny_overrides
@@ -85,21 +87,26 @@ def test_marks_follow_the_protocol_junk_included():
     assert Ranking.marks(ranking, 0, np.array([4, 3, 1, 0, 2])) == ["wrong", "junk", "true", "same-camera", "wrong"]
 
 
+def copied_run(run_dir, to):
+    """A copy of a run to change, without its explorer caches."""
+    return shutil.copytree(run_dir, to, ignore=shutil.ignore_patterns("explore"))
+
+
 def test_feature_cache_is_reused_and_invalidated(runs, synth_root, tmp_path, monkeypatch):
     data = shutil.copytree(synth_root, tmp_path / "synth")
-    run_dir = shutil.copytree(runs["adasp"], tmp_path / "run", ignore=shutil.ignore_patterns("explore"))
+    run_dir = copied_run(runs["adasp"], tmp_path / "run")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     config["data"]["root"] = str(data)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
 
     first = ExploredRun(run_dir, progress=False).features()
-    assert not first.from_cache and (run_dir / "explore" / "features.best.pt").is_file()
-    monkeypatch.setattr(ExploredRun, "_extract", lambda self, split: pytest.fail("extracted again"))
+    assert not first.from_cache and (run_dir / "explore" / "features.last.pt").is_file()
+    monkeypatch.setattr(ExploredRun, "_extract", lambda self, *args: pytest.fail("extracted again"))
     again = ExploredRun(run_dir, progress=False).features()
     assert again.from_cache and torch.equal(again.query, first.query) and torch.equal(again.gallery, first.gallery)
     monkeypatch.undo()
 
-    checkpoint = run_dir / "checkpoints" / "best.pt"  # a checkpoint rewritten in place: other weights
+    checkpoint = run_dir / "checkpoints" / "last.pt"  # a checkpoint rewritten in place: other weights
     state = load_checkpoint(checkpoint, map_location="cpu")
     name = next(k for k, v in state["model"].items() if v.dtype == torch.float32 and v.dim() == 4)
     state["model"][name] = state["model"][name] * 1.5
@@ -111,6 +118,47 @@ def test_feature_cache_is_reused_and_invalidated(runs, synth_root, tmp_path, mon
     removed.unlink()
     smaller = ExploredRun(run_dir, progress=False).features()
     assert not smaller.from_cache and len(smaller.gallery) == len(first.gallery) - 1
+
+
+def test_the_default_checkpoint_is_last_never_the_test_chosen_best(runs, tmp_path):
+    """best.pt is the epoch of highest test mAP: opening a run without naming a checkpoint must give last.pt."""
+    run_dir = copied_run(runs["adasp"], tmp_path / "run")
+    checkpoints = run_dir / "checkpoints"
+    (checkpoints / "best.pt").unlink()
+    shutil.copyfile(checkpoints / "epoch_001.pt", checkpoints / "best.pt")  # as if epoch 1 had scored best on test
+    last, best = (load_checkpoint(checkpoints / name)["model"] for name in ("last.pt", "best.pt"))
+    assert not all(torch.equal(v, best[k]) for k, v in last.items())
+
+    explored, trained = ExploredRun(run_dir, progress=False), load_trained(run_dir)
+    for opened in (explored, trained):
+        assert opened.checkpoint == checkpoints / "last.pt"
+        assert all(torch.equal(v, last[k]) for k, v in opened.model.state_dict().items())
+    assert explored.cache_path().name == "features.last.pt"
+    assert load_trained(run_dir, "best").checkpoint == checkpoints / "best.pt"  # still there when asked for
+    (checkpoints / "best.pt").unlink()
+    assert load_trained(run_dir, "best").checkpoint == checkpoints / "last.pt"  # the documented fallback
+
+
+def test_train_features_are_training_images_never_test_queries(runs, tmp_path, monkeypatch):
+    """The validation queries retrieval.ipynb tunes its index knobs on: a seeded draw of training images,
+    extracted as the test features are, and cached under the test features' key plus the draw."""
+    run = ExploredRun(copied_run(runs["adasp"], tmp_path / "run"), progress=False)
+    drawn = run.train_features(sample=20, seed=1)
+    train = {r.path: r for r in run.dataset.train}
+    assert len(drawn.features) == len(set(drawn.paths)) == 20 and set(drawn.paths) <= set(train)
+    assert not set(drawn.paths) & {r.path for r in (*run.dataset.query, *run.dataset.gallery)}
+    expected, _, _ = extract_features(run.model, eval_loader([train[p] for p in drawn.paths], run.config),
+                                      flip=run.config.eval.flip)
+    torch.testing.assert_close(drawn.features, expected)  # row i is paths[i]'s feature, L2-normalized
+    assert not drawn.from_cache and (run.run_dir / "explore" / "train_features.last.pt").is_file()
+
+    monkeypatch.setattr(ExploredRun, "_extract", lambda self, *args: pytest.fail("extracted again"))
+    again = ExploredRun(run.run_dir, progress=False).train_features(sample=20, seed=1)
+    assert again.from_cache and again.paths == drawn.paths and torch.equal(again.features, drawn.features)
+    monkeypatch.undo()
+    other = run.train_features(sample=20, seed=2)  # another draw is extracted anew
+    assert not other.from_cache and other.paths != drawn.paths
+    assert len(run.train_features(sample=10**6).paths) == len(train)  # a sample larger than the split: all of it
 
 
 def test_query_browser_controls_change_what_is_shown(explored):

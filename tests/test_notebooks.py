@@ -95,6 +95,16 @@ def test_notebook_defaults_write_to_repo_runs(name):
     assert "resume = True  #" in tagged.source, "document the re-run policy in the parameters cell"
 
 
+@pytest.mark.parametrize("name", SELF_CONTAINED)
+def test_notebook_code_never_opens_best_pt(name):
+    """best.pt is the epoch of highest test mAP: no notebook's code picks it (load_trained and ExploredRun
+    default to last.pt: tests/test_explore.py)."""
+    nb = nbformat.read(study.notebook_path(name), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not re.search(r"best\.pt|[\"']best[\"']", cell.source), f"{name}.ipynb picks best.pt:\n{cell.source}"
+
+
 def test_default_output_dir_is_repo_runs_and_git_ignored(tmp_path, monkeypatch):
     repo = study_notebooks.NOTEBOOKS_DIR.parent
     assert default_output_dir("train") == repo / "runs" / "train"
@@ -282,14 +292,19 @@ def test_positive_pairs_notebook(train_run, tmp_path):
 
 def test_retrieval_notebook(train_run, tmp_path):
     out = tmp_path / "retrieval"
-    study.run_notebook("retrieval", {"run_dir": str(train_run), "distractors": 3000, "threads": 1}, out)
+    study.run_notebook("retrieval", {"run_dir": str(train_run), "distractors": 3000, "threads": 1,
+                                     "tuning_queries": 40}, out)
     metrics = read_metrics(out)
     assert metrics["distractors"] == 3000 and metrics["dim"] == 128 and metrics["top_k"] == 100
+    # train_run's best.pt (eval every epoch) may be another epoch: the notebook reads last.pt all the same.
+    assert metrics["checkpoint"] == "last.pt" and metrics["tuning_queries"] == 40  # knobs tuned on training images
     assert 0 <= metrics["exact"]["rank1"] <= metrics["rank1_alone"] <= 1  # distractors never add a match
     assert metrics["exact"]["recall_at_1"] == 1.0
     points = pd.DataFrame(metrics["points"])
     assert set(points["kind"]) == {"ivf", "ivfpq", "hnsw"} and (points["queries_per_s"] > 0).all()
     assert points["recall_at_1"].between(0, 1).all() and set(metrics["tuned"]) == {"ivf", "ivfpq", "hnsw"}
+    for tuned in metrics["tuned"].values():  # the tuned setting's test numbers, beside its validation recall
+        assert 0 <= tuned["recall_at_1"] <= 1 and 0 <= tuned["test"]["rank1"] <= metrics["exact"]["rank1"] + 1e-9
     assert_figures(out, ["retrieval_trade_off"])
     html = study.render_notebook(out / "retrieval.ipynb").read_text()
     assert "exact flat search" in html and "fitted distractors" in html and "within 1 rank-1 point" in html
@@ -387,7 +402,7 @@ def test_explore_notebook_with_a_compared_run(synth_root, tmp_path):
                   "top_k": 5}
     study.run_notebook("explore", parameters, out)
     metrics = read_metrics(out)
-    assert metrics["features_from_cache"] is False and metrics["epochs"] == [1, 2]
+    assert metrics["features_from_cache"] is False and metrics["epochs"] == [1, 2] and metrics["checkpoint"] == "last.pt"
     assert metrics["compare_run_dir"] == str(out / "compare") and 0 <= metrics["compare_mAP"] <= 1
     assert metrics["queries"] == 63 and 0 <= metrics["failures"] <= metrics["queries"]
     assert_figures(out, ["query_failures", "pairs", "class_map", "summary"])
@@ -423,14 +438,15 @@ overrides: {data.generate: false, data.size: [64, 32], data.num_workers: 0, mode
             max_iters_per_epoch: 3, optim.warmup_epochs: 0.0, eval.every: 0, progress: false, threads: 1}
 synth: {num_train_ids: 12, num_test_ids: 12, num_cameras: 4, num_scenes: 2, image_size: [64, 32],
         cameras_per_id: [2, 3], images_per_camera: [1, 3], num_distractors: 6, num_junk: 2}
-variation_levels: [0.1, 0.9]
-default_variation: 0.1
-adasp_synth: {family_size: [1, 1]}
-hbreid_synth: {family_size: [1, 3]}
-pretrain: {synth: {num_train_ids: 8, num_test_ids: 6, num_distractors: 0}, epochs: 1, overrides: {loss.ce_weight: 1.0}}
+copies:
+  person: {regimes: [person], knobs: {image_size: [64, 32]}}
+  vehicle: {regimes: [vehicle], knobs: {image_size: [64, 32]}}
+  hbreid: {regimes: [gs, hm, sr], knobs: {num_train_ids: 16, family_size: [1, 3], num_scenes: 2}}
+pretrain: {regimes: [pretrain], synth: {num_train_ids: 8, num_test_ids: 6, num_distractors: 0, image_size: [64, 32]},
+           epochs: 1, overrides: {loss.metric: none, loss.ce_weight: 1.0}}
 """
-CLAIM_KEYS = {"id", "source", "statement", "metric", "arm", "reference", "delta", "ci_low", "ci_high", "n_pairs", "p",
-              "p_holm", "verdict"}
+CLAIM_KEYS = {"id", "source", "statement", "metric", "arm", "reference", "margin", "delta", "ci_low", "ci_high",
+              "n_pairs", "p", "p_holm", "verdict", "controls"}
 
 
 def test_ablation_notebook_claims_tables_and_resume(tmp_path):
@@ -443,25 +459,32 @@ def test_ablation_notebook_claims_tables_and_resume(tmp_path):
     }
     study.run_notebook("ablation", parameters, out)
     metrics = read_metrics(out)
-    # adasp 2, variation 5 more (SP-H, SP-LH at 0.1, all three at 0.9), hbreid2 4, hbreid1 1 more (CJ): 12 arms
-    assert metrics["runs"] == 2 * 12 and metrics["runs_failed"] == 0 and metrics["runs_untrained"] == 0
+    # adasp 2, regime 5 more (SP-H, SP-LH on persons, all three on vehicles), hbreid2 5, hbreid1 1 more (CJ): 13 arms
+    assert metrics["runs"] == 2 * 13 and metrics["runs_failed"] == 0 and metrics["runs_untrained"] == 0
     claims = json.loads((out / "claims.json").read_text())
-    assert claims["seeds"] == [0, 1] and 0 <= claims["reference_mAP"] <= 100
+    assert claims["seeds"] == [0, 1] and 0 <= claims["reference_mAP"] <= 100 and claims["profile"] == "tiny"
+    assert claims["backbone"]["loss"] == "1 x CE" and claims["source"]["commits"]
     points = set(pd.read_csv(out / "runs.csv")["point"])
     ids = {c["id"] for c in claims["claims"]}
-    assert {"variation-interaction", "adasp-beats-triplet", "sr-beats-gs-hm", "rerank-raises-map"} <= ids
+    assert {"person-vehicle-interaction", "adasp-beats-triplet", "sr-beats-gs", "sr-beats-gs-hm", "rerank-raises-map"} <= ids
     assert "gs-best-augmentation" not in ids  # GB and GT were left out by `only`
+    # Every check the study measures is recorded, and each claim carries its own.
+    assert {"hard-positive-rise", "colour-unreliable-across-cameras", "hm-harder-negatives", "scene-decodable",
+            "gallery-true-matches", "batch-class-ratio"} <= set(claims["controls"])
+    assert not claims["controls"]["batch-class-ratio"]["passed"]  # 16 training identities: no HM mechanism
+    assert {c["id"]: c["verdict"] for c in claims["claims"]}["hm-beats-gs"] == "untestable"
     for claim in claims["claims"]:
-        assert CLAIM_KEYS <= set(claim) and claim["n_pairs"] == 2
-        assert claim["verdict"] in {"supported", "contradicted", "no-effect", "inconclusive"}
+        assert CLAIM_KEYS <= set(claim) and claim["n_pairs"] == 2 and claim["controls"]
+        assert claim["verdict"] in {"supported", "contradicted", "no-effect", "inconclusive", "untestable"}
+        assert (claim["verdict"] == "untestable") == (not all(c["passed"] for c in claim["controls"]))
         assert {*np.atleast_1d(claim["arm"]), *np.atleast_1d(claim["reference"])} <= points
         assert claim["ci_low"] <= claim["delta"] <= claim["ci_high"]
     for table in ("adasp", "hbreid2", "hbreid1"):
         assert (out / f"table_{table}.csv").is_file()
     assert "mAP_rerank" in (out / "runs.csv").read_text(), "HBReID table 2 runs are also evaluated re-ranked"
-    assert_figures(out, ["variation_sweep", "summary"])
+    assert_figures(out, ["regime_losses", "summary"])
     html = study.render_notebook(out / "ablation.ipynb").read_text()
-    assert "Verdicts on the claims" in html and "chance mAP" in html and "HBReID Table 2" in html
+    assert "Manipulation checks and verdicts on the claims" in html and "chance mAP" in html and "HBReID Table 2" in html
     # Every run fine-tunes the profile's backbone, pretrained once on a copy with other identities.
     backbone = out / "data" / "pretrain" / "backbone" / "seed0"
     assert (backbone / "checkpoints" / "last.pt").is_file()
@@ -503,8 +526,10 @@ def test_gpu_profile_plumbing_on_cpu(tmp_path):
     assert profile["overrides"]["model.name"] == "resnet50_ibn_a" and profile["overrides"]["optim.amp"] != "none"
     assert profile["synth"]["image_size"] == [256, 128] and profile["synth"]["num_train_ids"] >= 500
     tiny = yaml.safe_load(TINY_PROFILE)
-    profile["synth"] = tiny["synth"]
+    profile["synth"], profile["copies"] = tiny["synth"], tiny["copies"]
+    profile["adasp_overrides"].pop("data.size", None)
     profile["pretrain"].update(epochs=1, synth=tiny["pretrain"]["synth"])
+    profile["pretrain"]["overrides"].pop("data.size", None)
     profile["seeds"] = [0]
     profile["overrides"].update({"device": "cpu", "data.size": [64, 32], "data.num_workers": 0, "sampler.p": 4,
                                  "sampler.k": 4, "epochs": 1, "max_iters_per_epoch": 2, "threads": 1})

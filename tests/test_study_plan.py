@@ -11,12 +11,12 @@ from reidlab import study
 from reidlab.engine.evaluator import embedding_spread
 from reidlab.evaluation import chance_level
 
-ROOTS = {0.1: "/d/v0.1", 0.9: "/d/v0.9"}
+ROOTS = {"person": "/d/person", "vehicle": "/d/vehicle"}
 
 
 def plan(**kwargs):
-    args = dict(tables=study.TABLES, preset="synth_cpu", overrides={"epochs": 3}, data_root=ROOTS[0.1],
-                variation_roots=ROOTS, default_variation=0.1, hbreid_root="/d/hb",
+    args = dict(tables=study.TABLES, preset="synth_cpu", overrides={"epochs": 3}, data_root=ROOTS["person"],
+                regime_roots=ROOTS, hbreid_root="/d/hb",
                 table_overrides={"adasp": {"optim.lr": 0.01}, "hbreid": {"epochs": 2}})
     return study.ablation_plan(**{**args, **kwargs})
 
@@ -24,22 +24,30 @@ def plan(**kwargs):
 @pytest.mark.parametrize("name", ["quick", "full", "gpu"])
 def test_shipped_profiles_load(name):
     profile = study.load_profile(name)
-    assert len(profile.seeds) >= 5 and profile.default_variation in profile.variation_levels
-    assert profile.variation_knobs["num_test_ids"] >= 100
+    assert len(profile.seeds) >= 5 and set(profile.copies) == set(study.STUDY_COPIES)
+    assert all(profile.copy_knobs(copy)["num_test_ids"] >= 100 for copy in study.STUDY_COPIES)
+    # The HM mechanism: a batch of P classes is at most 2% of the HBReID copy's training identities.
+    p = study.training_config(profile.preset, {**profile.overrides, **profile.hbreid_overrides}).sampler.p
+    assert p / profile.copy_knobs("hbreid")["num_train_ids"] <= 0.02
     assert name in study.available_profiles()
     if profile.pretrain is not None:  # the backbone's copy is big enough to pretrain on, and other identities
-        assert profile.pretrain_knobs["num_train_ids"] >= profile.variation_knobs["num_train_ids"]
+        assert profile.pretrain_knobs["num_train_ids"] >= profile.copy_knobs("person")["num_train_ids"]
+        assert study.backbone_record(profile, "x.pt")["loss"] == "1 x CE"  # no arm's metric loss is favoured
 
 
 def test_profile_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="no study profile 'nope'.*quick"):
         study.load_profile("nope")
     bad = tmp_path / "bad.yaml"
+    copies = "copies: {person: {regimes: [person]}, vehicle: {regimes: [vehicle]}, hbreid: {regimes: [gs]}}\n"
     for text, message in (
         ("seed: [0]\n", r"unknown keys \['seed'\]"),
-        ("variation_levels: [0.1, 0.9]\ndefault_variation: 0.5\n", "default_variation 0.5 is not one of"),
-        ("pretrain: {epochs: 2, lr: 0.1}\n", r"pretrain needs 'epochs' and takes only .*unknown keys \['lr'\]"),
-        ("pretrain: {epochs: 2, synth_seed: 0}\n", "would see the test identities"),
+        ("copies: {person: {regimes: [person]}}\n", r"copies must name exactly .*missing \['vehicle', 'hbreid'\]"),
+        (copies.replace("[gs]", "[glossy]"), "copies.hbreid: .*unknown .*regime.*glossy"),
+        (copies.replace("[gs]}", "[gs], knobs: {colour: 1}}"), r"copies.hbreid: .*unknown SynthReID knob.*colour"),
+        (copies.replace("{regimes: [gs]}", "{knobs: {}}"), "copies.hbreid needs 'regimes'"),
+        (copies + "pretrain: {epochs: 2, lr: 0.1}\n", r"pretrain needs 'epochs' and takes only .*unknown keys \['lr'\]"),
+        (copies + "pretrain: {epochs: 2, synth_seed: 0}\n", "would see the test identities"),
     ):
         bad.write_text(text)
         with pytest.raises(ValueError, match=message):
@@ -48,19 +56,22 @@ def test_profile_errors_name_the_problem(tmp_path):
 
 def test_plan_shares_cells_and_applies_per_table_settings():
     grid, rows = plan()
-    # The AdaSP table at the default level and the variation rows at that level are the same runs.
-    assert rows["variation"]["SP-H@0.1"] == rows["adasp"]["SP-H"] == "adasp-SP-H"
+    # The AdaSP table and the person-like rows of the regime table are the same runs.
+    assert rows["regime"]["SP-H@person"] == rows["adasp"]["SP-H"] == "adasp-SP-H"
     assert rows["hbreid1"]["Default"] == rows["hbreid2"]["baseline"] and rows["hbreid1"]["+GS"] == rows["hbreid2"]["+GS"]
-    assert len(grid) == 4 + 3 + 4 + 3  # adasp, variation at 0.9, hbreid2, hbreid1's CJ/GB/GT
-    sp_h_high = grid[rows["variation"]["SP-H@0.9"]]
-    assert sp_h_high["data_root"] == "/d/v0.9" and sp_h_high["overrides"]["optim.lr"] == 0.01
+    assert len(grid) == 4 + 3 + 5 + 3  # adasp, regime's vehicle rows, hbreid2 (with +GS +SR), hbreid1's CJ/GB/GT
+    sp_h_vehicle = grid[rows["regime"]["SP-H@vehicle"]]
+    assert sp_h_vehicle["data_root"] == "/d/vehicle" and sp_h_vehicle["overrides"]["optim.lr"] == 0.01
     hb = grid[rows["hbreid2"]["+GS +HM"]]
     assert hb["data_root"] == "/d/hb" and hb["rerank"] and hb["overrides"]["epochs"] == 2
+    # The manipulation checks read the first seed's +GS +HM and baseline weights; other runs keep none.
+    assert hb["keep_checkpoints"] and grid[rows["hbreid1"]["Default"]]["keep_checkpoints"]
+    assert "keep_checkpoints" not in grid[rows["hbreid2"]["+GS"]]
     assert hb["overrides"]["sampler.name"] == "hard" and "optim.lr" not in hb["overrides"]
 
 
 def test_plan_only_and_errors():
-    grid, rows = plan(only={"adasp": ["AdaSP"], "variation": [], "hbreid2": [], "hbreid1": []})
+    grid, rows = plan(only={"adasp": ["AdaSP"], "regime": [], "hbreid2": [], "hbreid1": []})
     assert list(grid) == ["adasp-AdaSP"] and rows == {"adasp": {"AdaSP": "adasp-AdaSP"}}
     with pytest.raises(ValueError, match="rows of 'adasp'"):
         plan(only={"adasp": ["CE"]})
@@ -68,23 +79,36 @@ def test_plan_only_and_errors():
         plan(tables=["adasp", "table9"])
     with pytest.raises(ValueError, match="table_overrides: unknown keys"):
         plan(table_overrides={"hbreid1": {}})
+    with pytest.raises(ValueError, match="regime table needs regime_roots"):
+        plan(regime_roots={"person": "/d/person"})
 
 
-def test_claims_cover_both_sources_with_point_names():
+def test_claims_cover_both_sources_with_point_names_margins_and_checks():
     _, rows = plan()
-    claims = {c.id: c for c in study.ablation_claims(rows, 0.1)}
+    claims = {c.id: c for c in study.ablation_claims(rows)}
     assert {c.source for c in claims.values()} == {"AdaSP", "HBReID"}
-    inter = claims["variation-interaction"]
+    assert set(claims) == {"sph-beats-splh-person", "splh-beats-sph-vehicle", "person-vehicle-interaction",
+                           "adasp-within-1-of-better@person", "adasp-within-1-of-better@vehicle", "adasp-beats-triplet",
+                           "gs-beats-baseline", "hm-beats-gs", "sr-beats-gs", "sr-beats-gs-hm", "gs-best-augmentation",
+                           "rerank-raises-map"}
+    inter = claims["person-vehicle-interaction"]
     assert inter.combine == "contrast"
-    assert inter.arm == ["variation-SP-LH_0.9", "adasp-SP-H"] and inter.reference == ["variation-SP-H_0.9", "adasp-SP-LH"]
-    within = claims["adasp-within-1-of-better@0.9"]
-    assert within.combine == "within" and within.margin == 1.0 and within.arm == "variation-AdaSP_0.9"
+    assert inter.arm == ["adasp-SP-H", "regime-SP-LH_vehicle"] and inter.reference == ["adasp-SP-LH", "regime-SP-H_vehicle"]
+    within = claims["adasp-within-1-of-better@vehicle"]
+    assert within.combine == "within" and within.margin == 1.0 and within.arm == "regime-AdaSP_vehicle"
     assert claims["adasp-beats-triplet"].reference == "adasp-Triplet"
     assert claims["gs-best-augmentation"].reference == ["hbreid1-CJ", "hbreid1-GB", "hbreid1-GT"]
+    # The source's SR comparison (+GS +SR vs +GS) beside the one on top of HM.
+    assert (claims["sr-beats-gs"].arm, claims["sr-beats-gs"].reference) == ("hbreid2-GS-SR", "hbreid2-GS")
+    assert (claims["sr-beats-gs-hm"].arm, claims["sr-beats-gs-hm"].reference) == ("hbreid2-GS-HM-SR", "hbreid2-GS-HM")
     rerank = claims["rerank-raises-map"]
     assert rerank.metric == "mAP_rerank" and rerank.reference_metric == "mAP" and rerank.arm == rerank.reference
-    assert {"sph-beats-splh-low-variation", "splh-beats-sph-high-variation", "adasp-within-1-of-better@0.1",
-            "gs-beats-baseline", "hm-beats-gs", "sr-beats-gs-hm"} <= set(claims)
+    # Every HBReID margin is no larger than the source's claimed gain; every claim names its checks.
+    claimed = {"gs-beats-baseline": 0.8, "hm-beats-gs": 0.5, "sr-beats-gs": 0.2, "sr-beats-gs-hm": 0.2,
+               "gs-best-augmentation": 1.1, "rerank-raises-map": 14.3}
+    assert all(claims[k].margin <= v for k, v in claimed.items())
+    assert all(c.controls and set(c.controls) <= set(study.mechanisms.THRESHOLDS) for c in claims.values())
+    assert not any(c.controls for c in study.ablation_claims(rows, checked=False))
     # Rows that were not planned drop their claims instead of failing.
     _, few = plan(tables=["adasp"], only={"adasp": ["AdaSP", "Triplet"]})
     assert [c.id for c in study.ablation_claims(few)] == ["adasp-beats-triplet"]

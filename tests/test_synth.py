@@ -60,7 +60,7 @@ def test_layout_names_and_sizes(synth_root):
 
 def test_meta_schema(synth_root):
     meta = synth.load_meta(synth_root)
-    assert meta["format"] == "synthreid-v2" and meta["seed"] == 0
+    assert meta["format"] == "synthreid-v3" and meta["seed"] == 0
     assert meta["knobs"] == synth.SynthConfig(**json.loads(json.dumps(meta["knobs"]))).to_json()
     assert sorted(meta["cameras"], key=int) == [str(c) for c in range(1, 7)]
     assert sorted(meta["scenes"]) == ["0", "1", "2"]

@@ -151,10 +151,12 @@ class TrainedRun(NamedTuple):
     checkpoint: Path
 
 
-def load_trained(output_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best", device: str = "cpu",
+def load_trained(output_dir: str | os.PathLike, checkpoint: str | os.PathLike = "last", device: str = "cpu",
                  dataset: Any = None) -> TrainedRun:
-    """Rebuild a trained run from OUTPUT_DIR: its config.yaml and `checkpoints/<checkpoint>.pt` (`best`, `last`,
-    `epoch_003` with `save_every`; `best` falls back to `last`). `checkpoint` may also be a file path.
+    """Rebuild a trained run from OUTPUT_DIR: its config.yaml and `checkpoints/<checkpoint>.pt`: `last` (the end
+    of training, the default), `epoch_003` (with `save_every`), or a file path. `best`, the epoch of highest
+    *test* mAP, must be asked for: a model chosen by its test score leaks the test set, so use it only to look
+    at that choice; a run without best.pt gives last.pt (the returned `checkpoint` names the file loaded).
     `dataset`: the run's dataset, already prepared (loading many checkpoints of one run reads its folder once)."""
     import yaml
 

@@ -216,6 +216,10 @@ class GalleryIndex:
         "tried": {"nprobe=4": recall, ...}}``. When the target is out of reach (compressed codes cap the
         recall), the sweep stops where doubling gains less than 0.1 point, or at nlist / efSearch 4096.
 
+        ``queries``: validation queries, not the test queries the index is then scored on, or the setting is fit
+        to them. Recall@1 against exact search needs no labels, so training images searched in the same gallery
+        will do (``reidlab.explore.ExploredRun.train_features``).
+
         ``reference``: a flat GalleryIndex over the same gallery; by default one is built from the vectors this
         index stores (ivf, hnsw, ivfpq with refine); ivfpq without refine keeps only codes and needs it.
         ``k``: the list length the index will be searched with; recall@1 is measured on such searches, since
@@ -309,7 +313,8 @@ def operating_points(index: GalleryIndex, queries, q_pids, g_pids, q_camids, g_c
 
     Each point: the knob value, ``queries_per_s`` (one batched search of every query, top ``top_k``),
     ``recall_at_1`` and ``recall_at_10`` against ``exact_ids`` (a flat index's ranked ids for the same
-    queries), and the retrieved lists' ``rank1`` and ``mAP_at_k`` (:func:`evaluate_retrieved`)."""
+    queries), and the retrieved lists' ``rank1`` and ``mAP_at_k`` (:func:`evaluate_retrieved`). These are the
+    numbers to report on the test queries, with the knob tuned on other ones (see :meth:`GalleryIndex.tune`)."""
     knob = index.search_knob
     points = []
     for value in values if values is not None and knob is not None else [None]:

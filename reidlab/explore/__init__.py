@@ -3,7 +3,7 @@
 Each view is built on an :class:`ExploredRun` (a run folder: config, checkpoints, test features cached in
 ``<run_dir>/explore/``) and displays as an ipywidgets view, or as a static figure where widgets cannot render::
 
-    run = ExploredRun("runs/train")
+    run = ExploredRun("runs/train")  # checkpoints/last.pt
     QueryBrowser(run, compare=ExploredRun("runs/train_sph"))
     PairInspector(run)
     ClassMap(run)
@@ -12,6 +12,7 @@ Each view is built on an :class:`ExploredRun` (a run folder: config, checkpoints
 from .classes import ClassMap
 from .pairs import PairInspector, metric_features
 from .queries import QueryBrowser
-from .run import MARKS, ExploredRun, Features, Ranking
+from .run import MARKS, ExploredRun, Features, Ranking, TrainFeatures
 
-__all__ = ["ClassMap", "ExploredRun", "Features", "MARKS", "PairInspector", "QueryBrowser", "Ranking", "metric_features"]
+__all__ = ["ClassMap", "ExploredRun", "Features", "MARKS", "PairInspector", "QueryBrowser", "Ranking", "TrainFeatures",
+           "metric_features"]

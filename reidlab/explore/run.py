@@ -1,5 +1,5 @@
-"""A finished run opened for exploration: its checkpoints, its test features (cached in the run folder) and
-each query's ranking, plain or k-reciprocal re-ranked."""
+"""A finished run opened for exploration: its checkpoints, its test features and a sample of its training
+features (cached in the run folder), and each query's ranking, plain or k-reciprocal re-ranked."""
 
 from __future__ import annotations
 
@@ -58,6 +58,15 @@ class Features(NamedTuple):
 
     query: torch.Tensor
     gallery: torch.Tensor
+    from_cache: bool
+
+
+class TrainFeatures(NamedTuple):
+    """L2-normalized features of a seeded sample of training images, the ``paths`` of those images in the same
+    order; ``from_cache`` says whether they were read back."""
+
+    features: torch.Tensor
+    paths: list[str]
     from_cache: bool
 
 
@@ -123,12 +132,15 @@ class Ranking:
 class ExploredRun:
     """A training run's folder (``config.yaml``, ``checkpoints/``) rebuilt for the explorer views.
 
+    ``checkpoint``: ``last`` (the end of training) by default; ``epoch_003`` with ``save_every``; ``best`` is the
+    epoch of highest *test* mAP, a model the test split chose, so open it only to look at that choice.
+
     ``features()`` extracts the query and gallery features of ``checkpoint`` once, with a progress bar, into
     ``<run_dir>/explore/features.<checkpoint>.pt``; opening the run again reads them back, unless the
     checkpoint's content or the dataset's fingerprint changed, when they are extracted anew.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, checkpoint: str = "best", device: str = "cpu",
+    def __init__(self, run_dir: str | os.PathLike, checkpoint: str = "last", device: str = "cpu",
                  name: str | None = None, progress: bool = True) -> None:
         self.run_dir = Path(run_dir)
         trained = engine.load_trained(self.run_dir, checkpoint, device=device)
@@ -184,14 +196,31 @@ class ExploredRun:
                              "(VehicleID draws its galleries): the query browser needs one")
         if self._features is None:
             values = cached_tensors(self.cache_path(), self._cache_key(),
-                                    lambda: {split: self._extract(split) for split in ("query", "gallery")})
+                                    lambda: {split: self._extract(getattr(self.dataset, split), split)
+                                             for split in ("query", "gallery")})
             self._features = Features(values["query"], values["gallery"], values["from_cache"])
         return self._features
 
-    def _extract(self, split: str) -> torch.Tensor:
+    def train_features(self, sample: int = 1000, seed: int = 0) -> TrainFeatures:
+        """Features of ``sample`` training images drawn with ``seed`` (all of them when the split is smaller),
+        cached like the test features: ``<run_dir>/explore/train_features.<checkpoint>.pt``, under the same key
+        plus the draw.
+
+        They are validation queries for settings that must not be fit to the test queries, such as an
+        approximate index's search knob: searched in the test gallery, their recall@1 against exact search needs
+        no labels, and they are not test queries, so a setting tuned on them is not tuned on the queries it is
+        then scored on."""
+        records = self.dataset.train
+        drawn = np.sort(np.random.default_rng(seed).choice(len(records), min(sample, len(records)), replace=False))
+        records = [records[i] for i in drawn]
+        values = cached_tensors(self.run_dir / CACHE_DIR / f"train_features.{self.checkpoint.stem}.pt",
+                                {**self._cache_key(), "sample": sample, "seed": seed},
+                                lambda: {"train": self._extract(records, "train")})
+        return TrainFeatures(values["train"], [r.path for r in records], values["from_cache"])
+
+    def _extract(self, records, split: str) -> torch.Tensor:
         from tqdm.auto import tqdm
 
-        records = getattr(self.dataset, split)
         loader = eval_loader(records, self.config)
         batches = tqdm(loader, desc=f"{self.name}: {split} features ({self.checkpoint.name})", unit="batch",
                        disable=not self.progress, leave=False)

@@ -6,7 +6,7 @@ error) and, when it succeeded, ``metrics.json`` (what came out) plus figures. Sw
 is recorded as failed and the sweep goes on. :func:`collect` turns a folder of runs into a DataFrame,
 :func:`render` turns executed notebooks into HTML without code and writes ``index.html``.
 
-Modules, bottom up: ``records`` (run folders), ``stats`` (paired comparisons), ``notebooks`` (papermill),
+Modules, bottom up: ``records`` (run folders), ``stats`` (paired comparisons), ``claims`` (the verdict rule), ``controls`` and ``mechanisms`` (manipulation checks), ``notebooks`` (papermill),
 ``slurm`` (the SLURM executor), ``sweep``, ``training`` (the training runner), ``plan`` (ablation rows), ``render``, ``default`` (``reidlab report``).
 """
 
@@ -24,14 +24,17 @@ from .plan import (
     ADASP_ROWS,
     HBREID_TABLE1_ROWS,
     HBREID_TABLE2_ROWS,
+    ADASP_REGIMES,
+    REGIME_LOSSES,
     TABLES,
-    VARIATION_LOSSES,
     ablation_claims,
     ablation_plan,
+    backbone_record,
     study_backbone,
     study_datasets,
 )
-from .profile import STUDY_CONFIG_DIR, StudyProfile, available_profiles, load_profile
+from .mechanisms import measure_controls
+from .profile import STUDY_CONFIG_DIR, STUDY_COPIES, StudyProfile, available_profiles, load_profile
 from .records import (
     HEADLINE_METRICS,
     collect,
@@ -40,21 +43,19 @@ from .records import (
     parameter_changes,
     provenance_differences,
     run_params,
+    source_revisions,
 )
 from .render import render, render_notebook, write_index
+from .claims import VERDICTS, Claim, arm_summary, claims_json, evaluate_claims, verdict
 from .stats import (
-    Claim,
     PairedResult,
     arm_values,
-    claims_json,
-    evaluate_claims,
     holm,
     mean_ci,
     paired_table,
     paired_test,
     paired_values,
     untrained_runs,
-    verdict,
     with_untrained_flags,
 )
 from .slurm import ClusterConfig, load_cluster
@@ -63,10 +64,10 @@ from .training import as_override_dict, finished_run, train_run, training_config
 
 __all__ = [
     "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_CONFIG_DIR", "STUDY_NOTEBOOKS", "TABLES",
-    "VARIATION_LOSSES", "Claim", "ClusterConfig", "load_cluster", "parse_grid", "runs_table", "summary_table", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "arm_values",
+    "ADASP_REGIMES", "REGIME_LOSSES", "STUDY_COPIES", "VERDICTS", "measure_controls", "Claim", "arm_summary", "ClusterConfig", "load_cluster", "parse_grid", "runs_table", "summary_table", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "backbone_record", "arm_values",
     "available_profiles", "load_profile", "study_backbone", "study_datasets", "as_override_dict", "check_parameters", "claims_json", "collect", "default_output_dir", "evaluate_claims",
     "expand_grid", "find_runs", "holm", "is_complete", "mean_ci", "notebook_arguments", "notebook_parameters", "notebook_path",
     "paired_table", "paired_test", "paired_values", "parameter_changes", "provenance_differences", "point_name", "render", "render_notebook",
-    "report", "resolve_kernel_name", "run_notebook", "run_params", "sweep", "train_run",
+    "report", "resolve_kernel_name", "run_notebook", "run_params", "source_revisions", "sweep", "train_run",
     "training_config", "finished_run", "untrained_runs", "verdict", "with_untrained_flags", "write_index",
 ]

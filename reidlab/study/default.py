@@ -84,11 +84,11 @@ def report(
     kernel = resolve_kernel_name(kernel_name)
     print_fn(f"reidlab study, profile {study.name!r} ({study.description}) -> {root} (kernel {kernel!r})")
     try:
-        roots = study_datasets(data_dir, study.variation_levels, study.variation_knobs, study.hbreid_knobs)
+        roots = study_datasets(data_dir, study)
     except FileExistsError as error:  # e.g. copies from an older reidlab, with runs trained on them in output_root
         raise FileExistsError(f"{error}. For the default study: delete {data_dir} and run `make clean-reports` (or "
                               f"remove {root}) so that no run trained on the old copies is reused") from None
-    default_root, hbreid_root = roots["variation"][float(study.default_variation)], roots["hbreid"]
+    default_root, hbreid_root = roots["person"], roots["hbreid"]
     print_fn(f"SynthReID copies ready in {time.perf_counter() - started:.0f} s in {data_dir}")
     threads = max(1, (os.cpu_count() or 1))
     timings, pretrained = {}, {}

@@ -12,7 +12,11 @@ from typing import Any
 STUDY_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "study"
 STUDY_SYNTH_SEED = 0  # generator seed of the study's SynthReID copies
 PRETRAIN_SYNTH_SEED = 1000  # default generator seed of the backbone's copy: identities the tables never test on
-PRETRAIN_KEYS = ("synth", "synth_seed", "epochs", "overrides")
+PRETRAIN_KEYS = ("regimes", "synth", "synth_seed", "epochs", "overrides")
+# The copies every profile generates: the two AdaSP regimes the person-vs-vehicle claims contrast, and the copy
+# of the HBReID tables.
+STUDY_COPIES = ("person", "vehicle", "hbreid")
+COPY_KEYS = ("regimes", "knobs")
 
 
 @dataclass
@@ -20,9 +24,11 @@ class StudyProfile:
     """What ``reidlab report --profile NAME`` and the ablation notebook's ``profile`` parameter run.
 
     ``overrides`` apply to every training run, ``adasp_overrides`` / ``hbreid_overrides`` on top of them to
-    the AdaSP tables (adasp, variation) and the HBReID tables (hbreid2, hbreid1). ``synth`` holds the
-    SynthReID knobs shared by the study's copies; ``adasp_synth`` / ``hbreid_synth`` add to them for the
-    variation copies and the HBReID copy. ``notebooks`` holds extra parameters for the visual notebooks.
+    the AdaSP tables (adasp, regime) and the HBReID tables (hbreid2, hbreid1). ``synth`` holds the SynthReID
+    knobs shared by the study's copies. ``copies`` names, per copy (``person``, ``vehicle``, ``hbreid``), the
+    SynthReID regimes it is made of (``reidlab.data.synth.REGIMES``, merged in order over ``synth``) and knobs
+    on top of them. ``pretrain`` describes the shared backbone (its copy's regimes and knobs, epochs and
+    training overrides). ``notebooks`` holds extra parameters for the visual notebooks.
     """
 
     name: str
@@ -32,11 +38,8 @@ class StudyProfile:
     preset: str = "synth_cpu"
     overrides: dict[str, Any] = field(default_factory=dict)
     synth: dict[str, Any] = field(default_factory=dict)
-    variation_levels: list[float] = field(default_factory=lambda: [0.1, 0.9])
-    default_variation: float = 0.1
-    adasp_synth: dict[str, Any] = field(default_factory=dict)
+    copies: dict[str, dict[str, Any]] = field(default_factory=dict)
     adasp_overrides: dict[str, Any] = field(default_factory=dict)
-    hbreid_synth: dict[str, Any] = field(default_factory=dict)
     hbreid_overrides: dict[str, Any] = field(default_factory=dict)
     notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     pretrain: dict[str, Any] | None = None
@@ -44,9 +47,18 @@ class StudyProfile:
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ValueError(f"study profile {self.name!r}: seeds is empty")
-        if self.default_variation not in self.variation_levels:
-            raise ValueError(f"study profile {self.name!r}: default_variation {self.default_variation} is not one of "
-                             f"variation_levels {self.variation_levels}")
+        missing = [name for name in STUDY_COPIES if name not in self.copies]
+        unknown = sorted(set(self.copies) - set(STUDY_COPIES))
+        if missing or unknown:
+            raise ValueError(f"study profile {self.name!r}: copies must name exactly {list(STUDY_COPIES)}"
+                             + (f"; missing {missing}" if missing else "") + (f"; unknown {unknown}" if unknown else ""))
+        for name, spec in self.copies.items():
+            extra = sorted(set(spec) - set(COPY_KEYS))
+            if extra or not spec.get("regimes"):
+                raise ValueError(f"study profile {self.name!r}: copies.{name} needs 'regimes' (a list of SynthReID "
+                                 f"regimes) and takes only {list(COPY_KEYS)}" + (f"; unknown keys {extra}" if extra else ""))
+        for name in STUDY_COPIES:
+            self.copy_knobs(name)  # an unknown regime or knob fails here, not after the backbone's pretraining
         if self.workers < 1:
             raise ValueError(f"study profile {self.name!r}: workers must be >= 1, got {self.workers}")
         if self.pretrain is not None:
@@ -57,18 +69,28 @@ class StudyProfile:
             if self.pretrain.get("synth_seed", PRETRAIN_SYNTH_SEED) == STUDY_SYNTH_SEED:
                 raise ValueError(f"study profile {self.name!r}: pretrain.synth_seed must differ from the study copies' "
                                  f"generator seed {STUDY_SYNTH_SEED}, or the backbone would see the test identities")
+            self._knobs(self.pretrain.get("regimes", []), self.pretrain.get("synth"), "pretrain")
 
-    @property
-    def variation_knobs(self) -> dict[str, Any]:
-        return {**self.synth, **self.adasp_synth}
-
-    @property
-    def hbreid_knobs(self) -> dict[str, Any]:
-        return {**self.synth, **self.hbreid_synth}
+    def copy_knobs(self, name: str) -> dict[str, Any]:
+        """The SynthReID knobs of one study copy: ``synth``, then its regimes in order, then its own knobs."""
+        spec = self.copies[name]
+        return self._knobs(spec["regimes"], spec.get("knobs"), f"copies.{name}")
 
     @property
     def pretrain_knobs(self) -> dict[str, Any]:
-        return {**self.synth, **(self.pretrain or {}).get("synth", {})}
+        pretrain = self.pretrain or {}
+        return self._knobs(pretrain.get("regimes", []), pretrain.get("synth"), "pretrain")
+
+    def _knobs(self, regimes: list[str], knobs: dict[str, Any] | None, where: str) -> dict[str, Any]:
+        from reidlab.data import synth
+
+        try:
+            merged = synth.regime_knobs(*regimes, **(knobs or {}))
+            merged = {**self.synth, **merged}
+            synth.SynthConfig(**merged)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"study profile {self.name!r}: {where}: {error}") from None
+        return merged
 
     @property
     def table_overrides(self) -> dict[str, dict[str, Any]]:

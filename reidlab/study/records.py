@@ -175,3 +175,13 @@ def provenance_differences(frame: "pandas.DataFrame", columns: Sequence[str] | N
             key = name.removeprefix(PROVENANCE_PREFIX)
             differences[key] = sorted(distinct, key=lambda v: (v is not None, isinstance(v, str), v))
     return differences
+
+
+def source_revisions(frame: "pandas.DataFrame") -> dict[str, Any]:  # noqa: F821
+    """The reidlab commits the runs of ``frame`` were trained at, and whether any ran from a checkout with
+    uncommitted changes: what a claims table must name (one commit, clean) to say which code made it."""
+    import pandas as pd
+
+    commits = sorted({c for c in frame.get("prov.git_commit", []) if isinstance(c, str) and c})
+    dirty = bool(pd.Series(frame.get("prov.git_dirty", []), dtype=object).eq(True).any())
+    return {"commits": commits, "dirty": dirty}

@@ -1,8 +1,9 @@
-"""Statistics of study results: paired comparisons by seed, Holm correction, verdicts and a claims engine.
+"""Statistics of study results: paired comparisons by seed, Holm correction, tables, runs that did not learn.
 
 The input is a results frame as :func:`reidlab.study.collect` makes it: one row per run with ``point`` (the
 arm), ``seed``, ``status`` and metric columns stored as fractions (0-1). What this module reports is in points
-(``scale=100``). A run counts when its status is ok, its value finite and it is not flagged ``untrained``.
+(``scale=100``). A run counts when its status is ok and its value finite; a run flagged ``untrained`` counts
+too, with its measured value (leaving it out would flatter the arm that failed). Claims and verdicts: ``claims``.
 
 Arms are compared *paired by seed*: runs of the same seed share the initialisation and the batch plan, so the
 per-seed difference removes that shared noise and the test is on the differences (a paired t-test, plus an exact
@@ -25,8 +26,6 @@ if TYPE_CHECKING:  # imported inside the functions, so that importing reidlab.st
 
 # Below this many pairs the sign-flip test cannot reach p < 0.05 (its smallest p is 2 / 2**n), so it is not run.
 MIN_PERMUTATION_PAIRS = 6
-CLAIM_SOURCES = ("AdaSP", "HBReID")
-COMBINE_KINDS = ("difference", "contrast", "best-of", "within")
 # A run "did not learn" when its mAP stays within this many points of chance, or its embeddings collapsed.
 UNTRAINED_MARGIN_POINTS = 2.0
 COLLAPSED_SPREAD = 1e-3
@@ -52,7 +51,8 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
 
 
 def _counted_runs(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The rows that count for ``metric``: status ok, a finite value, a seed, and not flagged untrained."""
+    """The rows that count for ``metric``: status ok, a finite value and a seed. A run that did not learn counts
+    with its measured value: leaving it out would flatter the arm that failed."""
     import numpy as np
     import pandas as pd
 
@@ -60,8 +60,6 @@ def _counted_runs(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
         return frame.iloc[0:0]
     values = pd.to_numeric(frame[metric], errors="coerce")
     keep = (frame["status"] == "ok") & np.isfinite(values) & frame["seed"].notna()
-    if "untrained" in frame.columns:
-        keep &= ~frame["untrained"].eq(True)
     return frame[keep]
 
 
@@ -197,25 +195,6 @@ def holm(pvalues: Iterable[float]) -> np.ndarray:
     return adjusted
 
 
-def verdict(ci_low: float, ci_high: float, equivalence: float = 1.0, p_adjusted: float = math.nan,
-            alpha: float = 0.05) -> str:
-    """What an interval of a difference (points) says: "supported" when it lies above 0, "contradicted" when below,
-    "no-effect" when it lies within ±``equivalence`` (any effect is too small to matter), else "inconclusive"
-    (also when the interval is undefined). With ``p_adjusted`` (the claim's multiplicity-corrected p), an interval
-    that excludes 0 only counts when that p is below ``alpha`` too: otherwise the family of claims could owe
-    its "supported" to the number of claims tested."""
-    if math.isnan(ci_low) or math.isnan(ci_high):
-        return "inconclusive"
-    survives = math.isnan(p_adjusted) or p_adjusted < alpha
-    if ci_low > 0 and survives:
-        return "supported"
-    if ci_high < 0 and survives:
-        return "contradicted"
-    if -equivalence < ci_low and ci_high < equivalence:
-        return "no-effect"
-    return "inconclusive"
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Tables
 
@@ -265,163 +244,6 @@ def paired_table(
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Claims
-
-
-def _as_list(points: str | Sequence[str]) -> list[str]:
-    return [points] if isinstance(points, str) else list(points)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A statement from a paper, tested on the study's runs as a per-seed combination of arms (in points):
-
-    - ``difference``: arm - reference (one point each);
-    - ``contrast``: sum(arm values) - sum(reference values), e.g. an interaction
-      (SP-LH@high + SP-H@low) - (SP-H@high + SP-LH@low);
-    - ``best-of``: arm - the reference point with the highest mean over the paired seeds ("X is the best of ...";
-      the arm itself is left out of the competitors);
-    - ``within``: arm - (reference point with the highest mean) + ``margin`` ("X is within 1 point of the
-      better of ..."; positive supports).
-
-    ``reference_metric`` (default ``metric``) lets the two sides use different metrics, e.g. ``mAP_rerank`` of a
-    point against its own ``mAP`` for "re-ranking raises mAP"."""
-
-    id: str
-    source: str  # one of CLAIM_SOURCES; Holm's family
-    statement: str
-    arm: str | Sequence[str]
-    reference: str | Sequence[str]
-    metric: str = "mAP"
-    reference_metric: str | None = None
-    combine: str = "difference"
-    margin: float = 1.0  # points; used by "within" only
-
-    def __post_init__(self) -> None:
-        if self.source not in CLAIM_SOURCES:
-            raise ValueError(f"claim {self.id}: source {self.source!r} is not one of {CLAIM_SOURCES}")
-        if self.combine not in COMBINE_KINDS:
-            raise ValueError(f"claim {self.id}: combine {self.combine!r} is not one of {COMBINE_KINDS}")
-        arms, references = _as_list(self.arm), _as_list(self.reference)
-        if not arms or not references:
-            raise ValueError(f"claim {self.id}: arm and reference must name at least one point")
-        if self.combine != "contrast" and len(arms) != 1:
-            raise ValueError(f"claim {self.id}: combine {self.combine!r} takes one arm point, got {arms}")
-        if self.combine == "difference" and len(references) != 1:
-            raise ValueError(f"claim {self.id}: combine 'difference' takes one reference point, got {references}")
-        if self.combine in ("best-of", "within") and not self.competitor_terms:
-            raise ValueError(f"claim {self.id}: no competitor left once the arm is removed from {references}")
-
-    @property
-    def arm_terms(self) -> list[tuple[str, str]]:
-        return [(point, self.metric) for point in _as_list(self.arm)]
-
-    @property
-    def reference_terms(self) -> list[tuple[str, str]]:
-        return [(point, self.reference_metric or self.metric) for point in _as_list(self.reference)]
-
-    @property
-    def competitor_terms(self) -> list[tuple[str, str]]:
-        """For best-of / within: the reference terms other than the arm itself."""
-        return [term for term in self.reference_terms if term not in self.arm_terms]
-
-    @property
-    def formula(self) -> str:
-        """What is computed per seed, e.g. ``mAP[AdaSP@0.9] - max_by_mean(mAP[SP-H@0.9], mAP[SP-LH@0.9]) + 1``."""
-
-        def total(terms: list[tuple[str, str]]) -> str:
-            text = " + ".join(term_label(*term) for term in terms)
-            return f"({text})" if len(terms) > 1 else text
-
-        arm = total(self.arm_terms)
-        if self.combine in ("difference", "contrast"):
-            return f"{arm} - {total(self.reference_terms)}"
-        best = "max_by_mean(" + ", ".join(term_label(*term) for term in self.competitor_terms) + ")"
-        return f"{arm} - {best}" + (f" + {self.margin:g}" if self.combine == "within" else "")
-
-    def differences(self, frame: pd.DataFrame, scale: float = 100.0) -> tuple[pd.Series, str | None]:
-        """The per-seed values of the formula (points) over the seeds counted in every term, and for best-of /
-        within the competitor point chosen (highest mean over those seeds; the first listed on a tie)."""
-        sides = self.competitor_terms if self.combine in ("best-of", "within") else self.reference_terms
-        values = paired_values(frame, self.arm_terms + sides, scale)
-        arm = values[[term_label(*t) for t in self.arm_terms]].sum(axis=1)
-        reference = values[[term_label(*t) for t in sides]]
-        if self.combine in ("difference", "contrast"):
-            return arm - reference.sum(axis=1), None
-        if values.empty:
-            return arm, None
-        best = reference.mean().idxmax()
-        chosen = sides[list(reference.columns).index(best)][0]
-        margin = self.margin if self.combine == "within" else 0.0
-        return arm - reference[best] + margin, chosen
-
-
-def evaluate_claims(
-    frame: pd.DataFrame,
-    claims: Sequence[Claim],
-    confidence: float = 0.95,
-    equivalence: float = 1.0,
-    scale: float = 100.0,
-) -> list[dict[str, Any]]:
-    """One dict per claim: ``id, source, statement, metric, arm, reference, delta, ci_low, ci_high, n_pairs, p,
-    p_holm, verdict`` plus ``formula`` (with its value, and the chosen competitor for best-of / within) and
-    ``p_perm``. Numbers in points, unrounded; ``p_holm`` is Holm across the claims of the same source; the verdict
-    comes from the interval and the Holm p (:func:`verdict`). A claim whose points have no runs gets n_pairs 0, nan numbers and
-    "inconclusive"."""
-    results = []
-    for claim in claims:
-        differences, chosen = claim.differences(frame, scale)
-        result = paired_test(differences, confidence)
-        formula = f"{claim.formula} = " + ("n/a" if math.isnan(result.delta) else f"{result.delta:+.2f}")
-        if claim.combine in ("best-of", "within"):
-            formula += f" (better: {chosen or 'none'})"
-        results.append({
-            "id": claim.id, "source": claim.source, "statement": claim.statement, "metric": claim.metric,
-            "arm": claim.arm if isinstance(claim.arm, str) else list(claim.arm),
-            "reference": claim.reference if isinstance(claim.reference, str) else list(claim.reference),
-            "delta": result.delta, "ci_low": result.ci_low, "ci_high": result.ci_high, "n_pairs": result.n_pairs,
-            "p": result.p, "p_holm": math.nan, "verdict": "inconclusive",
-            "formula": formula, "p_perm": result.p_perm,
-        })
-    for source in dict.fromkeys(r["source"] for r in results):
-        family = [r for r in results if r["source"] == source]
-        for record, adjusted in zip(family, holm([r["p"] for r in family]), strict=True):
-            record["p_holm"] = float(adjusted)
-            record["verdict"] = verdict(record["ci_low"], record["ci_high"], equivalence, record["p_holm"])
-    return results
-
-
-def _json_safe(value: Any) -> Any:
-    """Plain Python for json.dumps(allow_nan=False): numpy scalars unwrapped, nan / inf -> None."""
-    import numpy as np
-
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
-def claims_json(seeds: Iterable[int], reference_mAP: float, claims_results: Sequence[Mapping[str, Any]]) -> dict:
-    """``{"seeds": [...], "reference_mAP": x, "claims": [...]}`` ready for json.dumps(allow_nan=False): nan -> None,
-    numpy scalars as Python numbers, delta / ci_low / ci_high rounded to 2 decimals (points); p-values unrounded."""
-    claims = []
-    for result in claims_results:
-        record = dict(result)
-        for key in ("delta", "ci_low", "ci_high"):
-            if isinstance(record.get(key), float) and math.isfinite(record[key]):
-                record[key] = round(record[key], 2)
-        claims.append(_json_safe(record))
-    return {"seeds": _json_safe(list(seeds)), "reference_mAP": _json_safe(reference_mAP), "claims": claims}
-
-
-# --------------------------------------------------------------------------------------------------------------
 # Runs that did not learn
 
 
@@ -456,7 +278,7 @@ def untrained_runs(
 
 
 def with_untrained_flags(frame: pd.DataFrame, chance_mAP: float | pd.Series, **kwargs: Any) -> pd.DataFrame:
-    """A copy of ``frame`` with ``untrained`` (bool) and ``untrained_reason`` columns from :func:`untrained_runs`;
-    the statistics here then leave those runs out."""
+    """A copy of ``frame`` with ``untrained`` (bool) and ``untrained_reason`` columns from :func:`untrained_runs`,
+    for the tables and the index to flag those runs (they still count, with their value)."""
     reasons = untrained_runs(frame, chance_mAP, **kwargs)
     return frame.assign(untrained=reasons.ne(""), untrained_reason=reasons)

@@ -1,8 +1,20 @@
 """Plotting helpers used by the notebooks: plain arrays and paths in, matplotlib figures out."""
 
-from .embedding import cosine_similarity, linear_probe_accuracy, scatter_groups, similarity_clustermap, umap_2d
+from reidlab.evaluation.probe import linear_probe_accuracy
+
+from .embedding import cosine_similarity, scatter_groups, similarity_clustermap, umap_2d
 from .images import pair_strip, ranked_results, read_image
-from .plots import cmc_curve, format_ci_table, format_p, metric_vs_knob, save_figure, style_ci_table, style_claims_table, training_curves
+from .plots import (
+    cmc_curve,
+    format_ci_table,
+    format_p,
+    metric_vs_knob,
+    save_figure,
+    style_ci_table,
+    style_claims_table,
+    style_controls_table,
+    training_curves,
+)
 
 __all__ = [
     "cmc_curve",
@@ -19,6 +31,7 @@ __all__ = [
     "similarity_clustermap",
     "style_ci_table",
     "style_claims_table",
+    "style_controls_table",
     "training_curves",
     "umap_2d",
 ]

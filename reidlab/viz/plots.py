@@ -159,26 +159,52 @@ def _table_style(styler: Any, caption: str) -> Any:
     return styler.set_caption(caption) if caption else styler
 
 
-VERDICT_COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "no-effect": "#6e7781", "inconclusive": "#9a6700"}
+VERDICT_COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "no-effect": "#6e7781", "inconclusive": "#9a6700",
+                   "untestable": "#8250df"}
 
 
 def style_claims_table(claims: "pandas.DataFrame", caption: str = "", decimals: int = 1) -> Any:  # noqa: F821
     """The claims of :func:`reidlab.study.evaluate_claims` (indexed by id) as a table: statement, Δ with its
-    interval, pairs, p, Holm p and the verdict in its colour."""
+    interval, margin, pairs, p and Holm p (direction; equivalence where the claim has one), its manipulation
+    checks (✓ passed, ✗ failed) and the verdict in its colour."""
     import pandas as pd
 
+    def p_text(column: str) -> list[str]:
+        values = claims[column] if column in claims else [None] * len(claims)
+        return [format_p(float("nan") if p is None else p) for p in values]
+
+    checks = claims["controls"] if "controls" in claims else [[]] * len(claims)
     shown = pd.DataFrame({
         "source": claims["source"],
         "claim": claims["statement"],
         "Δ [95% CI] (points)": [_interval(*(float("nan") if v is None else v for v in row), decimals)
                                for row in claims[["delta", "ci_low", "ci_high"]].itertuples(index=False)],
+        "margin": claims["margin"] if "margin" in claims else float("nan"),
         "pairs": claims["n_pairs"],
-        "p": [format_p(float("nan") if p is None else p) for p in claims["p"]],
-        "p Holm": [format_p(float("nan") if p is None else p) for p in claims["p_holm"]],
+        "p": p_text("p"),
+        "p Holm": p_text("p_holm"),
+        "p Holm (equiv.)": [text if text != "n/a" else "" for text in p_text("p_holm_equivalence")],
+        "checks": [", ".join(("✓ " if c.get("passed") else "✗ ") + c["name"] for c in row) for row in checks],
         "verdict": claims["verdict"],
     }, index=claims.index.rename(None))
     styler = shown.style.map(lambda v: f"font-weight:bold;color:{VERDICT_COLOURS.get(v, '#222')}", subset=["verdict"])
     styler = styler.set_properties(subset=["claim"], **{"text-align": "left", "white-space": "normal", "max-width": "28rem"})
+    return _table_style(styler, caption)
+
+
+def style_controls_table(controls: "pandas.DataFrame", caption: str = "") -> Any:  # noqa: F821
+    """Manipulation checks (indexed by name): measured value, the threshold it must meet, passed, and what was
+    measured."""
+    import pandas as pd
+
+    shown = pd.DataFrame({
+        "value": [f"{v:.3f}" if v is not None and v == v else "n/a" for v in controls["value"]],
+        "must be": [f"{d} {t:g}" for d, t in zip(controls["direction"], controls["threshold"], strict=True)],
+        "passed": ["yes" if p else "NO" for p in controls["passed"]],
+        "measured": controls["description"],
+    }, index=controls.index.rename(None))
+    styler = shown.style.map(lambda v: "font-weight:bold;color:#cf222e" if v == "NO" else "", subset=["passed"])
+    styler = styler.set_properties(subset=["measured"], **{"text-align": "left", "white-space": "normal"})
     return _table_style(styler, caption)
 
 
@@ -190,13 +216,19 @@ def metric_vs_knob(
     confidence: float = 0.95,
     ax: plt.Axes | None = None,
 ) -> plt.Axes:
-    """Mean and t-interval (error bars) of ``metric`` (in %) against a numeric ``knob`` column, one line per
-    ``group`` value (e.g. the loss)."""
+    """Mean and t-interval (error bars) of ``metric`` (in %) against a ``knob`` column, one line per ``group``
+    value (e.g. the loss). A numeric knob is placed by value, a categorical one (a regime) in order of appearance."""
+    import pandas as pd
+
     from reidlab.study import mean_ci
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     ok = frame[frame["status"] == "ok"]
+    numeric = pd.api.types.is_numeric_dtype(ok[knob])
+    if not numeric:  # categories at 0, 1, ... in order of appearance
+        labels = list(dict.fromkeys(ok[knob]))
+        ok = ok.assign(**{knob: ok[knob].map({label: i for i, label in enumerate(labels)})})
     groups = list(ok.groupby(group, sort=False))
     values = sorted(ok[knob].unique())
     spread = (max(values) - min(values)) if len(values) > 1 else 1.0
@@ -207,7 +239,7 @@ def metric_vs_knob(
         means = np.array([s[0] for s in stats])
         halves = np.nan_to_num(np.array([s[1] for s in stats]))
         ax.errorbar(np.asarray(levels, float) + dodge, means, yerr=halves, marker="o", capsize=4, label=str(name))
-    ax.set_xticks(values)
+    ax.set_xticks(values, None if numeric else labels)
     ax.set(xlabel=knob, ylabel=f"{metric} (%)", title=f"{metric} vs {knob} (mean, {confidence:.0%} CI)")
     ax.grid(alpha=0.3)
     ax.legend()
