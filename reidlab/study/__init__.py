@@ -6,10 +6,11 @@ error) and, when it succeeded, ``metrics.json`` (what came out) plus figures. Sw
 is recorded as failed and the sweep goes on. :func:`collect` turns a folder of runs into a DataFrame,
 :func:`render` turns executed notebooks into HTML without code and writes ``index.html``.
 
-Modules, bottom up: ``records`` (run folders), ``stats`` (paired comparisons), ``claims`` (the verdict rule), ``controls`` and ``mechanisms`` (manipulation checks), ``notebooks`` (papermill),
+Modules, bottom up: ``records`` (run folders), ``stats`` (paired comparisons), ``claims`` (the verdict rule), ``controls`` and ``mechanisms`` (manipulation checks), ``ablation`` (the ablation notebook's plan and verdicts), ``notebooks`` (papermill),
 ``slurm`` (the SLURM executor), ``sweep``, ``training`` (the training runner), ``plan`` (ablation rows), ``render``, ``default`` (``reidlab report``).
 """
 
+from .ablation import AblationSetup, prepare_ablation, study_verdicts
 from .default import STUDY_NOTEBOOKS, report
 from .notebooks import (
     check_parameters,
@@ -64,7 +65,7 @@ from .training import as_override_dict, finished_run, train_run, training_config
 
 __all__ = [
     "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_CONFIG_DIR", "STUDY_NOTEBOOKS", "TABLES",
-    "ADASP_REGIMES", "REGIME_LOSSES", "STUDY_COPIES", "VERDICTS", "measure_controls", "Claim", "arm_summary", "ClusterConfig", "load_cluster", "parse_grid", "runs_table", "summary_table", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "backbone_record", "arm_values",
+    "ADASP_REGIMES", "AblationSetup", "prepare_ablation", "study_verdicts", "REGIME_LOSSES", "STUDY_COPIES", "VERDICTS", "measure_controls", "Claim", "arm_summary", "ClusterConfig", "load_cluster", "parse_grid", "runs_table", "summary_table", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "backbone_record", "arm_values",
     "available_profiles", "load_profile", "study_backbone", "study_datasets", "as_override_dict", "check_parameters", "claims_json", "collect", "default_output_dir", "evaluate_claims",
     "expand_grid", "find_runs", "holm", "is_complete", "mean_ci", "notebook_arguments", "notebook_parameters", "notebook_path",
     "paired_table", "paired_test", "paired_values", "parameter_changes", "provenance_differences", "point_name", "render", "render_notebook",

@@ -162,7 +162,6 @@ class DirectionalResult:
 def directional_test(values: Iterable[float], margin: float, confidence: float = 0.95) -> DirectionalResult:
     """The paired t-test of per-seed values against 0 by side, and the TOST of |mean| < ``margin``. With all
     values equal (no spread) the sides and the equivalence are decided exactly; with fewer than 2, nothing is."""
-    import numpy as np
     from scipy import stats
 
     paired = paired_test(values, confidence)
@@ -179,8 +178,7 @@ def directional_test(values: Iterable[float], margin: float, confidence: float =
         p_support = float(stats.t.sf(delta / se, df))
         p_contradict = float(stats.t.cdf(delta / se, df))
         p_equivalence = max(float(stats.t.sf((delta + margin) / se, df)), float(stats.t.cdf((delta - margin) / se, df)))
-        p_support, p_contradict, p_equivalence = (float(np.minimum(1.0, 2 * p))
-                                                   for p in (p_support, p_contradict, p_equivalence))
+        p_support, p_contradict, p_equivalence = (min(1.0, 2 * p) for p in (p_support, p_contradict, p_equivalence))
     return DirectionalResult(delta, paired.ci_low, paired.ci_high, n, paired.p_perm, p_support, p_contradict,
                              p_equivalence)
 
@@ -298,7 +296,9 @@ def evaluate_claims(
     import pandas as pd
 
     controls = controls or {}
-    planned = sorted({int(s) for s in (frame["seed"].dropna() if seeds is None and len(frame) else seeds or [])})
+    if seeds is None:
+        seeds = frame["seed"].dropna() if len(frame) else []
+    planned = sorted({int(s) for s in seeds})
     chance = chance_by_point(frame)
     results = []
     for claim in claims:

@@ -85,8 +85,7 @@ class StudyProfile:
         from reidlab.data import synth
 
         try:
-            merged = synth.regime_knobs(*regimes, **(knobs or {}))
-            merged = {**self.synth, **merged}
+            merged = {**self.synth, **synth.regime_knobs(*regimes, **(knobs or {}))}
             synth.SynthConfig(**merged)
         except (ValueError, TypeError) as error:
             raise ValueError(f"study profile {self.name!r}: {where}: {error}") from None
