@@ -111,7 +111,7 @@ def report(
         "train": {"preset": study.preset, "seed": seeds[0],
                   "overrides": notebook_overrides("train", default_root, "adasp", save_every=1)},
         "positive_pairs": {"run_dir": str(root / "train")},
-        "retrieval": {"run_dir": str(root / "train"), "threads": threads, **study.notebooks.get("retrieval", {})},
+        "retrieval": {"run_dir": str(root / "train"), "threads": threads},
         "class_similarity": {"preset": study.preset, "seed": seeds[0],
                              "overrides": notebook_overrides("class_similarity", hbreid_root, "hbreid")},
         # the train run beside an SP-H run trained like it: the same queries under both losses
@@ -119,6 +119,8 @@ def report(
                     "overrides": notebook_overrides("train", default_root, "adasp"),
                     "compare_overrides": {"loss.metric": "sp-h"}},
     }
+    for name, plan in plans.items():  # the profile's extra parameters per notebook (its overrides are merged above)
+        plan.update({key: value for key, value in study.notebooks.get(name, {}).items() if key != "overrides"})
     for name in notebooks:
         step = time.perf_counter()
         if name != "ablation":  # these train afresh into their folder, which must not hold the previous run
