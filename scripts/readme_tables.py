@@ -78,6 +78,8 @@ def render(payload: dict, digest: str) -> str:
                     if claim.get("delta") is not None else "n/a")
         lines.append(f"| {claim['statement']} | {interval} | {claim.get('margin', 'n/a'):g} | {claim.get('n_pairs', 0)} | "
                      f"{_p(claim.get('p'))} | {_p(claim.get('p_holm'))} | {_checks(claim)} | {claim['verdict']} |")
+    for claim in payload.get("not_run") or []:
+        lines.append(f"| {claim['statement']} | n/a | n/a | 0 | n/a | n/a | {claim['reason']} | not run |")
     return "\n".join(lines)
 
 

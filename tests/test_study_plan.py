@@ -109,9 +109,12 @@ def test_claims_cover_both_sources_with_point_names_margins_and_checks():
     assert all(claims[k].margin <= v for k, v in claimed.items())
     assert all(c.controls and set(c.controls) <= set(study.mechanisms.THRESHOLDS) for c in claims.values())
     assert not any(c.controls for c in study.ablation_claims(rows, checked=False))
-    # Rows that were not planned drop their claims instead of failing.
+    # Rows that were not planned drop their claims instead of failing, and the study lists them as not run.
     _, few = plan(tables=["adasp"], only={"adasp": ["AdaSP", "Triplet"]})
-    assert [c.id for c in study.ablation_claims(few)] == ["adasp-beats-triplet"]
+    not_run = []
+    assert [c.id for c in study.ablation_claims(few, not_run=not_run)] == ["adasp-beats-triplet"]
+    assert {c["id"] for c in not_run} == set(claims) - {"adasp-beats-triplet"}
+    assert all(c["reason"] and c["statement"] == claims[c["id"]].statement for c in not_run)
 
 
 def test_chance_level_matches_the_expected_average_precision():

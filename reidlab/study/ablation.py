@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 @dataclass
 class AblationSetup:
     """What a study's sweep and verdicts need: the profile, the seeds, every run's overrides, the SynthReID copies
-    (empty on a real dataset), the shared backbone's checkpoint, the grid, the rows per table and the claims."""
+    (empty on a real dataset), the shared backbone's checkpoint, the grid, the rows per table, the claims and
+    the claims left out of the plan."""
 
     settings: StudyProfile
     seeds: list[int]
@@ -38,6 +39,7 @@ class AblationSetup:
     grid: dict[str, dict]
     rows: dict[str, dict[str, str]]
     claims: list[Claim]
+    claims_not_run: list[dict[str, str]]
     runs_root: Path
     workers: int
 
@@ -89,8 +91,9 @@ def prepare_ablation(
             base_overrides["model.pretrained"] = backbone
     grid, rows = ablation_plan(tables, preset, base_overrides, epochs, data_root, regime_roots, only, hbreid_root,
                                table_overrides)
-    return AblationSetup(settings, seeds, preset, base_overrides, roots, backbone, tables, grid, rows,
-                         ablation_claims(rows, checked=bool(roots)),
+    not_run: list[dict[str, str]] = []
+    claims = ablation_claims(rows, checked=bool(roots), not_run=not_run)
+    return AblationSetup(settings, seeds, preset, base_overrides, roots, backbone, tables, grid, rows, claims, not_run,
                          Path(runs_dir) if runs_dir else output_dir / "runs" / settings.name,  # profiles never mix runs
                          workers or settings.workers)
 
@@ -117,7 +120,7 @@ def study_verdicts(frame: pd.DataFrame, setup: AblationSetup, confidence: float 
     points = [point for labels in setup.rows.values() for point in labels.values()]
     payload = claims_json(setup.seeds, reference_mAP, results, profile=setup.settings.name,
                           source=source_revisions(frame), arms=arm_summary(frame, points, setup.seeds),
-                          controls=controls,
+                          controls=controls, not_run=setup.claims_not_run,
                           backbone=backbone_record(setup.settings, setup.backbone) if setup.roots else None)
     claims = pd.DataFrame(results, columns=["source", "ci_low", "ci_high", "verdict"])
     half_widths = ((claims["ci_high"] - claims["ci_low"]) / 2)[claims["source"] == "AdaSP"]

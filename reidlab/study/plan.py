@@ -203,10 +203,13 @@ _ADASP_CONTRAST = ("hard-positive-rise",)
 _GS_CONTROLS = ("colour-unreliable-across-cameras", "texture-beats-colour-across-cameras")
 
 
-def ablation_claims(rows: Mapping[str, Mapping[str, str]], checked: bool = True) -> list[Claim]:
+def ablation_claims(rows: Mapping[str, Mapping[str, str]], checked: bool = True,
+                    not_run: list[dict[str, str]] | None = None) -> list[Claim]:
     """The two sources' claims that the planned rows can test, as :class:`Claim` objects over point names.
-    A claim whose rows were not planned (``tables`` / ``only``) is left out. ``checked=False`` drops the
-    manipulation checks: on a real benchmark the mechanisms are the sources' own premises, not measured here."""
+    A claim whose rows were not planned (``tables`` / ``only``) is left out, and listed in ``not_run`` (when
+    given) as ``{id, source, statement, reason}``, so that a study says which claims it did not test.
+    ``checked=False`` drops the manipulation checks: on a real benchmark the mechanisms are the sources' own
+    premises, not measured here."""
     claims: list[Claim] = []
 
     def point(table: str, label: str) -> str | None:
@@ -215,6 +218,9 @@ def ablation_claims(rows: Mapping[str, Mapping[str, str]], checked: bool = True)
     def add(points: Sequence[str | None], **fields: Any) -> None:
         if all(points):
             claims.append(Claim(**{**fields, "controls": fields.get("controls", ()) if checked else ()}))
+        elif not_run is not None:
+            not_run.append({"id": fields["id"], "source": fields["source"], "statement": fields["statement"],
+                            "reason": "its arms are not in this study's plan (tables / only)"})
 
     def regime(loss: str, name: str) -> str | None:
         return point("regime", f"{loss}@{name}")

@@ -18,7 +18,7 @@ _SQUARE = {"image_size": (48, 48)}
 
 REGIMES: dict[str, dict[str, Any]] = {
     "person": {"subject": "person", "camera_views": "mixed", "variation": 0.1, "variation_spread": 0.1,
-               "family_size": (1, 1), **_MILD, **_SQUARE},
+               "family_size": (1, 1), "cameras_per_id": (2, 4), **_MILD, **_SQUARE},
     "vehicle": {"subject": "vehicle", "camera_views": "fixed", "variation": 0.1, "variation_spread": 0.1,
                 "family_size": (1, 3), "family_mutations": (1, 2), "cameras_per_id": (2, 4),
                 "images_per_camera": (1, 2), **_MILD, **_SQUARE},
@@ -34,12 +34,12 @@ REGIMES: dict[str, dict[str, Any]] = {
 REGIME_NOTES: dict[str, str] = {
     "person": "Person-like ReID (the AdaSP claims' persons): one appearance across views, low intra-class variation "
               "(0.1 +- 0.1: a jacket, bag or hat rarely comes or goes), pose and accessory jitter, every camera shows "
-              "all views, no families, mild nuisances.",
+              "all views, no families, mild nuisances, 2-4 cameras per identity (as `vehicle`).",
     "vehicle": "Vehicle-like ReID (the AdaSP claims' vehicles): rigid vehicles whose front, rear and side show "
                "different parts; each camera sees one fixed face, so many positive pairs share only colour and "
                "outline; same-model families differ only in small marks. Differs from `person` also in: subject, "
-               "views per camera, families, 2-4 cameras and 1-2 images per camera and identity (fewer views). Both are "
-               "48 x 48.",
+               "views per camera, families, 1-2 images per camera and identity (fewer images). Both are 48 x 48 "
+               "with 2-4 cameras per identity.",
     "gs": "Grayscale-patch regime: a strong per-camera colour shift (hue rotation about the grey axis, saturation) "
           "makes colour unreliable across cameras while luminance is kept, and patterned garments with logos carry "
           "identity by texture; low intra-class variation (0.1 +- 0.1), so jackets seldom hide the pattern. 64 x 32 "
