@@ -89,7 +89,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 seeds = [int(s) for s in args.seeds.split(",")]
             except ValueError:
                 raise ValueError(f"--seeds takes comma-separated integers such as 0,1,2, got {args.seeds!r}") from None
-        study.report(args.output, data_dir=args.data_dir, profile=args.profile, seeds=seeds, workers=args.workers,
+        study.report(args.output, data_dir=args.data_dir or study.STUDY_DATA_DIR, profile=args.profile, seeds=seeds, workers=args.workers,
                      notebooks=args.notebooks or study.STUDY_NOTEBOOKS, kernel_name=args.kernel,
                      executor=args.executor, cluster=args.cluster)
     return 0
@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="run the default study on SynthReID and render reports/index.html")
     p.add_argument("--output", default="reports", help="report folder (default: reports)")
-    p.add_argument("--data-dir", default="data/study", help="where the study's SynthReID copies are generated")
+    p.add_argument("--data-dir", default=None, help="where the study's SynthReID copies are generated (default: data/study)")
     p.add_argument("--profile", default="quick",
                    help="study profile: quick (default, ~15 min on 2 CPU cores), full (~2 h), gpu, or a YAML path")
     p.add_argument("--seeds", default=None, help="comma-separated ablation seeds (default: the profile's)")

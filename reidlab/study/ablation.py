@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .claims import Claim, arm_summary, claims_json, evaluate_claims
 from .mechanisms import measure_controls
 from .plan import ADASP_REGIMES, TABLES, ablation_claims, ablation_plan, backbone_record, study_backbone, study_datasets
-from .profile import STUDY_COPIES, StudyProfile, load_profile
+from .profile import STUDY_COPIES, STUDY_SYNTH_SEED, StudyProfile, load_profile
 from .records import source_revisions
 from .stats import arm_values
 from .training import training_config
@@ -60,9 +60,11 @@ def prepare_ablation(
     workers: int | None = None,
     executor: str = "local",
     cluster: Any = None,
+    synth_seed: int = STUDY_SYNTH_SEED,
     print_fn: Callable[[str], None] = print,
 ) -> AblationSetup:
     """Generate (or reuse) the profile's SynthReID copies and shared backbone and plan the study's grid and claims.
+    ``synth_seed``: the copies' generator seed (another one draws validation copies: ``reidlab.study.validation``).
 
     With ``data_root`` (a real dataset) the tables train there with ``preset`` and ``overrides`` only: no copies,
     no backbone, no regime table (a real dataset is one regime), and claims without manipulation checks."""
@@ -83,10 +85,10 @@ def prepare_ablation(
     else:
         base_overrides, table_overrides = {**settings.overrides, **overrides}, settings.table_overrides
         copies = [c for c in STUDY_COPIES if c != "hbreid" or any(t.startswith("hbreid") for t in tables)]
-        roots = study_datasets(data_dir, settings, copies)
+        roots = study_datasets(data_dir, settings, copies, seed=synth_seed)
         regime_roots, hbreid_root = {name: roots[name] for name in ADASP_REGIMES}, roots.get("hbreid")
         data_root = roots["person"]
-        backbone = study_backbone(settings, data_dir, executor=executor, cluster=cluster)
+        backbone = study_backbone(settings, data_dir, print_fn=print_fn, executor=executor, cluster=cluster)
         if backbone and "model.pretrained" not in overrides:  # every run fine-tunes it, unless overrides name weights
             base_overrides["model.pretrained"] = backbone
     grid, rows = ablation_plan(tables, preset, base_overrides, epochs, data_root, regime_roots, only, hbreid_root,

@@ -12,7 +12,7 @@ from typing import Any
 
 from .notebooks import resolve_kernel_name, run_notebook
 from .plan import study_backbone, study_datasets
-from .profile import load_profile
+from .profile import STUDY_DATA_DIR, load_profile
 from .records import _error_record, _now, _write_json
 from .render import render
 
@@ -40,7 +40,7 @@ STUDY_NOTEBOOKS = ("ablation", "train", "positive_pairs", "retrieval", "class_si
 
 def report(
     output_root: str | os.PathLike = "reports",
-    data_dir: str | os.PathLike = "data/study",
+    data_dir: str | os.PathLike = STUDY_DATA_DIR,
     profile: str | os.PathLike = "quick",
     seeds: Sequence[int] | None = None,
     workers: int | None = None,

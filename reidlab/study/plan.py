@@ -139,12 +139,14 @@ def ablation_plan(
 def study_datasets(data_dir: str | os.PathLike, profile: StudyProfile, copies: Sequence[str] = STUDY_COPIES,
                    seed: int = STUDY_SYNTH_SEED) -> dict[str, str]:
     """Generate (or reuse) the profile's SynthReID copies under ``data_dir`` (``synthreid-<copy>``): the person-like
-    and vehicle-like copies of the AdaSP claims and the HBReID tables' copy. Returns ``{copy: folder}``."""
+    and vehicle-like copies of the AdaSP claims and the HBReID tables' copy. Returns ``{copy: folder}``. Another
+    generator ``seed`` (a validation copy: the same regimes, other identities) writes ``synthreid-<copy>-seed<seed>``."""
     from reidlab.data import synth
 
+    suffix = "" if seed == STUDY_SYNTH_SEED else f"-seed{seed}"
     roots = {}
     for name in copies:
-        root = Path(data_dir) / f"synthreid-{name}"
+        root = Path(data_dir) / f"synthreid-{name}{suffix}"
         synth.generate(root, seed=seed, **profile.copy_knobs(name))
         roots[name] = str(root.resolve())
     return roots

@@ -11,6 +11,7 @@ from typing import Any
 
 STUDY_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "study"
 STUDY_SYNTH_SEED = 0  # generator seed of the study's SynthReID copies
+STUDY_DATA_DIR = "data/study"  # where a study generates its copies and backbone: <STUDY_DATA_DIR>/<profile>
 PRETRAIN_SYNTH_SEED = 1000  # default generator seed of the backbone's copy: identities the tables never test on
 PRETRAIN_KEYS = ("regimes", "synth", "synth_seed", "epochs", "overrides")
 # The copies every profile generates: the two AdaSP regimes the person-vs-vehicle claims contrast, and the copy
