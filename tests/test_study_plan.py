@@ -35,6 +35,50 @@ def test_shipped_profiles_load(name):
         assert study.backbone_record(profile, "x.pt")["loss"] == "1 x CE"  # no arm's metric loss is favoured
 
 
+SYNTH_PROFILES = ("quick", "full", "gpu")
+
+
+@pytest.mark.parametrize("name", SYNTH_PROFILES)
+def test_profile_device_reaches_every_notebook(name, tmp_path):
+    """The gpu profile once trained its visual notebooks on the CPU: their own `device` parameter won."""
+    from reidlab.study.default import notebook_plans
+    from reidlab.study.profile import STUDY_COPIES
+
+    profile = study.load_profile(name)
+    roots = {copy: f"/d/{copy}" for copy in STUDY_COPIES}
+    plans = notebook_plans(profile, name, tmp_path, tmp_path / "data", profile.seeds, 1, roots, {}, 2)
+    assert set(plans) == set(study.STUDY_NOTEBOOKS)
+    for notebook, plan in plans.items():
+        if "device" in study.notebook_parameters(notebook):
+            assert plan["device"] == profile.device, notebook
+        if "overrides" in plan:
+            assert plan["overrides"].get("device", "cpu") == profile.device, notebook
+    assert profile.device == ("cuda" if name == "gpu" else "cpu")
+
+
+def test_adasp_overrides_are_the_same_in_every_profile():
+    """The gpu profile once lacked `model.kwargs.metric_feature: after`, which keeps the triplet from collapsing."""
+    from reidlab.study.profile import PROFILE_ADASP_KEYS
+
+    shared = [{k: v for k, v in study.load_profile(name).adasp_overrides.items() if k not in PROFILE_ADASP_KEYS}
+              for name in SYNTH_PROFILES]
+    assert all(overrides == shared[0] for overrides in shared), dict(zip(SYNTH_PROFILES, shared))
+    assert shared[0]["model.kwargs.metric_feature"] == "after"
+
+
+@pytest.mark.parametrize("copy", ["person", "vehicle", "hbreid"])
+def test_copies_differ_between_profiles_only_in_scale(copy):
+    """The gpu profile's HBReID copy once took the default variation 0.5 where the others used 0.1."""
+    from reidlab.study.profile import SCALE_KNOBS
+
+    knobs = {name: study.load_profile(name).copy_knobs(copy) for name in SYNTH_PROFILES}
+    regime = {name: {k: v for k, v in value.items() if k not in SCALE_KNOBS} for name, value in knobs.items()}
+    assert all(value == regime["quick"] for value in regime.values()), regime
+    if copy == "hbreid":  # the HM regime fixes its identities and images: only the frame and the test split scale
+        for key in ("num_train_ids", "images_per_camera"):
+            assert len({repr(value[key]) for value in knobs.values()}) == 1, key
+
+
 def test_profile_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="no study profile 'nope'.*quick"):
         study.load_profile("nope")

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .notebooks import resolve_kernel_name, run_notebook
+from .notebooks import notebook_parameters, resolve_kernel_name, run_notebook
 from .plan import study_backbone, study_datasets
-from .profile import STUDY_DATA_DIR, load_profile
+from .profile import STUDY_DATA_DIR, StudyProfile, load_profile
 from .records import _error_record, _now, _write_json
 from .render import render
 
@@ -88,7 +88,6 @@ def report(
     except FileExistsError as error:  # e.g. copies from an older reidlab, with runs trained on them in output_root
         raise FileExistsError(f"{error}. For the default study: delete {data_dir} and run `make clean-reports` (or "
                               f"remove {root}) so that no run trained on the old copies is reused") from None
-    default_root, hbreid_root = roots["person"], roots["hbreid"]
     print_fn(f"SynthReID copies ready in {time.perf_counter() - started:.0f} s in {data_dir}")
     threads = max(1, (os.cpu_count() or 1))
     timings, pretrained = {}, {}
@@ -100,27 +99,8 @@ def report(
         timings["pretrain"] = time.perf_counter() - step
         print_fn(f"[pretrain] ok in {timings['pretrain']:.0f} s: {pretrained['model.pretrained']}")
 
-    def notebook_overrides(name: str, data_root: str, family: str, **extra: Any) -> dict[str, Any]:
-        own = study.notebooks.get(name, {}).get("overrides", {})
-        return {**study.overrides, **study.table_overrides[family], **pretrained, "data.root": data_root,
-                "threads": threads, **extra, **own}
-
-    plans: dict[str, dict[str, Any]] = {
-        "ablation": {"profile": str(profile), "seeds": seeds, "data_dir": str(data_dir), "workers": workers,
-                     "executor": executor, "cluster": cluster},
-        "train": {"preset": study.preset, "seed": seeds[0],
-                  "overrides": notebook_overrides("train", default_root, "adasp", save_every=1)},
-        "positive_pairs": {"run_dir": str(root / "train")},
-        "retrieval": {"run_dir": str(root / "train"), "threads": threads},
-        "class_similarity": {"preset": study.preset, "seed": seeds[0],
-                             "overrides": notebook_overrides("class_similarity", hbreid_root, "hbreid")},
-        # the train run beside an SP-H run trained like it: the same queries under both losses
-        "explore": {"run_dir": str(root / "train"), "preset": study.preset, "seed": seeds[0],
-                    "overrides": notebook_overrides("train", default_root, "adasp"),
-                    "compare_overrides": {"loss.metric": "sp-h"}},
-    }
-    for name, plan in plans.items():  # the profile's extra parameters per notebook (its overrides are merged above)
-        plan.update({key: value for key, value in study.notebooks.get(name, {}).items() if key != "overrides"})
+    plans = notebook_plans(study, profile, root, data_dir, seeds, workers, roots, pretrained, threads, executor,
+                           cluster)
     for name in notebooks:
         step = time.perf_counter()
         if name != "ablation":  # these train afresh into their folder, which must not hold the previous run
@@ -142,3 +122,38 @@ def report(
                                       "seeds": seeds, "workers": workers, "finished": _now()})
     print_fn(f"{notes}\nreport: {index}")
     return index
+
+
+def notebook_plans(study: StudyProfile, profile: str | os.PathLike, root: Path, data_dir: Path, seeds: Sequence[int],
+                   workers: int, roots: dict[str, str], pretrained: dict[str, str], threads: int,
+                   executor: str = "local", cluster: str | None = None) -> dict[str, dict[str, Any]]:
+    """Each study notebook's papermill parameters: the profile's overrides per table family, the shared backbone,
+    the copies in ``roots``, and the profile's device for every notebook that computes (its own ``device``
+    parameter would otherwise put it on the CPU)."""
+    default_root, hbreid_root = roots["person"], roots["hbreid"]
+
+    def notebook_overrides(name: str, data_root: str, family: str, **extra: Any) -> dict[str, Any]:
+        own = study.notebooks.get(name, {}).get("overrides", {})
+        return {**study.overrides, **study.table_overrides[family], **pretrained, "data.root": data_root,
+                "threads": threads, **extra, **own}
+
+    plans: dict[str, dict[str, Any]] = {
+        "ablation": {"profile": str(profile), "seeds": list(seeds), "data_dir": str(data_dir), "workers": workers,
+                     "executor": executor, "cluster": cluster},
+        "train": {"preset": study.preset, "seed": seeds[0],
+                  "overrides": notebook_overrides("train", default_root, "adasp", save_every=1)},
+        "positive_pairs": {"run_dir": str(root / "train")},
+        "retrieval": {"run_dir": str(root / "train"), "threads": threads},
+        "class_similarity": {"preset": study.preset, "seed": seeds[0],
+                             "overrides": notebook_overrides("class_similarity", hbreid_root, "hbreid")},
+        # the train run beside an SP-H run trained like it: the same queries under both losses
+        "explore": {"run_dir": str(root / "train"), "preset": study.preset, "seed": seeds[0],
+                    "overrides": notebook_overrides("train", default_root, "adasp"),
+                    "compare_overrides": {"loss.metric": "sp-h"}},
+    }
+    for name, plan in plans.items():
+        if "device" in notebook_parameters(name):
+            plan["device"] = study.device
+        # the profile's extra parameters per notebook (its overrides are merged above)
+        plan.update({key: value for key, value in study.notebooks.get(name, {}).items() if key != "overrides"})
+    return plans

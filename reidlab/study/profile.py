@@ -18,6 +18,11 @@ PRETRAIN_KEYS = ("regimes", "synth", "synth_seed", "epochs", "overrides")
 # of the HBReID tables.
 STUDY_COPIES = ("person", "vehicle", "hbreid")
 COPY_KEYS = ("regimes", "knobs")
+# What a profile may change of a copy: its scale (identities, images, frame). Every other knob, i.e. the
+# regime that carries a claim's mechanism, is the same in every profile (tests/test_study_plan.py).
+SCALE_KNOBS = ("image_size", "num_train_ids", "num_test_ids", "num_distractors", "num_junk", "images_per_camera")
+# What a profile may change of the AdaSP tables' overrides: the square frame of the person / vehicle copies.
+PROFILE_ADASP_KEYS = ("data.size",)
 
 
 @dataclass
@@ -91,6 +96,11 @@ class StudyProfile:
         except (ValueError, TypeError) as error:
             raise ValueError(f"study profile {self.name!r}: {where}: {error}") from None
         return merged
+
+    @property
+    def device(self) -> str:
+        """Where every run and every visual notebook of the study computes (``overrides.device``)."""
+        return str(self.overrides.get("device", "cpu"))
 
     @property
     def table_overrides(self) -> dict[str, dict[str, Any]]:
