@@ -185,6 +185,11 @@ def test_run_outputs_hooks_and_log(reference_run):
     assert [r["lr"] for r in read_metrics(out, "epoch")] == [r["lr"] for r in steps[1::2]]
     evals = read_metrics(out, "eval")
     assert [r["epoch"] for r in evals] == [2, 4] and metrics["best_mAP"] == max(r["mAP"] for r in evals)
+    # the cost records a cluster study's estimate reads; no GPU memory on the CPU
+    epoch_seconds = sum(r["epoch_seconds"] for r in read_metrics(out, "epoch"))
+    images = sum(r["img_per_s"] * r["epoch_seconds"] for r in read_metrics(out, "epoch"))
+    assert metrics["images_per_second"] == pytest.approx(images / epoch_seconds, rel=1e-3)
+    assert metrics["eval_seconds"] > 0 and metrics["peak_gpu_memory_mb"] is None
 
 
 def test_last_checkpoint_is_written_after_the_files_it_names(synth_root, tmp_path, monkeypatch):

@@ -161,6 +161,7 @@ class Trainer:
         self.global_step = 0
         self.step_in_epoch = 0
         self.best = {"mAP": -1.0, "epoch": 0}
+        self.session_images, self.session_train_seconds, self.eval_seconds = 0, 0.0, None  # metrics.json: cost
         self.last_eval: dict[str, Any] = {}
         self.skipped_images: set[str] = set()  # training images left out as unreadable (data.skip_corrupt)
         self._chance: dict[str, float] | None = None
@@ -298,6 +299,8 @@ class Trainer:
         if self.logger.tensorboard_missing:
             self.say("tensorboard=true but the tensorboard package is not installed; logging to metrics.jsonl only")
         started = time.perf_counter()
+        if self.ctx.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.ctx.device)
         try:
             self._hook("on_train_start")
             while self.epoch < config.epochs:
@@ -329,6 +332,12 @@ class Trainer:
             "checkpoint": str(self.checkpoint_dir / "last.pt"),
             "best_checkpoint": str(self.checkpoint_dir / "best.pt"),
             "train_seconds_this_session": round(seconds, 3),
+            # what a cluster study's cost estimate reads: throughput, evaluation time and peak memory of this session
+            "images_per_second": round(self.session_images / self.session_train_seconds, 2)
+            if self.session_train_seconds else None,
+            "eval_seconds": None if self.eval_seconds is None else round(self.eval_seconds, 3),
+            "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated(self.ctx.device) / 2**20, 1)
+            if self.ctx.device.type == "cuda" else None,
             **({"skipped_train_images": len(self.skipped_images)} if self.config.data.skip_corrupt else {}),
             "provenance": collect_provenance(self.config, self.dataset, self.ctx, self.amp_dtype),
         }
@@ -403,6 +412,8 @@ class Trainer:
             bar.close()
             del iterator
         seconds = time.perf_counter() - epoch_start
+        self.session_images += epoch_images * ctx.world_size
+        self.session_train_seconds += seconds
         metrics = {k: float(v) / steps for k, v in sums.items()}
         metrics.update(
             epoch=epoch + 1,
@@ -484,7 +495,9 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         """Evaluate the current model on query/gallery, log it and track the best mAP."""
         broadcast_buffers(self.model, self.ctx)
+        started = time.perf_counter()
         metrics = run_evaluation(self.model, self.dataset, self.config, self.ctx)
+        self.eval_seconds = time.perf_counter() - started
         if self.config.data.name != "vehicleid":  # the Market-style protocol; VehicleID scores its own draws
             metrics.update(self._chance_level())
         metrics["epoch"] = self.epoch
