@@ -7,6 +7,10 @@ PY := $(VENV)/bin/python
 # (if torch already imports in the venv, e.g. made with VENV_FLAGS=--system-site-packages, nothing is installed).
 # make report PROFILE=full: the ~2 h study whose claims table the README shows; PROFILE=gpu on a GPU node.
 PROFILE ?= quick
+# make report PROFILE=paper DATASETS=datasets.yaml [SET="seeds=[0,1] overrides.epochs=1"]: the papers' studies on
+# the real benchmarks (README, "Reproducing the papers on your cluster").
+DATASETS ?=
+SET ?=
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 VENV_FLAGS ?=
 STAMP := $(VENV)/.reidlab-installed
@@ -58,7 +62,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -q tests
 
 report: $(STAMP)
-	$(VENV)/bin/reidlab report --profile $(PROFILE)
+	$(VENV)/bin/reidlab report --profile $(PROFILE) $(if $(DATASETS),--datasets $(DATASETS)) $(foreach s,$(SET),--set '$(s)')
 
 # Containers often run as root, which Jupyter refuses without --allow-root.
 lab: $(STAMP)

@@ -82,7 +82,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from reidlab import study
 
+    if args.datasets:
+        return _paper_report(args)
     with _clean_errors("report", ValueError, FileExistsError):
+        if args.set or args.dry_run:
+            raise ValueError("--set and --dry-run belong to the paper study: add --profile paper --datasets FILE")
         seeds = None
         if args.seeds is not None:
             try:
@@ -92,6 +96,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
         study.report(args.output, data_dir=args.data_dir or study.STUDY_DATA_DIR, profile=args.profile, seeds=seeds, workers=args.workers,
                      notebooks=args.notebooks or study.STUDY_NOTEBOOKS, kernel_name=args.kernel,
                      executor=args.executor, cluster=args.cluster)
+    return 0
+
+
+def _paper_report(args: argparse.Namespace) -> int:
+    from reidlab import study
+    from reidlab.engine import ConfigError
+
+    with _clean_errors("report", ValueError, ConfigError, FileNotFoundError, KeyError):
+        if args.seeds is not None or args.workers is not None or args.notebooks:
+            raise ValueError("the paper study takes its seeds and workers from the profile: --set seeds=[0,1] "
+                             "--set workers=2 (and runs notebooks/paper.ipynb only)")
+        study.paper_report(args.output, profile=args.profile, datasets=args.datasets, sets=args.set,
+                           dry_run=args.dry_run, executor=args.executor, cluster=args.cluster, kernel_name=args.kernel)
     return 0
 
 
@@ -192,13 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="reports", help="report folder (default: reports)")
     p.add_argument("--data-dir", default=None, help="where the study's SynthReID copies are generated (default: data/study)")
     p.add_argument("--profile", default="quick",
-                   help="study profile: quick (default, ~15 min on 2 CPU cores), full (~2 h), gpu, or a YAML path")
+                   help="study profile: quick (default, ~15 min on 2 CPU cores), full (~2 h), gpu, paper (real "
+                        "benchmarks, with --datasets), or a YAML path")
     p.add_argument("--seeds", default=None, help="comma-separated ablation seeds (default: the profile's)")
     p.add_argument("--workers", type=int, default=None, help="parallel ablation runs (default: the profile's)")
     p.add_argument("--kernel", default=None, help="Jupyter kernel (default: 'reidlab' or this interpreter's python3)")
     p.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="where the ablation runs train: here, or as a SLURM job array (with --cluster)")
     p.add_argument("--cluster", default=None, help="cluster YAML for --executor slurm (see configs/cluster.yaml)")
+    p.add_argument("--datasets", default=None, metavar="FILE",
+                   help="the papers' studies on the real benchmarks (with --profile paper): a YAML of dataset "
+                        "folders and weight files")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a paper-profile field for this run, e.g. --set seeds=[0,1] --set overrides.epochs=1")
+    p.add_argument("--dry-run", action="store_true",
+                   help="paper study: calibrate, print the runs and the GPU-hour estimate, submit nothing")
     p.add_argument("notebooks", nargs="*", help="subset of: ablation train positive_pairs retrieval class_similarity")
     p.set_defaults(func=_cmd_report)
     return parser

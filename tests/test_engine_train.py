@@ -190,6 +190,7 @@ def test_run_outputs_hooks_and_log(reference_run):
     images = sum(r["img_per_s"] * r["epoch_seconds"] for r in read_metrics(out, "epoch"))
     assert metrics["images_per_second"] == pytest.approx(images / epoch_seconds, rel=1e-3)
     assert metrics["eval_seconds"] > 0 and metrics["peak_gpu_memory_mb"] is None
+    assert metrics["seconds_per_step"] == pytest.approx(epoch_seconds / 8, rel=1e-3) and metrics["steps_per_epoch"] >= 2
 
 
 def test_last_checkpoint_is_written_after_the_files_it_names(synth_root, tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ from reidlab.study.notebooks import (
     notebook_arguments,
 )
 
-NOTEBOOKS = ("train", "ablation", "positive_pairs", "retrieval", "class_similarity", "explore")
+NOTEBOOKS = ("train", "ablation", "positive_pairs", "retrieval", "class_similarity", "explore", "paper")
 # The notebooks that must run with their own defaults, shortened only (see own_defaults)
 SELF_CONTAINED = ("train", "positive_pairs", "retrieval", "class_similarity", "explore")
 KERNELSPEC = {"name": "reidlab", "display_name": "Python (reidlab)", "language": "python"}

@@ -161,7 +161,8 @@ class Trainer:
         self.global_step = 0
         self.step_in_epoch = 0
         self.best = {"mAP": -1.0, "epoch": 0}
-        self.session_images, self.session_train_seconds, self.eval_seconds = 0, 0.0, None  # metrics.json: cost
+        self.session_images, self.session_steps, self.session_train_seconds = 0, 0, 0.0  # metrics.json: cost
+        self.eval_seconds: float | None = None
         self.last_eval: dict[str, Any] = {}
         self.skipped_images: set[str] = set()  # training images left out as unreadable (data.skip_corrupt)
         self._chance: dict[str, float] | None = None
@@ -335,6 +336,8 @@ class Trainer:
             # what a cluster study's cost estimate reads: throughput, evaluation time and peak memory of this session
             "images_per_second": round(self.session_images / self.session_train_seconds, 2)
             if self.session_train_seconds else None,
+            "seconds_per_step": round(self.session_train_seconds / self.session_steps, 5) if self.session_steps else None,
+            "steps_per_epoch": len(self.sampler),  # the full epoch, even where max_iters_per_epoch cut it
             "eval_seconds": None if self.eval_seconds is None else round(self.eval_seconds, 3),
             "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated(self.ctx.device) / 2**20, 1)
             if self.ctx.device.type == "cuda" else None,
@@ -413,6 +416,7 @@ class Trainer:
             del iterator
         seconds = time.perf_counter() - epoch_start
         self.session_images += epoch_images * ctx.world_size
+        self.session_steps += steps
         self.session_train_seconds += seconds
         metrics = {k: float(v) / steps for k, v in sums.items()}
         metrics.update(

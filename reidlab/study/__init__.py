@@ -35,6 +35,21 @@ from .plan import (
     study_datasets,
 )
 from .mechanisms import measure_controls
+from .paper import (
+    PAPER_DATASETS,
+    DatasetsFile,
+    PaperProfile,
+    PaperSetup,
+    calibrate,
+    estimate_cost,
+    load_datasets_file,
+    load_paper_profile,
+    paper_report,
+    paper_verdicts,
+    prepare_paper,
+    published_table,
+    run_paper,
+)
 from .profile import STUDY_CONFIG_DIR, STUDY_COPIES, STUDY_DATA_DIR, StudyProfile, available_profiles, load_profile
 from .records import (
     HEADLINE_METRICS,
@@ -65,6 +80,8 @@ from .training import as_override_dict, finished_run, train_run, training_config
 
 __all__ = [
     "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_CONFIG_DIR", "STUDY_NOTEBOOKS", "TABLES",
+    "PAPER_DATASETS", "DatasetsFile", "PaperProfile", "PaperSetup", "calibrate", "estimate_cost", "load_datasets_file",
+    "load_paper_profile", "paper_report", "paper_verdicts", "prepare_paper", "published_table", "run_paper",
     "ADASP_REGIMES", "AblationSetup", "prepare_ablation", "study_verdicts", "REGIME_LOSSES", "STUDY_COPIES", "STUDY_DATA_DIR", "VERDICTS", "measure_controls", "Claim", "arm_summary", "ClusterConfig", "load_cluster", "parse_grid", "runs_table", "summary_table", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "backbone_record", "arm_values",
     "available_profiles", "load_profile", "study_backbone", "study_datasets", "as_override_dict", "check_parameters", "claims_json", "collect", "default_output_dir", "evaluate_claims",
     "expand_grid", "find_runs", "holm", "is_complete", "mean_ci", "notebook_arguments", "notebook_parameters", "notebook_path",

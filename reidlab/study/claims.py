@@ -59,7 +59,10 @@ class Claim:
     the source claims, so that no-effect excludes the claimed effect), or the non-inferiority margin of
     ``within``. ``controls``: names of the manipulation checks the claim's mechanism needs; the study measures
     them, and a failed one makes the claim untestable. ``reference_metric`` lets the sides use other metrics
-    (``mAP_rerank`` of a point against its own ``mAP``)."""
+    (``mAP_rerank`` of a point against its own ``mAP``); ``term_metrics`` gives single points their own metric
+    (VehicleID is scored by rank-1), and ``weights`` the weight of a point in a ``contrast`` (default 1: a mean
+    over datasets weighs each by 1 / their number). ``published``: the claim's value in the source's numbers,
+    when it states them."""
 
     id: str
     source: str  # one of CLAIM_SOURCES; Holm's family
@@ -71,6 +74,9 @@ class Claim:
     combine: str = "difference"
     margin: float = 1.0
     controls: tuple[str, ...] = field(default=())
+    term_metrics: Mapping[str, str] | None = None
+    weights: Mapping[str, float] | None = None
+    published: float | None = None
 
     def __post_init__(self) -> None:
         if self.source not in CLAIM_SOURCES:
@@ -86,6 +92,8 @@ class Claim:
             raise ValueError(f"claim {self.id}: combine {self.combine!r} takes one arm point, got {arms}")
         if self.combine == "difference" and len(references) != 1:
             raise ValueError(f"claim {self.id}: combine 'difference' takes one reference point, got {references}")
+        if self.weights is not None and self.combine != "contrast":
+            raise ValueError(f"claim {self.id}: weights apply to combine 'contrast' only")
         if self.is_iut and not self.competitor_terms:
             raise ValueError(f"claim {self.id}: no competitor left once the arm is removed from {references}")
 
@@ -104,11 +112,21 @@ class Claim:
 
     @property
     def arm_terms(self) -> list[tuple[str, str]]:
-        return [(point, self.metric) for point in _as_list(self.arm)]
+        own = self.term_metrics or {}
+        return [(point, own.get(point, self.metric)) for point in _as_list(self.arm)]
 
     @property
     def reference_terms(self) -> list[tuple[str, str]]:
-        return [(point, self.reference_metric or self.metric) for point in _as_list(self.reference)]
+        own = self.term_metrics or {}
+        return [(point, own.get(point, self.reference_metric or self.metric)) for point in _as_list(self.reference)]
+
+    @property
+    def metrics(self) -> set[str]:
+        """Every metric the claim reads."""
+        return {metric for _, metric in self.arm_terms + self.reference_terms}
+
+    def weight(self, point: str) -> float:
+        return 1.0 if self.weights is None else float(self.weights.get(point, 1.0))
 
     @property
     def competitor_terms(self) -> list[tuple[str, str]]:
@@ -120,7 +138,8 @@ class Claim:
         """What is computed per seed, e.g. ``mAP[AdaSP@v] - each(mAP[SP-H@v], mAP[SP-LH@v]) + 1``."""
 
         def total(terms: list[tuple[str, str]]) -> str:
-            text = " + ".join(term_label(*term) for term in terms)
+            text = " + ".join(("" if self.weight(term[0]) == 1 else f"{self.weight(term[0]):.3g} x ") + term_label(*term)
+                              for term in terms)
             return f"({text})" if len(terms) > 1 else text
 
         arm = total(self.arm_terms)
@@ -134,9 +153,13 @@ class Claim:
         difference / contrast; one per competitor point for best-of / within."""
         sides = self.competitor_terms if self.is_iut else self.reference_terms
         values = paired_values(frame, self.arm_terms + sides, scale)
-        arm = values[[term_label(*t) for t in self.arm_terms]].sum(axis=1)
+        def total(terms: list[tuple[str, str]]) -> pd.Series:
+            return sum((values[term_label(*term)] * self.weight(term[0]) for term in terms),
+                       start=values.iloc[:, :0].sum(axis=1))
+
+        arm = total(self.arm_terms)
         if not self.is_iut:
-            return {None: arm - values[[term_label(*t) for t in sides]].sum(axis=1)}
+            return {None: arm - total(sides)}
         shift = self.margin if self.combine == "within" else 0.0
         return {point: arm - values[term_label(point, metric)] + shift for point, metric in sides}
 
@@ -263,7 +286,7 @@ def _at_chance(frame: pd.DataFrame, lost: Mapping[str, Sequence[int]], claim: Cl
     """``frame`` with every lost (point, seed) run scored at its split's chance level, on the claim's metrics."""
     import pandas as pd
 
-    metrics = {claim.metric, claim.reference_metric or claim.metric}
+    metrics = claim.metrics
     rows = [{"point": point, "seed": seed, "status": "ok", **{m: chance.get(point, math.nan) for m in metrics}}
             for point, seeds in lost.items() for seed in seeds]
     lost_runs = [point in lost and pd.notna(seed) and int(seed) in lost[point]
@@ -310,7 +333,7 @@ def evaluate_claims(
             "id": claim.id, "source": claim.source, "statement": claim.statement, "metric": claim.metric,
             "arm": claim.arm if isinstance(claim.arm, str) else list(claim.arm),
             "reference": claim.reference if isinstance(claim.reference, str) else list(claim.reference),
-            "combine": claim.combine, "margin": claim.margin, **tests,
+            "combine": claim.combine, "margin": claim.margin, "published": claim.published, **tests,
             "p_holm": math.nan, "p_holm_equivalence": None if tests["p_equivalence"] is None else math.nan,
             "verdict": "inconclusive", "controls": checks,
             "testable": all(check.get("passed") is True for check in checks),

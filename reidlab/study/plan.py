@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .published import hbreid_claim_values
 from .profile import PRETRAIN_SYNTH_SEED, STUDY_COPIES, STUDY_SYNTH_SEED, StudyProfile
 from .claims import Claim
 from .sweep import _slug, point_name, sweep
@@ -213,13 +214,15 @@ def ablation_claims(rows: Mapping[str, Mapping[str, str]], checked: bool = True,
     ``checked=False`` drops the manipulation checks: on a real benchmark the mechanisms are the sources' own
     premises, not measured here."""
     claims: list[Claim] = []
+    published = hbreid_claim_values()  # the source's MSMT17 numbers; the AdaSP claims here are about regimes
 
     def point(table: str, label: str) -> str | None:
         return rows.get(table, {}).get(label)
 
     def add(points: Sequence[str | None], **fields: Any) -> None:
         if all(points):
-            claims.append(Claim(**{**fields, "controls": fields.get("controls", ()) if checked else ()}))
+            claims.append(Claim(**{**fields, "controls": fields.get("controls", ()) if checked else (),
+                                   "published": published.get(fields["id"])}))
         elif not_run is not None:
             not_run.append({"id": fields["id"], "source": fields["source"], "statement": fields["statement"],
                             "reason": "its arms are not in this study's plan (tables / only)"})

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from collections.abc import Sequence
 
 STUDY_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "study"
 STUDY_SYNTH_SEED = 0  # generator seed of the study's SynthReID copies
@@ -108,12 +109,17 @@ class StudyProfile:
 
 
 def available_profiles() -> list[str]:
-    return sorted(p.stem for p in STUDY_CONFIG_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in STUDY_CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("_"))
 
 
-def load_profile(name: str | os.PathLike) -> StudyProfile:
-    """A profile by name (``quick``, ``full``, ``gpu``) or a path to a YAML file of the same keys."""
+def load_profile_data(name: str | os.PathLike, sets: Sequence[str], kind: type,
+                      mapping_fields: Sequence[str] = ()) -> tuple[Path, dict[str, Any]]:
+    """A profile's YAML (by name in reidlab/configs/study or a path) as a dict of ``kind``'s fields, with ``sets``
+    (``["seeds=[0,1]", "overrides.epochs=1"]``, values typed by YAML) applied: a dotted key sets one entry of a
+    mapping field (``mapping_fields``). A key that is no field is a ValueError naming the valid ones."""
     import yaml
+
+    from reidlab.utils import parse_key_values
 
     path = Path(name)
     if path.suffix not in (".yaml", ".yml"):
@@ -121,8 +127,30 @@ def load_profile(name: str | os.PathLike) -> StudyProfile:
     if not path.is_file():
         raise ValueError(f"no study profile {name!r}: not a YAML file and not one of {available_profiles()}")
     data = yaml.safe_load(path.read_text()) or {}
-    known = {f.name for f in dataclasses.fields(StudyProfile)} - {"name"}
-    unknown = sorted(set(data) - known)
+    paper = any(f.name == "kind" for f in dataclasses.fields(kind))  # only the paper profile declares its kind
+    if (data.get("kind") == "paper") != paper:
+        raise ValueError(f"study profile {path.stem!r} runs on the real benchmarks: give it their folders with "
+                         "--datasets datasets.yaml" if data.get("kind") == "paper" else
+                         f"study profile {path.stem!r} runs on SynthReID (no 'kind: paper'): leave out --datasets")
+    known = sorted({f.name for f in dataclasses.fields(kind)} - {"name"})
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ValueError(f"study profile {path}: unknown keys {unknown}; valid keys: {sorted(known)}")
+        raise ValueError(f"study profile {path}: unknown keys {unknown}; valid keys: {known}")
+    for key, value in parse_key_values(list(sets), what="--set").items():
+        top, _, rest = key.partition(".")
+        if top not in known or (rest and top not in mapping_fields) or (not rest and top in mapping_fields):
+            raise ValueError(f"--set {key}: no such profile key; valid keys: "
+                             + ", ".join(f"{k}.KEY" if k in mapping_fields else k for k in known))
+        if rest:
+            data[top] = {**(data.get(top) or {}), rest: value}
+        else:
+            data[top] = value
+    return path, data
+
+
+def load_profile(name: str | os.PathLike, sets: Sequence[str] = ()) -> StudyProfile:
+    """A profile by name (``quick``, ``full``, ``gpu``) or a path to a YAML file of the same keys, with ``sets``
+    applied (``--set``)."""
+    path, data = load_profile_data(name, sets, StudyProfile, mapping_fields=("overrides", "adasp_overrides",
+                                                                             "hbreid_overrides", "synth"))
     return StudyProfile(name=path.stem, **data)

@@ -13,6 +13,7 @@ from .plots import (
     style_ci_table,
     style_claims_table,
     style_controls_table,
+    style_published_table,
     training_curves,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "style_ci_table",
     "style_claims_table",
     "style_controls_table",
+    "style_published_table",
     "training_curves",
     "umap_2d",
 ]

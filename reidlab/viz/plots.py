@@ -179,6 +179,8 @@ def style_claims_table(claims: "pandas.DataFrame", caption: str = "", decimals: 
         "claim": claims["statement"],
         "Δ [95% CI] (points)": [_interval(*(float("nan") if v is None else v for v in row), decimals)
                                for row in claims[["delta", "ci_low", "ci_high"]].itertuples(index=False)],
+        **({"published": [f"{v:+.1f}" if v is not None and v == v else "" for v in claims["published"]]}
+           if "published" in claims else {}),
         "margin": claims["margin"] if "margin" in claims else float("nan"),
         "pairs": claims["n_pairs"],
         "p": p_text("p"),
@@ -190,6 +192,24 @@ def style_claims_table(claims: "pandas.DataFrame", caption: str = "", decimals: 
     styler = shown.style.map(lambda v: f"font-weight:bold;color:{VERDICT_COLOURS.get(v, '#222')}", subset=["verdict"])
     styler = styler.set_properties(subset=["claim"], **{"text-align": "left", "white-space": "normal", "max-width": "28rem"})
     return _table_style(styler, caption)
+
+
+def style_published_table(table: "pandas.DataFrame", caption: str = "", decimals: int = 1) -> Any:  # noqa: F821
+    """:func:`reidlab.study.published_table` as a table: the source's number, the measured mean ± CI and the
+    difference to the source."""
+    import pandas as pd
+
+    def number(value: float, sign: str = "") -> str:
+        return "" if value is None or value != value else f"{value:{sign}.{decimals}f}"
+
+    shown = pd.DataFrame({
+        "dataset": table["dataset"], "row": table["row"], "metric": table["metric"],
+        "published": [number(v) for v in table["published"]],
+        "measured (mean ± CI)": [number(m) + ("" if h != h else f" ± {h:.{decimals}f}") + f" (n={n})"
+                                 for m, h, n in zip(table["measured"], table["ci_half_width"], table["n"], strict=True)],
+        "Δ to published": [number(v, "+") for v in table["delta_to_published"]],
+    })
+    return _table_style(shown.style.hide(axis="index"), caption)
 
 
 def style_controls_table(controls: "pandas.DataFrame", caption: str = "") -> Any:  # noqa: F821

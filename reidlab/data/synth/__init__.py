@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import FORMAT, SPLIT_DIRS, VIEWS, SynthConfig, _check_knob_names, knob_names, parse_knobs
+from .layouts import write_layout
 from .people import CATEGORIES, GROUPS, attribute_vector, draw_person, visible_attributes
 from .plan import build_plan
 from .regimes import REGIME_NOTES, REGIMES, regime_knobs
@@ -35,7 +36,7 @@ from .render import _init_worker, _render_chunk
 __all__ = [
     "CATEGORIES", "FORMAT", "GROUPS", "REGIMES", "REGIME_NOTES", "SPLIT_DIRS", "VIEWS", "SynthConfig", "attribute_vector",
     "build_plan", "draw_person", "generate", "knob_names", "load_meta", "parse_knobs", "regime_knobs",
-    "train_identities", "visible_attributes",
+    "train_identities", "visible_attributes", "write_layout",
 ]
 
 # --------------------------------------------------------------------------- public API
