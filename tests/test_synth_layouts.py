@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from reidlab.data import build_dataset, synth
-from reidlab.data.synth.layouts import SYNTH_NAME
+from reidlab.data import build_dataset, datasets, synth
+from reidlab.data.synth import layouts
 
 LAYOUTS = ["market1501", "dukemtmc", "msmt17", "veri776", "vehicleid"]
 IMAGE_SIZE = (32, 16)  # height, width
@@ -28,7 +29,7 @@ def tiny_synth(tmp_path_factory) -> tuple[Path, dict[str, tuple[str, int, int]]]
     truth = {}
     for folder, split in (("bounding_box_train", "train"), ("query", "query"), ("bounding_box_test", "gallery")):
         for path in (root / folder).glob("*.jpg"):
-            pid, camera = (int(group) for group in SYNTH_NAME.fullmatch(path.name).group(1, 2))
+            pid, camera = (int(group) for group in re.match(r"(-?\d+)_c(\d)", path.name).groups())
             truth[digest(path)] = (split, pid, camera - 1)
     assert len(truth) == sum(1 for _ in root.glob("*/*.jpg"))  # contents are unique: they identify the files
     return root, truth
@@ -41,19 +42,19 @@ def test_real_loader_reads_synthreid_identities_cameras_and_splits(tiny_synth, t
     assert out == tmp_path / name
     dataset = build_dataset(name, out)
 
-    def test_split(split: str) -> str:  # VehicleID draws its own query/gallery from the test vehicles
+    def split_group(split: str) -> str:  # VehicleID draws its own query/gallery from the test vehicles
         return "test" if name == "vehicleid" and split != "train" else split
 
     has_cameras = name != "vehicleid"
     # Market-1501's loader keeps distractors (0) and drops junk (-1); the other layouts get neither.
-    expected = sorted((key, test_split(split), pid, camera if has_cameras else 0)
+    expected = sorted((key, split_group(split), pid, camera if has_cameras else 0)
                       for key, (split, pid, camera) in truth.items() if pid > 0 or (name == "market1501" and pid == 0))
     loaded, pid_pairs = [], {"train": set(), "test": set()}
     for split, records in (("train", dataset.train), ("query", dataset.query), ("gallery", dataset.gallery)):
         for record in records:
             key = digest(record.path)
             _, synth_pid, _ = truth[key]
-            loaded.append((key, test_split(split), synth_pid, record.camid))
+            loaded.append((key, split_group(split), synth_pid, record.camid))
             pid_pairs["train" if split == "train" else "test"].add((record.pid, synth_pid))
             with Image.open(record.path) as image:
                 assert image.convert("RGB").size == IMAGE_SIZE[::-1]
@@ -96,6 +97,13 @@ def test_veri776_name_lists_match_the_folders(tiny_synth, tmp_path):
     for split in ("train", "query", "test"):
         listed = (out / f"name_{split}.txt").read_text().split()
         assert listed == sorted(p.name for p in (out / f"image_{split}").iterdir())
+
+
+def test_restated_loader_facts_agree_with_the_loaders():
+    assert tuple(datasets.MSMT17_TIMES) == layouts.MSMT17_TIMES
+    assert tuple(datasets.MSMT17_TIMES.values()) == (0, 1, 2)
+    assert datasets.VehicleID.test_sizes == layouts.VEHICLEID_TEST_SIZES
+    assert set(layouts.WRITERS) <= set(datasets.list_datasets())
 
 
 def test_refuses_to_overwrite_a_non_empty_folder(tiny_synth, tmp_path):

@@ -4,10 +4,15 @@ The real datasets cannot be downloaded here, yet the paper study and its tests m
 layout a loader reads (folder names, file-name patterns, list files, camera numbering). ``write_layout`` copies a
 generated SynthReID into one of them, keeping each image's bytes, identity, camera and split, so that
 ``build_dataset(name, out_root)`` exercises the real loader on images that decode.
+
+It imports neither this package's ``__init__`` (which exports it) nor ``reidlab.data.datasets`` (which imports the
+package): either would close an import cycle, which tests/test_architecture.py forbids. So the few loader facts it
+needs are restated below, and tests/test_synth_layouts.py checks that they agree with the loaders.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,12 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import SPLIT_DIRS
+from .config import FORMAT, SPLIT_DIRS
 
-SPLIT_OF_FOLDER = dict(zip(SPLIT_DIRS, ("train", "query", "gallery"), strict=True))  # SynthReID's folders, Market-1501's too
+# Split of each SynthReID folder; Market-1501 has the same folders.
+SPLIT_OF_FOLDER = dict(zip(SPLIT_DIRS, ("train", "query", "gallery"), strict=True))
 MARKET_FOLDER_OF_SPLIT = {split: folder for folder, split in SPLIT_OF_FOLDER.items()}
-SYNTH_NAME = re.compile(r"(-?\d+)_c(\d+)s(\d+)_(\d+)_\d+\.jpg")
+SYNTH_NAME = re.compile(r"(-?\d+)_c(\d+)s\d+_(\d+)_\d+\.jpg")  # pid, camera, frame
 MSMT17_DATE = "0302"  # MMDD of the 4th file-name field; the loader reads only its time-of-day letters
+MSMT17_TIMES = ("morning", "noon", "afternoon")  # the msmt17 loader's times of day, scenes 0, 1, 2 with sceneid="time"
+VEHICLEID_TEST_SIZES = (800, 1600, 2400)  # the test_size values the vehicleid loader accepts
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ def write_lines(path: Path, lines: list[str]) -> None:
 
 def write_market1501(images: list[SynthImage], out: Path) -> None:
     """SynthReID is Market-1501's layout already: same folders and names (``0002_c1s1_000451_01.jpg``)."""
-    # Market-1501's gallery ships distractors (0000) and junk (-1), which its loader keeps and drops: all kept.
+    # Market-1501's gallery ships distractors (0000, kept by its loader) and junk (-1, dropped by it): both copied.
     for image in images:
         copy_image(image, out / MARKET_FOLDER_OF_SPLIT[image.split] / image.source.name)
 
@@ -89,9 +97,6 @@ def write_msmt17(images: list[SynthImage], out: Path) -> None:
     an identity's images, CC is the camera, and the time of day is the camera's SynthReID scene (modulo 3),
     so ``sceneid="time"`` sees SynthReID's scenes. SynthReID has no validation split: ``list_val.txt`` is empty.
     """
-    from ..datasets import MSMT17_TIMES  # here, not at the top: datasets imports this package
-
-    times = list(MSMT17_TIMES)
     # MSMT17 has no distractors or junk: a pid 0 line would be one more identity. Dropped.
     people = identified(images)
     lines_of_list: dict[str, list[str]] = {name: [] for name in ("train", "val", "query", "gallery")}
@@ -101,7 +106,7 @@ def write_msmt17(images: list[SynthImage], out: Path) -> None:
         count_of_label: dict[int, int] = defaultdict(int)
         for image in members:
             label = label_of_pid[image.pid]
-            time = times[image.scene % len(times)]
+            time = MSMT17_TIMES[image.scene % len(MSMT17_TIMES)]
             relative = (f"{label:04d}/{label:04d}_{count_of_label[label]:03d}_{image.camera:02d}_{MSMT17_DATE}{time}_"
                         f"{image.frame % 10000:04d}_0.jpg")
             count_of_label[label] += 1
@@ -120,8 +125,6 @@ def write_vehicleid(images: list[SynthImage], out: Path) -> None:
     first N test vehicles (in pid order) as its size N says, hence all of them when there are at most 800, and
     every ``test_size`` the loader accepts finds its file.
     """
-    from ..datasets import VehicleID  # here, not at the top: datasets imports this package
-
     # A test list is one entry per vehicle: distractors would be one more vehicle, junk has no id. Dropped.
     vehicles = sorted(identified(images), key=lambda i: (i.split != "train", i.pid, i.camera, i.frame))
     train_lines, test_entries = [], []
@@ -134,7 +137,7 @@ def write_vehicleid(images: list[SynthImage], out: Path) -> None:
             test_entries.append((image_id, image.pid))
     write_lines(out / "train_test_split" / "train_list.txt", train_lines)
     test_pids = sorted({pid for _, pid in test_entries})
-    for size in VehicleID.test_sizes:
+    for size in VEHICLEID_TEST_SIZES:
         kept = set(test_pids[:size])
         lines = [f"{image_id} {pid}" for image_id, pid in test_entries if pid in kept]
         write_lines(out / "train_test_split" / f"test_list_{size}.txt", lines)
@@ -151,9 +154,13 @@ WRITERS: dict[str, Callable[[list[SynthImage], Path], None]] = {
 
 def read_synth_images(synth_root: Path) -> list[SynthImage]:
     """Every image of a SynthReID folder; raises if it is not one or misses images its meta.json lists."""
-    from . import load_meta  # here, not at the top: this package's __init__ imports this module
-
-    meta = load_meta(synth_root)
+    meta_path = synth_root / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{synth_root} is not a SynthReID folder (no meta.json); create one with "
+                                "reidlab.data.synth.generate(root)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}; regenerate the SynthReID")
     scene_of_camera = {int(camera): int(info["scene"]) for camera, info in meta["cameras"].items()}
     images = []
     for folder, split in SPLIT_OF_FOLDER.items():
@@ -165,7 +172,7 @@ def read_synth_images(synth_root: Path) -> list[SynthImage]:
             match = SYNTH_NAME.fullmatch(path.name)
             if match is None:
                 raise ValueError(f"{path} is not a SynthReID file name (e.g. 0002_c1s1_000451_01.jpg)")
-            pid, camera, _, frame = (int(group) for group in match.groups())
+            pid, camera, frame = (int(group) for group in match.groups())
             images.append(SynthImage(path, split, pid, camera, frame, scene_of_camera[camera]))
     return images
 
@@ -176,17 +183,19 @@ def write_layout(name: str, synth_root: str | os.PathLike, out_root: str | os.Pa
     (market1501, dukemtmc, msmt17, veri776, vehicleid) and return ``Path(out_root)``.
 
     ``build_dataset(name, out_root)`` then loads SynthReID's identities, cameras (none for VehicleID) and splits
-    through the real loader. Distractors and junk are kept only in Market-1501, the one layout that has them.
+    through the real loader: the paper study and its tests run end to end on every real layout without the real
+    data, which cannot be downloaded here. Distractors and junk are kept only in Market-1501, the one layout that
+    has them. Image bytes are copied unchanged.
     A non-empty `out_root` is replaced only with ``overwrite=True``, and never when it holds `synth_root` or
     lies inside it.
     """
     if name not in WRITERS:
         raise ValueError(f"no real layout named {name!r}; choose one of {', '.join(WRITERS)}")
-    synth_root, out = Path(synth_root), Path(out_root)
-    images = read_synth_images(synth_root)
-    source, target = synth_root.resolve(), out.resolve()
-    if target == source or target in source.parents or source in target.parents:
-        raise ValueError(f"{out} overlaps the SynthReID folder {synth_root}; write the layout to a folder outside it")
+    source, out = Path(synth_root), Path(out_root)
+    images = read_synth_images(source)
+    resolved_source, resolved_out = source.resolve(), out.resolve()
+    if resolved_out.is_relative_to(resolved_source) or resolved_source.is_relative_to(resolved_out):
+        raise ValueError(f"{out} overlaps the SynthReID folder {source}; write the layout to a folder outside it")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True to replace it, or choose "
