@@ -3,6 +3,7 @@ claims with the published numbers, the cost estimate, and the command's one-line
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -122,3 +123,90 @@ def test_missing_weights_and_bad_sets_are_one_line_errors(tmp_path, capsys):
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("reidlab report: error: ") and message in err and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------ end to end on fabricated benchmarks
+
+# Tiny settings of every run: the presets' recipes on 64 x 32 crops of a few identities, one epoch.
+TINY_SETS = ["seeds=[0,1]", "calibration_steps=2", "overrides.device=cpu", "overrides.epochs=1",
+             "overrides.model.pretrained=null", "overrides.model.freeze_backbone_iters=0", "overrides.data.size=[64,32]",
+             "overrides.data.num_workers=0", "overrides.data.test_batch_size=64", "overrides.sampler.p=4",
+             "overrides.sampler.k=2", "overrides.optim.warmup_iters=0", "overrides.threads=1",
+             "adasp_overrides.model.name=resnet18_tiny", "hbreid_overrides.model.name=vit_tiny_transreid"]
+
+
+def fabricate(root):
+    """Market-1501 and MSMT17 from a person-like SynthReID, VeRi-776 and VehicleID from a vehicle-like one, each
+    in the real layout (file names, list files), under ``root``."""
+    from reidlab.data import synth
+
+    size = dict(num_train_ids=8, num_test_ids=8, num_cameras=3, num_distractors=2, num_junk=1)
+    person = synth.generate(root / "synth-person", seed=0, image_size=(64, 32), **size)
+    vehicle = synth.generate(root / "synth-vehicle", seed=0, **synth.regime_knobs("vehicle", image_size=(48, 48), **size))
+    for name, source in (("market1501", person), ("msmt17", person), ("veri776", vehicle), ("vehicleid", vehicle)):
+        synth.write_layout(name, source, root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def fabricated(tmp_path_factory):
+    return fabricate(tmp_path_factory.mktemp("benchmarks"))
+
+
+def datasets_file(root, names):
+    path = root / f"datasets-{'-'.join(names)}.yaml"
+    path.write_text("datasets:\n" + "".join(f"  {name}: {name}\n" for name in names))
+    return path
+
+
+def test_paper_profile_end_to_end_on_fabricated_benchmarks(fabricated, tmp_path, capsys):
+    datasets = datasets_file(fabricated, ["market1501", "msmt17", "veri776", "vehicleid"])
+    args = ["report", "--profile", "paper", "--datasets", str(datasets), "--output", str(tmp_path / "out"),
+            *[item for value in TINY_SETS for item in ("--set", value)]]
+    assert main([*args, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "estimate: " in printed and "GPU-hours" in printed and not (tmp_path / "out" / "paper" / "runs").exists()
+    assert "not run: sp-h-beats-sp-lh@dukemtmc (dukemtmc is not in the datasets file)" in printed
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("estimate: ") < printed.index("[paper] running")  # the cost before the work
+    out = tmp_path / "out" / "paper"
+    claims = json.loads((out / "claims.json").read_text())
+    by_id = {c["id"]: c for c in claims["claims"]}
+    assert {"sp-h-beats-sp-lh@market1501", "sp-lh-beats-sp-h@vehicleid", "person-vehicle-interaction",
+            "adasp-within-1-of-better@veri776", "gs-beats-baseline", "hm-beats-gs", "sr-beats-gs",
+            "gs-best-augmentation", "rerank-raises-map"} <= set(by_id)
+    assert by_id["person-vehicle-interaction"]["published"] == pytest.approx(4.7)
+    assert by_id["rerank-raises-map"]["published"] == pytest.approx(14.3)
+    assert all(c["verdict"] in study.VERDICTS and c["n_pairs"] == 2 for c in claims["claims"])
+    assert {entry["id"] for entry in claims["not_run"]} == {"sp-h-beats-sp-lh@dukemtmc", "adasp-within-1-of-better@dukemtmc"}
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == (4 * 3 + 8) * 2 and (runs["status"] == "ok").all()  # HBReID: 8 distinct rows
+    assert (runs["images_per_second"] > 0).all() and (runs["duration_s"] > 0).all() and (runs["eval_seconds"] > 0).all()
+    final = runs["point"] == "hbreid2-GS-HM-SR"
+    assert runs.loc[final, "mAP_rerank"].notna().all() and runs.loc[~final, "mAP_rerank"].isna().all()
+    table = pd.read_csv(out / "table_hbreid2.csv")
+    assert table["published"].tolist() == [68.8, 69.6, 70.1, 69.8, 70.1, 84.4]
+    assert table["delta_to_published"].tolist() == pytest.approx((table["measured"] - table["published"]).tolist())
+    assert pd.read_csv(out / "table_adasp.csv").query("dataset == 'vehicleid'")["metric"].eq("rank1").all()
+    assert (tmp_path / "out" / "index.html").is_file() and (out / "paper.html").is_file()
+
+
+def test_plan_uses_each_datasets_recipe_the_local_weights_and_the_sources_rows(fabricated, tmp_path):
+    (fabricated / "r50.pth").write_bytes(b"")
+    (fabricated / "vit.pth").write_bytes(b"")
+    path = fabricated / "with-weights.yaml"
+    path.write_text("datasets: {veri776: veri776, msmt17: msmt17}\n"
+                    "weights: {resnet50_ibn_a-d9d0bb7b.pth: r50.pth, jx_vit_base_p16_224-80ecf9dd.pth: vit.pth}\n")
+    setup = study.prepare_paper(study.load_paper_profile("paper"), study.load_datasets_file(path), tmp_path)
+    configs = {point: study.training_config(p["preset"], p["overrides"], data_root=p["data_root"])
+               for point, p in setup.grid.items()}
+    veri = configs[setup.rows["adasp"]["SP-LH@veri776"]]
+    assert (veri.preset, veri.loss.metric, veri.loss.ce_weight, list(veri.data.size)) == ("adasp_veri776", "sp-lh", 1.0, [256, 256])
+    assert veri.model.pretrained == str(fabricated / "r50.pth") and veri.device == "cuda"
+    hbreid = {label: configs[point] for label, point in setup.rows["hbreid2"].items()}
+    assert all(c.model.pretrained == str(fabricated / "vit.pth") and not c.eval.rerank for c in hbreid.values())
+    assert hbreid["baseline"].data.aug["gray_patch_p"] == 0.0 and hbreid["+GS"].data.aug["gray_patch_p"] == 0.5
+    assert hbreid["+GS +HM"].sampler.name == "hard" and hbreid["+GS +SR"].scene.enabled
+    reranked = [point for point, params in setup.grid.items() if params.get("rerank")]
+    assert reranked == [setup.rows["hbreid2"]["+GS +HM +SR"]]

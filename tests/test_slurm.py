@@ -234,3 +234,25 @@ def test_ablation_notebook_runs_its_sweep_as_a_job_array(slurm_cluster, tmp_path
     assert backbone["slurm_job_id"] and all(json.loads((out / "runs" / run / "status.json").read_text())["slurm_job_id"]
                                             for run in runs["run"])
     assert len(jobs_named(job_name)) == 5  # the shared backbone's pretraining, then one array of four runs
+
+
+def test_paper_study_runs_each_table_as_a_job_array(slurm_cluster, tmp_path):
+    """The paper profile on fabricated Market-1501 and VeRi-776 through SLURM: the calibration, then the AdaSP
+    table as one array; the estimate comes first, and the claims hold the published values."""
+    from test_paper_study import TINY_SETS, fabricate, datasets_file
+
+    cluster, job_name = local_cluster(tmp_path)
+    datasets = datasets_file(fabricate(tmp_path / "benchmarks"), ["market1501", "veri776"])
+    sets = [*TINY_SETS, "tables=[adasp]"]
+    result = reidlab("report", "--profile", "paper", "--datasets", str(datasets), "--output", str(tmp_path / "out"),
+                     "--executor", "slurm", "--cluster", str(cluster), *[x for s in sets for x in ("--set", s)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.index("estimate: ") < result.stdout.index("[paper] running")
+    out = tmp_path / "out" / "paper"
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 12 and (runs["status"] == "ok").all()
+    assert all(json.loads((out / "runs" / "paper" / run / "status.json").read_text())["slurm_job_id"] for run in runs["run"])
+    arrays = {job.split("_")[0] for job in jobs_named(job_name)}
+    assert len(jobs_named(job_name)) == 2 + 12 and len(arrays) == 2  # the calibration's array, then the table's
+    claims = {c["id"]: c for c in json.loads((out / "claims.json").read_text())["claims"]}
+    assert claims["person-vehicle-interaction"]["published"] == pytest.approx(3.5 - (75.3 - 77.2))

@@ -9,6 +9,8 @@ their benchmarks here, so the claims carry no manipulation checks.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -39,8 +41,9 @@ PAPER_DATASETS: dict[str, tuple[str, str]] = {
 HBREID_DATASET, HBREID_PRESET = "msmt17", "hbreid_msmt17"
 PAPER_LOSSES = {"SP-H": "sp-h", "SP-LH": "sp-lh", "AdaSP": "adasp"}
 PAPER_TABLES = ("adasp", "hbreid2", "hbreid1")
-# The HBReID rows switch GS on where the source does; the preset has it on, so the baseline switches it off.
-_HBREID_BASE = {"data.aug.gray_patch_p": 0.0}
+# The HBReID rows switch GS on where the source does, and re-rank its final row only (†): the preset does both in
+# every run, so the rows start from neither.
+_HBREID_BASE = {"data.aug.gray_patch_p": 0.0, "eval.rerank": False}
 
 
 @dataclass
@@ -292,23 +295,28 @@ def calibrate(setup: PaperSetup, output_dir: str | os.PathLike, executor: str = 
     chosen: dict[str, str] = {}
     for point, recipe in setup.recipes.items():  # the last row of each recipe: AdaSP, +GS +HM +SR (or the last planned)
         chosen[recipe] = point
-    grid = {}
+    grid, names = {}, {}
     for recipe, point in chosen.items():
         params = setup.grid[point]
-        grid[_slug(recipe.replace("@", "-"))] = {
-            "preset": params["preset"], "data_root": params["data_root"],
-            "overrides": {**params["overrides"], "epochs": 1, "max_iters_per_epoch": setup.profile.calibration_steps,
-                          "eval.every": 0}}
+        params = {"preset": params["preset"], "data_root": params["data_root"],
+                  "overrides": {**params["overrides"], "epochs": 1, "eval.every": 0,
+                                "max_iters_per_epoch": setup.profile.calibration_steps}}
+        # one folder per recipe and setting: a changed setting calibrates afresh, an unchanged one is reused
+        digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        names[recipe] = _slug(f"{recipe.replace('@', '-')}-{digest}")
+        grid[names[recipe]] = params
     root = Path(output_dir) / "calibration"
     sweep(grid, [0], notebook=train_run, output_root=root, print_fn=print_fn, executor=executor, cluster=cluster,
           progress=False)
     frame = collect(root)
-    by_point = {row["point"]: row for _, row in frame[frame["status"] == "ok"].iterrows()}
+    by_point = {row["point"]: row for _, row in frame.iterrows()}
     result = {}
     for recipe in chosen:
-        row = by_point.get(_slug(recipe.replace("@", "-")))
-        if row is None:
-            raise RuntimeError(f"the calibration of {recipe} failed; see {root}")
+        row = by_point.get(names[recipe])
+        if row is None or row["status"] != "ok":
+            error = "" if row is None else str(row.get("error") or "").splitlines()[-1:]
+            raise ValueError(f"the calibration run of {recipe} failed ({''.join(error) or 'no record'}); fix the "
+                             f"setting and run again (its folder: {root / names[recipe]})")
         result[recipe] = {key: None if _missing(row.get(key)) else float(row[key]) for key in _CALIBRATION_KEYS}
         result[recipe]["device"] = row.get("prov.device")
     return result
@@ -322,10 +330,11 @@ def estimate_cost(setup: PaperSetup, calibration: Mapping[str, Mapping[str, Any]
     """Per table and in total: runs and hours, from each run's epochs and evaluations and its recipe's timed step
     and evaluation (a re-ranked run evaluates twice). ``gpu_hours`` = hours x ``gpus_per_run``."""
     tables: dict[str, dict[str, float]] = {}
-    seeds = len(setup.profile.seeds)
+    seeds, counted = len(setup.profile.seeds), set()
     for table in setup.rows:
-        hours = 0.0
-        for point in setup.table_points(table):
+        hours, points = 0.0, [p for p in setup.table_points(table) if p not in counted]  # shared rows train once
+        counted.update(points)
+        for point in points:
             params, cost = setup.grid[point], calibration[setup.recipes[point]]
             config = training_config(params["preset"], params["overrides"], data_root=params["data_root"])
             every = config.eval.every
@@ -334,7 +343,7 @@ def estimate_cost(setup: PaperSetup, calibration: Mapping[str, Mapping[str, Any]
             seconds = (cost["steps_per_epoch"] * config.epochs * cost["seconds_per_step"]
                        + evaluations * (cost["eval_seconds"] or 0.0))
             hours += seconds * seeds / 3600
-        tables[table] = {"runs": len(setup.table_points(table)) * seeds, "hours": hours}
+        tables[table] = {"runs": len(points) * seeds, "hours": hours}
     total = sum(t["hours"] for t in tables.values())
     return {"tables": tables, "runs": sum(t["runs"] for t in tables.values()), "hours": total,
             "gpus_per_run": gpus_per_run, "gpu_hours": total * gpus_per_run, "calibration": dict(calibration)}
@@ -343,11 +352,12 @@ def estimate_cost(setup: PaperSetup, calibration: Mapping[str, Mapping[str, Any]
 def cost_lines(setup: PaperSetup, cost: Mapping[str, Any]) -> list[str]:
     """The estimate as printed before any study run starts."""
     lines = [f"{cost['runs']} runs over {len(setup.profile.seeds)} seeds:"]
-    lines += [f"  {table}: {t['runs']} runs, {_duration(t['hours'])}" for table, t in cost["tables"].items()]
+    lines += [f"  {table}: {t['runs']} runs, {_duration(t['hours'])}" + (" (besides the rows it shares)" if table == "hbreid1" else "")
+              for table, t in cost["tables"].items()]
     for recipe, c in cost["calibration"].items():
         memory = "" if c["peak_gpu_memory_mb"] is None else f", peak {c['peak_gpu_memory_mb'] / 1024:.1f} GiB"
         lines.append(f"  calibration {recipe} on {c['device']}: {c['seconds_per_step']:.3f} s/step, "
-                     f"{c['steps_per_epoch']:.0f} steps/epoch, evaluation {c['eval_seconds'] or 0:.0f} s{memory}")
+                     f"{c['steps_per_epoch']:.0f} steps/epoch, evaluation {c['eval_seconds'] or 0:.1f} s{memory}")
     lines.append(f"estimate: {_duration(cost['hours'])} of runs x {cost['gpus_per_run']} GPU(s) each = "
                  f"{cost['gpu_hours']:.2f} GPU-hours")
     for claim in setup.not_run:
@@ -430,7 +440,6 @@ def paper_report(output_root: str | os.PathLike = "reports", profile: str | os.P
     here), then execute ``notebooks/paper.ipynb`` (the runs, the claims, the tables beside the published numbers)
     and render the report. Returns the index path (the estimate's path with ``dry_run``)."""
     import html
-    import json
     import time
 
     from .notebooks import resolve_kernel_name, run_notebook
