@@ -181,14 +181,18 @@ def test_paper_profile_end_to_end_on_fabricated_benchmarks(fabricated, tmp_path,
     assert all(c["verdict"] in study.VERDICTS and c["n_pairs"] == 2 for c in claims["claims"])
     assert {entry["id"] for entry in claims["not_run"]} == {"sp-h-beats-sp-lh@dukemtmc", "adasp-within-1-of-better@dukemtmc"}
     runs = pd.read_csv(out / "runs.csv")
-    assert len(runs) == (4 * 3 + 8) * 2 and (runs["status"] == "ok").all()  # HBReID: 8 distinct rows
+    assert len(runs) == (4 * 3 + 8) * 2 and (runs["status"] == "ok").all(), runs["error"].dropna().tolist()[:1]
     assert (runs["images_per_second"] > 0).all() and (runs["duration_s"] > 0).all() and (runs["eval_seconds"] > 0).all()
     final = runs["point"] == "hbreid2-GS-HM-SR"
     assert runs.loc[final, "mAP_rerank"].notna().all() and runs.loc[~final, "mAP_rerank"].isna().all()
     table = pd.read_csv(out / "table_hbreid2.csv")
     assert table["published"].tolist() == [68.8, 69.6, 70.1, 69.8, 70.1, 84.4]
     assert table["delta_to_published"].tolist() == pytest.approx((table["measured"] - table["published"]).tolist())
-    assert pd.read_csv(out / "table_adasp.csv").query("dataset == 'vehicleid'")["metric"].eq("rank1").all()
+    adasp = pd.read_csv(out / "table_adasp.csv")
+    assert adasp.query("dataset.str.startswith('vehicleid')")["metric"].eq("rank1").all()
+    assert adasp.query("dataset == 'vehicleid_medium'")["published"].tolist() == [80.0, 81.9, 81.8]
+    assert runs.loc[runs["point"].str.contains("vehicleid"), "rank1_medium"].notna().all()
+    assert by_id["sp-lh-beats-sp-h@vehicleid_medium"]["published"] == pytest.approx(1.9)
     assert (tmp_path / "out" / "index.html").is_file() and (out / "paper.html").is_file()
 
 

@@ -46,7 +46,9 @@ def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
 
     ``parameters``: ``preset``, ``overrides``, ``seed``, ``epochs``, ``data_root`` as in
     :func:`training_config`; ``rerank`` (also evaluate with k-reciprocal re-ranking, adding ``mAP_rerank``
-    and ``rank1_rerank``); ``keep_checkpoints`` (default False: a sweep needs the numbers, not the weights).
+    and ``rank1_rerank``); ``evaluations`` (``{name: overrides}``: also evaluate the final model under other
+    evaluation settings, e.g. VehicleID's 1,600-vehicle test set, adding ``mAP_<name>``, ``rank1_<name>``, ...);
+    ``keep_checkpoints`` (default False: a sweep needs the numbers, not the weights).
 
     A checkpoint in ``output_dir`` is continued from (``resume=auto``): the sweep deletes a failed attempt's
     folder, so one is there only when SLURM requeued this very run. In a SLURM job the trainer's log goes to
@@ -57,9 +59,10 @@ def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
     from reidlab.engine import evaluate_checkpoint, train
 
     parameters = dict(parameters)
-    unknown = set(parameters) - {"preset", "overrides", "seed", "epochs", "data_root", "rerank", "keep_checkpoints"}
+    valid = ("preset", "overrides", "seed", "epochs", "data_root", "rerank", "evaluations", "keep_checkpoints")
+    unknown = set(parameters) - set(valid)
     if unknown:
-        raise ValueError(f"train_run got unknown parameters {sorted(unknown)}; valid: preset, overrides, seed, epochs, data_root, rerank, keep_checkpoints")
+        raise ValueError(f"train_run got unknown parameters {sorted(unknown)}; valid: {', '.join(valid)}")
     config = training_config(
         parameters.get("preset", "synth_cpu"), parameters.get("overrides"), parameters.get("seed"),
         parameters.get("epochs"), parameters.get("data_root"), output_dir,
@@ -70,6 +73,12 @@ def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
         reranked = dataclasses.replace(config, eval=dataclasses.replace(config.eval, rerank=True))
         extra = evaluate_checkpoint(reranked, metrics["checkpoint"], print_fn=None)
         metrics.update({f"{k}_rerank": extra[k] for k in ("mAP", "rank1", "mINP") if k in extra})
+    for name, changes in (parameters.get("evaluations") or {}).items():
+        overrides = {**as_override_dict(parameters.get("overrides")), **changes}
+        other = training_config(parameters.get("preset", "synth_cpu"), overrides, parameters.get("seed"),
+                                parameters.get("epochs"), parameters.get("data_root"), output_dir)
+        extra = evaluate_checkpoint(other, metrics["checkpoint"], print_fn=None)
+        metrics.update({f"{k}_{name}": extra[k] for k in ("mAP", "rank1", "rank5", "mINP") if k in extra})
     if not parameters.get("keep_checkpoints", False) and int(os.environ.get("RANK", "0")) == 0:
         shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
         metrics.pop("checkpoint", None)
