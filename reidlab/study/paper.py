@@ -150,7 +150,8 @@ class PaperSetup:
         return list(dict.fromkeys(self.rows.get(table, {}).values()))
 
 
-def _with_weights(preset: str, overrides: dict[str, Any], weights: Mapping[str, Path], needed: dict[str, list[str]]) -> dict:
+def _with_weights(preset: str, overrides: dict[str, Any], weights: Mapping[str, Path],
+                  needed: dict[str, list[str]]) -> dict[str, Any]:
     """``overrides`` with ``model.pretrained`` pointing at the local copy of the file the preset names."""
     pretrained = training_config(preset, overrides).model.pretrained
     if not pretrained or Path(pretrained).is_file():
@@ -363,8 +364,9 @@ def estimate_cost(setup: PaperSetup, calibration: Mapping[str, Mapping[str, Any]
 def cost_lines(setup: PaperSetup, cost: Mapping[str, Any]) -> list[str]:
     """The estimate as printed before any study run starts."""
     lines = [f"{cost['runs']} runs over {len(setup.profile.seeds)} seeds:"]
-    lines += [f"  {table}: {t['runs']} runs, {_duration(t['hours'])}" + (" (besides the rows it shares)" if table == "hbreid1" else "")
-              for table, t in cost["tables"].items()]
+    for table, t in cost["tables"].items():
+        shared = " (besides the rows it shares with hbreid2)" if table == "hbreid1" and "hbreid2" in cost["tables"] else ""
+        lines.append(f"  {table}: {t['runs']} runs, {_duration(t['hours'])}{shared}")
     for recipe, c in cost["calibration"].items():
         memory = "" if c["peak_gpu_memory_mb"] is None else f", peak {c['peak_gpu_memory_mb'] / 1024:.1f} GiB"
         lines.append(f"  calibration {recipe} on {c['device']}: {c['seconds_per_step']:.3f} s/step, "
