@@ -1,4 +1,5 @@
-"""The package's shape: the graph of imports between reidlab's own modules has no cycle.
+"""The package's shape: the graph of imports between reidlab's own modules has no cycle, and every import goes
+down the layer order of docs/design.md.
 
 A cycle works only as long as one side imports lazily or at the bottom of a module, and breaks when someone
 reorders imports; it also means two modules are one concept split in two. Every import counts, also those
@@ -80,6 +81,49 @@ def test_the_graph_sees_relative_absolute_and_lazy_imports():
 def test_reidlab_has_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# docs/design.md, "Layers": a module imports its own package and lower layers only. The root package holds only
+# the version; `python -m reidlab` is the top.
+LAYERS = {"reidlab": 0, "utils": 0, "data": 1, "losses": 1, "models": 1, "evaluation": 1, "engine": 2, "study": 3,
+          "viz": 4, "explore": 5, "cli": 5, "__main__": 6}
+
+
+def layer_of(module: str) -> tuple[int, str]:
+    """(layer, top-level package) of a reidlab module."""
+    package = module.split(".")[1] if "." in module else "reidlab"
+    return LAYERS[package], package
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Imports that go up the layer order or sideways into another package of the same layer."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        (level, package) = layer_of(module)
+        for target in sorted(targets):
+            (target_level, target_package) = layer_of(target)
+            if target_package != package and target_level >= level and target_package != "reidlab":
+                found.append(f"{module} (layer {level}) imports {target} (layer {target_level})")
+    return found
+
+
+def test_every_package_has_a_layer():
+    assert {layer_of(module)[1] for module in import_graph()} <= set(LAYERS)
+
+
+def test_the_layer_check_finds_upward_and_sideways_imports():
+    graph = {name: set(targets) for name, targets in import_graph().items()}
+    assert layer_violations(graph) == []
+    graph["reidlab.data.datasets"].add("reidlab.study.plan")  # upward
+    graph["reidlab.losses.common"].add("reidlab.models.heads")  # sideways, into another base package
+    assert layer_violations(graph) == [
+        "reidlab.data.datasets (layer 1) imports reidlab.study.plan (layer 3)",
+        "reidlab.losses.common (layer 1) imports reidlab.models.heads (layer 1)"]
+
+
+def test_imports_follow_the_layer_order():
+    violations = layer_violations(import_graph())
+    assert not violations, "imports against the layer order of docs/design.md:\n" + "\n".join(violations)
 
 
 # import name -> distribution name, where they differ

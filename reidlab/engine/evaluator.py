@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from reidlab.data import ReIDImageDataset, build_transforms, collate_skipping
-from reidlab.losses.distributed import gather_with_grad
+from reidlab.utils.distributed import gather_with_grad
 
 from .builders import autocast_dtype
 from .config import TrainConfig

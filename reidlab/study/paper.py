@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reidlab.utils.stats import mean_ci
+
 from .claims import Claim, arm_summary, claims_json, evaluate_claims
 from .plan import ablation_claims, ablation_plan
 from .profile import load_profile_data
 from .published import published, published_difference, published_metric, published_tables
 from .records import source_revisions
-from .stats import arm_values, mean_ci
+from .stats import arm_values
 from .sweep import _slug, sweep
 from .training import train_run, training_config
 

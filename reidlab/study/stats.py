@@ -9,7 +9,7 @@ Arms are compared *paired by seed*: runs of the same seed share the initialisati
 per-seed difference removes that shared noise and the test is on the differences (a paired t-test, plus an exact
 sign-flip permutation test when there are enough seeds to make one meaningful).
 
-This module is a leaf: it imports nothing from reidlab, and numpy / pandas / scipy only inside the functions
+It imports only ``reidlab.utils`` (``mean_ci``), and numpy / pandas / scipy only inside the functions
 (``import reidlab.study`` stays light).
 """
 
@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from reidlab.utils.stats import mean_ci
+
 if TYPE_CHECKING:  # imported inside the functions, so that importing reidlab.study stays light
     import numpy as np
     import pandas as pd
@@ -29,21 +31,6 @@ MIN_PERMUTATION_PAIRS = 6
 # A run "did not learn" when its mAP stays within this many points of chance, or its embeddings collapsed.
 UNTRAINED_MARGIN_POINTS = 2.0
 COLLAPSED_SPREAD = 1e-3
-
-
-def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, int]:
-    """Mean and half-width of the two-sided Student-t confidence interval (nan half-width for n < 2)."""
-    import numpy as np
-    from scipy import stats
-
-    x = np.asarray([v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))], float)
-    n = x.size
-    if n == 0:
-        return math.nan, math.nan, 0
-    if n < 2:
-        return float(x.mean()), math.nan, 1
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / math.sqrt(n)
-    return float(x.mean()), float(half), n
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -301,7 +301,7 @@ def summary_table(frame: "pandas.DataFrame", metrics: Sequence[str] = HEADLINE_M
     """Per grid point: how many runs succeeded and each metric's mean ± the half-width of its t interval."""
     import pandas as pd
 
-    from .stats import mean_ci
+    from reidlab.utils.stats import mean_ci
 
     rows = []
     for point, runs in frame.groupby("point", sort=False):

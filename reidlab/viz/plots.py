@@ -240,7 +240,7 @@ def metric_vs_knob(
     value (e.g. the loss). A numeric knob is placed by value, a categorical one (a regime) in order of appearance."""
     import pandas as pd
 
-    from reidlab.study import mean_ci
+    from reidlab.utils.stats import mean_ci
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
