@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .io import error_record, utc_now, write_json
 from .notebooks import notebook_parameters, resolve_kernel_name, run_notebook
 from .plan import study_backbone, study_datasets
 from .profile import STUDY_DATA_DIR, StudyProfile, load_profile
-from .records import _error_record, _now, _write_json
 from .render import render
 
 
@@ -111,15 +111,15 @@ def report(
                                   stdout=_PrefixedLines(print_fn))
             print_fn(f"[{name}] ok in {result['duration_s']:.0f} s")
         except Exception as exc:  # noqa: BLE001 - recorded in status.json; the index shows it
-            print_fn(f"[{name}] FAILED: {_error_record(exc)['error'][:300]}")
+            print_fn(f"[{name}] FAILED: {error_record(exc)['error'][:300]}")
         timings[name] = time.perf_counter() - step
     total = time.perf_counter() - started
     notes = (f"Study profile {study.name!r} on SynthReID ({len(seeds)} seeds). This invocation took {total / 60:.1f} min "
              "(completed ablation runs are reused): " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     index = render(root, title="reidlab study report", notes=html.escape(notes))
-    _write_json(root / "study.json", {"profile": study.name, "seconds": round(total, 1),
+    write_json(root / "study.json", {"profile": study.name, "seconds": round(total, 1),
                                       "timings_s": {k: round(v, 1) for k, v in timings.items()},
-                                      "seeds": seeds, "workers": workers, "finished": _now()})
+                                      "seeds": seeds, "workers": workers, "finished": utc_now()})
     print_fn(f"{notes}\nreport: {index}")
     return index
 

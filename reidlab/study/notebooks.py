@@ -11,17 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .records import (
-    METRICS_FILE,
-    PARAMS_FILE,
-    STATUS_FILE,
-    _error_record,
-    _jsonable,
-    _now,
-    _read_json,
-    _write_json,
-    run_record,
-)
+from .io import error_record, jsonable, read_json, utc_now, write_json
+from .records import METRICS_FILE, PARAMS_FILE, STATUS_FILE, run_record
 
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -280,15 +271,15 @@ def run_notebook(
     if "output_dir" in notebook_parameters(source):
         parameters.setdefault("output_dir", str(out))
     executed = out / source.name
-    _write_json(out / PARAMS_FILE, run_record(source, parameters))
-    status = {"status": "running", "notebook": executed.name, "started": _now(), **(status_fields or {})}
-    _write_json(out / STATUS_FILE, status)
+    write_json(out / PARAMS_FILE, run_record(source, parameters))
+    status = {"status": "running", "notebook": executed.name, "started": utc_now(), **(status_fields or {})}
+    write_json(out / STATUS_FILE, status)
     start = time.perf_counter()
     try:
         papermill.execute_notebook(
             str(source),
             str(executed),
-            parameters=_jsonable(parameters),
+            parameters=jsonable(parameters),
             kernel_name=resolve_kernel_name(kernel_name),
             execution_timeout=timeout,
             log_output=log_output,
@@ -297,11 +288,11 @@ def run_notebook(
             cwd=str(out),
         )
     except BaseException as exc:
-        status.update(status="failed", finished=_now(), duration_s=round(time.perf_counter() - start, 2))
-        status.update(_error_record(exc))
-        _write_json(out / STATUS_FILE, status)
+        status.update(status="failed", finished=utc_now(), duration_s=round(time.perf_counter() - start, 2))
+        status.update(error_record(exc))
+        write_json(out / STATUS_FILE, status)
         raise
-    status.update(status="ok", finished=_now(), duration_s=round(time.perf_counter() - start, 2))
-    _write_json(out / STATUS_FILE, status)
-    return {**status, "output_dir": str(out), "metrics": _read_json(out / METRICS_FILE)}
+    status.update(status="ok", finished=utc_now(), duration_s=round(time.perf_counter() - start, 2))
+    write_json(out / STATUS_FILE, status)
+    return {**status, "output_dir": str(out), "metrics": read_json(out / METRICS_FILE)}
 

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from reidlab.utils.stats import mean_ci
 
+from .io import slug
 from .claims import Claim, arm_summary, claims_json, evaluate_claims
 from .plan import ablation_claims, ablation_plan
 from .profile import load_profile_data
 from .published import published, published_difference, published_metric, published_tables
 from .records import source_revisions
 from .stats import arm_values
-from .sweep import _slug, sweep
+from .sweep import sweep
 from .training import train_run, training_config
 
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ def prepare_paper(profile: PaperProfile, datasets: DatasetsFile, output_dir: str
             for label, loss in PAPER_LOSSES.items():
                 overrides = _with_weights(preset, {**profile.overrides, **profile.adasp_overrides, "loss.metric": loss},
                                           datasets.weights, needed)
-                point = _slug(f"adasp-{dataset}-{label}")
+                point = slug(f"adasp-{dataset}-{label}")
                 grid[point] = {"preset": preset, "overrides": overrides, "data_root": str(datasets.datasets[dataset])}
                 if dataset in EXTRA_EVALUATIONS:
                     grid[point]["evaluations"] = EXTRA_EVALUATIONS[dataset]
@@ -317,7 +318,7 @@ def calibrate(setup: PaperSetup, output_dir: str | os.PathLike, executor: str = 
                                 "max_iters_per_epoch": setup.profile.calibration_steps}}
         # one folder per recipe and setting: a changed setting calibrates afresh, an unchanged one is reused
         digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        names[recipe] = _slug(f"{recipe.replace('@', '-')}-{digest}")
+        names[recipe] = slug(f"{recipe.replace('@', '-')}-{digest}")
         grid[names[recipe]] = params
     root = Path(output_dir) / "calibration"
     sweep(grid, [0], notebook=train_run, output_root=root, print_fn=print_fn, executor=executor, cluster=cluster,

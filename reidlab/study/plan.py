@@ -7,10 +7,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .io import slug
 from .published import hbreid_claim_values
 from .profile import PRETRAIN_SYNTH_SEED, STUDY_COPIES, STUDY_SYNTH_SEED, StudyProfile
 from .claims import Claim
-from .sweep import _slug, point_name, sweep
+from .sweep import point_name, sweep
 from .training import as_override_dict, train_run, training_config
 
 # Ablation cells: overrides on top of the study's training settings. The AdaSP README rows train the metric
@@ -131,7 +132,7 @@ def ablation_plan(
     readable: dict[str, str] = {}
     for table, labels in rows.items():
         for label, name in labels.items():
-            readable.setdefault(name, _slug(f"{table}-" + label.replace("+", "").strip().replace(" ", "-")))
+            readable.setdefault(name, slug(f"{table}-" + label.replace("+", "").strip().replace(" ", "-")))
     grid = {readable[name]: params for name, params in grid.items()}
     rows = {table: {label: readable[name] for label, name in labels.items()} for table, labels in rows.items()}
     return grid, rows

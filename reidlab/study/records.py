@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import re
-import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reidlab.utils import atomic_write
+from .io import jsonable, read_json
 
 PARAMS_FILE = "params.json"
 STATUS_FILE = "status.json"
@@ -21,29 +19,14 @@ HEADLINE_METRICS = ("mAP", "rank1", "rank5", "mINP", "mAP_rerank", "rank1_rerank
 # Columns of collect() holding a run's provenance (metrics.json "provenance", written by the trainer).
 PROVENANCE_PREFIX = "prov."
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    atomic_write(path, json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def run_params(run_dir: Path) -> dict:
     """``params.json`` of a run made by reidlab.study; for a notebook executed with plain papermill into its
     own output folder, the same record read from the executed notebook's papermill metadata."""
-    params = _read_json(run_dir / PARAMS_FILE)
+    params = read_json(run_dir / PARAMS_FILE)
     if params:
         return params
     for executed in sorted(run_dir.glob("*.ipynb")):
-        papermill = _read_json(executed).get("metadata", {}).get("papermill", {})
+        papermill = read_json(executed).get("metadata", {}).get("papermill", {})
         if papermill.get("input_path") and Path(papermill["input_path"]).stem == executed.stem:
             return {"notebook": executed.stem, "parameters": papermill.get("parameters", {})}
     return {}
@@ -57,34 +40,17 @@ def run_record(runner: Any, parameters: Mapping[str, Any]) -> dict:
     return {"runner": name, "parameters": dict(parameters)}
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _error_record(exc: BaseException) -> dict:
-    """The error as the index shows it: for a failed notebook cell, papermill's ename/evalue and the cell."""
-    record = {"error": f"{type(exc).__name__}: {exc}".strip(), "traceback": "".join(traceback.format_exception(exc))}
-    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
-    if ename:
-        record["error"] = f"{ename}: {evalue}"
-        record["error_cell"] = getattr(exc, "cell_index", None)
-        record["traceback"] = "\n".join(getattr(exc, "traceback", []) or [])
-    # Notebook tracebacks carry ANSI colour codes; the index is plain HTML.
-    record["traceback"] = re.sub(r"\x1b\[[0-9;]*m", "", record["traceback"])
-    return record
-
-
 def is_complete(run_dir: str | os.PathLike) -> bool:
     """A run is complete when its metrics exist and it was not recorded as failed."""
     run_dir = Path(run_dir)
-    return (run_dir / METRICS_FILE).exists() and _read_json(run_dir / STATUS_FILE).get("status", "ok") == "ok"
+    return (run_dir / METRICS_FILE).exists() and read_json(run_dir / STATUS_FILE).get("status", "ok") == "ok"
 
 
 def parameter_changes(run_dir: str | os.PathLike, parameters: Mapping[str, Any]) -> list[str]:
     """How the parameters a run was made with differ from ``parameters`` ("key: old -> new"); empty when
     they agree. ``output_dir``, which run_notebook fills in itself, counts only when asked for."""
     saved = run_params(Path(run_dir)).get("parameters", {})
-    wanted = _jsonable(dict(parameters))
+    wanted = jsonable(dict(parameters))
     keys = (set(saved) | set(wanted)) - ({"output_dir"} - set(wanted))
     missing = object()
     return [f"{k}: {saved.get(k, missing)!r} -> {wanted.get(k, missing)!r}".replace(repr(missing), "(unset)")
@@ -127,9 +93,9 @@ def collect(root: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
     rows = []
     for run_dir in find_runs(root):
         params = run_params(run_dir)
-        status = _read_json(run_dir / STATUS_FILE)
+        status = read_json(run_dir / STATUS_FILE)
         # A failed or interrupted re-run may have left the metrics.json of an earlier attempt: not its results.
-        metrics = _read_json(run_dir / METRICS_FILE) if status.get("status", "ok") == "ok" else {}
+        metrics = read_json(run_dir / METRICS_FILE) if status.get("status", "ok") == "ok" else {}
         parameters = params.get("parameters", {})
         rel = run_dir.relative_to(root).as_posix() if run_dir != root else "."
         point = run_dir.parent.name if re.fullmatch(r"seed-?\d+", run_dir.name) else run_dir.name

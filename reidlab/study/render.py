@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .records import HEADLINE_METRICS, PROVENANCE_PREFIX, _now, collect, find_runs, provenance_differences, run_params
+from .io import utc_now
+from .records import HEADLINE_METRICS, PROVENANCE_PREFIX, collect, find_runs, provenance_differences, run_params
 from .stats import with_untrained_flags
 
 # Metrics stored as fractions and shown in percent.
@@ -223,7 +224,7 @@ def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: st
     page = environment.get_template("index.html.j2").render(
         title=title,
         notes=notes,
-        generated=_now(),
+        generated=utc_now(),
         num_runs=len(frame),
         num_failed=int((frame["status"] == "failed").sum()) if len(frame) else 0,
         cards=[_card(r, root, headline) for r in notebook_runs],

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .records import PARAMS_FILE, STATUS_FILE, _now, _read_json, _write_json, is_complete, run_record
+from .io import read_json, utc_now, write_json
+from .records import PARAMS_FILE, STATUS_FILE, is_complete, run_record
 
 SLURM_JOB_FILE = "slurm.json"  # in a run folder: the job a sweep submitted for it (id, log files)
 LOG_FOLDER = ".slurm"  # under a sweep's output root: submitit's pickles and the jobs' logs, one folder per job
@@ -195,11 +196,11 @@ def _queue_summary(jobs: Mapping[str, str], job_ids: list[str]) -> str:
 
 def submitted_job(run_dir: Path) -> dict:
     """The SLURM job last recorded for a run: its status.json while it runs, else the sweep's slurm.json."""
-    status = _read_json(run_dir / STATUS_FILE)
+    status = read_json(run_dir / STATUS_FILE)
     if status.get("status") == "running" and status.get("slurm_job_id"):
         return status
     if status.get("status") == "submitted":
-        return _read_json(run_dir / SLURM_JOB_FILE)
+        return read_json(run_dir / SLURM_JOB_FILE)
     return {}
 
 
@@ -216,12 +217,12 @@ def finish_record(job, run_dir: Path) -> dict:
     try:
         return job.results()[0]
     except Exception as exc:  # noqa: BLE001 - submitit's UncompletedJobError / FailedJobError
-        status = _read_json(run_dir / STATUS_FILE)
-        status.update(status="failed", finished=_now(), slurm_job_id=job.job_id,
+        status = read_json(run_dir / STATUS_FILE)
+        status.update(status="failed", finished=utc_now(), slurm_job_id=job.job_id,
                       error=f"SLURM job {job.job_id} ended ({_job_state(job)}) without finishing the run: "
                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                       log_tail=log_tail(job.paths.stderr), stdout=str(job.paths.stdout), stderr=str(job.paths.stderr))
-        _write_json(run_dir / STATUS_FILE, status)
+        write_json(run_dir / STATUS_FILE, status)
         return {**status, "output_dir": str(run_dir), "metrics": {}}
 
 
@@ -250,8 +251,8 @@ def run_on_slurm(execute: Callable[..., dict], runner: Any, todo: list[tuple[dic
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             run_dir.mkdir(parents=True)
-            _write_json(run_dir / PARAMS_FILE, run_record(runner, parameters))
-            _write_json(run_dir / STATUS_FILE, {"status": "submitted", "submitted": _now()})
+            write_json(run_dir / PARAMS_FILE, run_record(runner, parameters))
+            write_json(run_dir / STATUS_FILE, {"status": "submitted", "submitted": utc_now()})
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=cluster.max_requeues)
         executor.update_parameters(**cluster.sbatch_options())
         try:
@@ -266,8 +267,8 @@ def run_on_slurm(execute: Callable[..., dict], runner: Any, todo: list[tuple[dic
             raise SubmissionError(f"sbatch refused the job array: {message}; check the cluster description "
                                   f"(partition, account, qos, cpus_per_task, gpus_per_node, mem_gb, time_min)") from None
         for job, (_, run_dir) in zip(jobs, submit):
-            _write_json(run_dir / SLURM_JOB_FILE, {"slurm_job_id": job.job_id, "stdout": str(job.paths.stdout),
-                                                   "stderr": str(job.paths.stderr), "submitted": _now()})
+            write_json(run_dir / SLURM_JOB_FILE, {"slurm_job_id": job.job_id, "stdout": str(job.paths.stdout),
+                                                   "stderr": str(job.paths.stderr), "submitted": utc_now()})
             following.append((job, run_dir))
         if print_fn:
             print_fn(f"  submitted job array {jobs[0].job_id.split('_')[0]} ({len(jobs)} tasks) to SLURM; "

@@ -15,16 +15,13 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from .io import error_record, read_json, slug, utc_now, write_json
 from .notebooks import check_parameters, run_notebook
 from .records import (
     HEADLINE_METRICS,
     METRICS_FILE,
     PARAMS_FILE,
     STATUS_FILE,
-    _error_record,
-    _now,
-    _read_json,
-    _write_json,
     collect,
     is_complete,
     parameter_changes,
@@ -35,19 +32,15 @@ from .slurm import ClusterConfig, load_cluster, report_failure, run_on_slurm, su
 Runner = Callable[[dict, Path], Mapping[str, Any]]
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.=+-]+", "_", text).strip("_")
-
-
 def point_name(parameters: Mapping[str, Any]) -> str:
     """A readable, stable folder name for a grid point (long ones get a hash suffix)."""
     if not parameters:
         return "default"
     text = ",".join(f"{k}={json.dumps(v, sort_keys=True, default=str)}" for k, v in sorted(parameters.items()))
-    slug = _slug(text.replace('"', ""))
-    if len(slug) > 80:
-        slug = slug[:70] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
-    return slug
+    name = slug(text.replace('"', ""))
+    if len(name) > 80:
+        name = name[:70] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return name
 
 
 def expand_grid(grid: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, dict]:
@@ -91,9 +84,9 @@ def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name:
     ``job``: the SLURM job running it (id, node, log files), recorded in ``status.json``. A job that SLURM
     requeued finds its own "running" status and continues from the run's checkpoints; any other earlier
     attempt is deleted first, so a retry never starts from a failed attempt's files."""
-    previous = _read_json(run_dir / STATUS_FILE)
+    previous = read_json(run_dir / STATUS_FILE)
     if job is not None and is_complete(run_dir):  # requeued after it finished, within SLURM's grace period
-        return {**previous, "output_dir": str(run_dir), "metrics": _read_json(run_dir / METRICS_FILE)}
+        return {**previous, "output_dir": str(run_dir), "metrics": read_json(run_dir / METRICS_FILE)}
     continuing = job is not None and previous.get("status") == "running" and previous.get("slurm_job_id") == job["slurm_job_id"]
     submitted = job is not None and previous.get("status") == "submitted"
     if previous and not (continuing or submitted):
@@ -105,26 +98,26 @@ def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name:
         try:
             return run_notebook(runner, parameters, run_dir, kernel_name=kernel_name, timeout=timeout, status_fields=fields)
         except Exception as exc:  # noqa: BLE001 - recorded by run_notebook in status.json
-            status = _read_json(run_dir / STATUS_FILE)
+            status = read_json(run_dir / STATUS_FILE)
             if job is not None:
                 status.update(report_failure(exc, job))
-                _write_json(run_dir / STATUS_FILE, status)
+                write_json(run_dir / STATUS_FILE, status)
             return status | {"output_dir": str(run_dir)}
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / PARAMS_FILE, run_record(runner, parameters))
-    status = {"status": "running", "started": _now(), **fields}
-    _write_json(run_dir / STATUS_FILE, status)
+    write_json(run_dir / PARAMS_FILE, run_record(runner, parameters))
+    status = {"status": "running", "started": utc_now(), **fields}
+    write_json(run_dir / STATUS_FILE, status)
     start = time.perf_counter()
     try:
         metrics = dict(runner(dict(parameters), run_dir) or {})
         if metrics:
-            _write_json(run_dir / METRICS_FILE, metrics)
+            write_json(run_dir / METRICS_FILE, metrics)
         status.update(status="ok")
     except Exception as exc:  # noqa: BLE001 - a failed run is data, the sweep goes on
         metrics = {}
-        status.update(status="failed", **_error_record(exc), **(report_failure(exc, job) if job is not None else {}))
-    status.update(finished=_now(), duration_s=round(time.perf_counter() - start, 2))
-    _write_json(run_dir / STATUS_FILE, status)
+        status.update(status="failed", **error_record(exc), **(report_failure(exc, job) if job is not None else {}))
+    status.update(finished=utc_now(), duration_s=round(time.perf_counter() - start, 2))
+    write_json(run_dir / STATUS_FILE, status)
     return {**status, "output_dir": str(run_dir), "metrics": metrics}
 
 
@@ -137,7 +130,7 @@ def _run_in_processes(runner: Runner, todo: list[tuple[dict, Path]], workers: in
     threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
     done, pending = 0, list(todo)
     while pending:
-        pool_started = _now()
+        pool_started = utc_now()
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(threads,))
         with pool:
@@ -147,15 +140,15 @@ def _run_in_processes(runner: Runner, todo: list[tuple[dict, Path]], workers: in
                 try:
                     result = future.result()
                 except BrokenProcessPool:
-                    status = _read_json(run_dir / STATUS_FILE)
+                    status = read_json(run_dir / STATUS_FILE)
                     if status.get("started", "") < pool_started:  # left by an earlier sweep, not begun in this pool
                         not_started.append((parameters, run_dir))
                         continue
                     if status.get("status") == "running":
-                        status.update(status="failed", finished=_now(), error="the worker process running it died "
+                        status.update(status="failed", finished=utc_now(), error="the worker process running it died "
                                       "(killed, e.g. out of memory); the next sweep retries it")
-                        _write_json(run_dir / STATUS_FILE, status)
-                    result = {**status, "output_dir": str(run_dir), "metrics": _read_json(run_dir / METRICS_FILE)}
+                        write_json(run_dir / STATUS_FILE, status)
+                    result = {**status, "output_dir": str(run_dir), "metrics": read_json(run_dir / METRICS_FILE)}
                 done += 1
                 report_done(result, done)
         if len(not_started) == len(pending):
@@ -224,7 +217,7 @@ def sweep(
             f"{run_dir.relative_to(root).as_posix()} ({'; '.join(changes[:3])}); a sweep only reuses identical runs: "
             "choose another output_root, or delete those folders (`make clean-reports` for the default study)"
         )
-    failed = {d for _, d in jobs if _read_json(d / STATUS_FILE).get("status") == "failed"}
+    failed = {d for _, d in jobs if read_json(d / STATUS_FILE).get("status") == "failed"}
     todo = [(p, d) for p, d in jobs if not is_complete(d) and (retry_failed or d not in failed)]
     if print_fn:
         kept = "" if retry_failed or not failed else f", {len(failed)} failed (kept; retry_failed=True runs them again)"
