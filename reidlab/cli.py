@@ -87,12 +87,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     with _clean_errors("report", ValueError, FileExistsError):
         if args.set or args.dry_run:
             raise ValueError("--set and --dry-run belong to the paper study: add --profile paper --datasets FILE")
-        seeds = None
-        if args.seeds is not None:
-            try:
-                seeds = [int(s) for s in args.seeds.split(",")]
-            except ValueError:
-                raise ValueError(f"--seeds takes comma-separated integers such as 0,1,2, got {args.seeds!r}") from None
+        seeds = None if args.seeds is None else study.check_seeds(args.seeds.split(","), "--seeds")
         study.report(args.output, data_dir=args.data_dir or study.STUDY_DATA_DIR, profile=args.profile, seeds=seeds, workers=args.workers,
                      notebooks=args.notebooks or study.STUDY_NOTEBOOKS, kernel_name=args.kernel,
                      executor=args.executor, cluster=args.cluster)
@@ -124,9 +119,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             raise ValueError("--cluster describes a SLURM cluster: add --executor slurm")
         cluster = study.load_cluster(args.cluster) if args.executor == "slurm" else None
         # `--seeds 0 1 key=value`: argparse hands the overrides that follow the seeds to --seeds
-        seeds = [int(s) for s in args.seeds if "=" not in s and s.lstrip("-").isdigit()]
-        if len(seeds) + sum("=" in s for s in args.seeds) != len(args.seeds):
-            raise ValueError(f"--seeds takes integers such as --seeds 0 1 2, got {' '.join(args.seeds)}")
+        seeds = study.check_seeds([s for s in args.seeds if "=" not in s], "--seeds")
         base = parse_key_values(args.overrides + [s for s in args.seeds if "=" in s])
         grid = study.parse_grid(args.grid)
         points = study.expand_grid(grid) if grid else {"default": {}}

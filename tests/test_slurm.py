@@ -108,7 +108,7 @@ def test_sweep_command_locally_writes_runs_csv_and_a_summary(synth_root, tmp_pat
     (["--grid", "loss.metric=adasp,nope"], "loss.metric"),
     (["--executor", "slurm", "--cluster", "CLUSTER"], "unknown field 'gpus'"),
     (["--cluster", "CLUSTER"], "add --executor slurm"),
-    (["--seeds", "0", "one"], "--seeds takes integers"),
+    (["--seeds", "0", "one"], "--seeds must be a non-empty list of distinct integers"),
 ])
 def test_sweep_command_bad_input_is_one_line(args, message, tmp_path):
     cluster = tmp_path / "cluster.yaml"

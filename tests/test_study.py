@@ -214,7 +214,7 @@ def test_mean_ci_matches_t_interval_by_hand():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["report", "--seeds", "0,,1"], "--seeds takes comma-separated integers"),
+    (["report", "--seeds", "0,,1"], "--seeds must be a non-empty list of distinct integers such as [0, 1, 2], got ['0', '', '1']"),
     (["report", "bogus"], "unknown study notebooks ['bogus']"),
     (["summary", "bogus", "."], "unknown dataset 'bogus'; available:"),
     (["check-data", "market1501", "/nonexistent"], "dataset folder not found"),

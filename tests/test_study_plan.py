@@ -178,3 +178,13 @@ def test_embedding_spread_is_zero_for_a_collapsed_embedding():
     assert embedding_spread(torch.ones(10, 4) * 3) == pytest.approx(0.0, abs=1e-12)
     assert embedding_spread(torch.eye(8)) == pytest.approx(1 - 1 / 8)
     assert embedding_spread(torch.randn(2000, 64, generator=torch.Generator().manual_seed(0))) > 0.95
+
+
+@pytest.mark.parametrize("seeds", [[], [0, 0], [0, 1.5], [True], "x", None, [0, "one"]])
+def test_one_seed_check_for_every_entry(seeds, tmp_path):
+    """Profiles, sweeps, the report and the ablation setup all take their seeds through check_seeds."""
+    with pytest.raises(ValueError, match="must be a non-empty list of distinct integers such as"):
+        study.check_seeds(seeds)
+    with pytest.raises(ValueError, match="must be a non-empty list of distinct integers"):
+        study.sweep({"a": {}}, seeds, notebook=lambda parameters, out: {}, output_root=tmp_path)
+    assert study.check_seeds(["2", 0, "-1"]) == [2, 0, -1]

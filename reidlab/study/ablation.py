@@ -17,6 +17,7 @@ from .plan import ADASP_REGIMES, TABLES, ablation_claims, ablation_plan, backbon
 from .profile import STUDY_COPIES, STUDY_SYNTH_SEED, StudyProfile, load_profile
 from .records import source_revisions
 from .stats import arm_values
+from .sweep import check_seeds
 from .training import training_config
 
 if TYPE_CHECKING:
@@ -69,9 +70,7 @@ def prepare_ablation(
     With ``data_root`` (a real dataset) the tables train there with ``preset`` and ``overrides`` only: no copies,
     no backbone, no regime table (a real dataset is one regime), and claims without manipulation checks."""
     settings = load_profile(profile)
-    seeds = list(settings.seeds if seeds is None else seeds)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"seeds must be a non-empty list of ints such as [0, 1, 2], got {seeds!r}")
+    seeds = check_seeds(settings.seeds if seeds is None else seeds)
     output_dir, overrides, tables = Path(output_dir), dict(overrides or {}), list(tables)
     data_dir = Path(data_dir) if data_dir else output_dir / "data"
     preset = preset or settings.preset

@@ -15,6 +15,7 @@ from .notebooks import notebook_parameters, resolve_kernel_name, run_notebook
 from .plan import study_backbone, study_datasets
 from .profile import STUDY_DATA_DIR, StudyProfile, load_profile
 from .render import render
+from .sweep import check_seeds
 
 
 class _PrefixedLines:
@@ -63,13 +64,11 @@ def report(
     other notebooks run here. Returns the index path.
     """
     study = load_profile(profile)
-    seeds = list(study.seeds if seeds is None else seeds)
+    seeds = check_seeds(study.seeds if seeds is None else seeds)
     workers = study.workers if workers is None else workers
     unknown = set(notebooks) - set(STUDY_NOTEBOOKS)
     if unknown:
         raise ValueError(f"unknown study notebooks {sorted(unknown)}; choose from {list(STUDY_NOTEBOOKS)}")
-    if not seeds:
-        raise ValueError("seeds is empty: give at least one seed")
     if executor not in ("local", "slurm"):
         raise ValueError(f"executor must be 'local' or 'slurm', got {executor!r}")
     if executor == "slurm":

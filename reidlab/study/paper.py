@@ -27,7 +27,7 @@ from .profile import load_profile_data
 from .published import published, published_difference, published_metric, published_tables
 from .records import source_revisions
 from .stats import arm_values
-from .sweep import sweep
+from .sweep import check_seeds, sweep
 from .training import train_run, training_config
 
 if TYPE_CHECKING:
@@ -78,8 +78,7 @@ class PaperProfile:
     calibration_steps: int = 200
 
     def __post_init__(self) -> None:
-        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
-            raise ValueError(f"paper profile {self.name!r}: seeds must be a non-empty list of ints, got {self.seeds!r}")
+        self.seeds = check_seeds(self.seeds, f"paper profile {self.name!r}: seeds")
         unknown = sorted(set(self.tables) - set(PAPER_TABLES))
         if unknown or not self.tables:
             raise ValueError(f"paper profile {self.name!r}: tables must be a non-empty subset of {list(PAPER_TABLES)}"

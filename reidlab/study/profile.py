@@ -52,8 +52,9 @@ class StudyProfile:
     pretrain: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if not self.seeds:
-            raise ValueError(f"study profile {self.name!r}: seeds is empty")
+        from .sweep import check_seeds
+
+        self.seeds = check_seeds(self.seeds, f"study profile {self.name!r}: seeds")
         missing = [name for name in STUDY_COPIES if name not in self.copies]
         unknown = sorted(set(self.copies) - set(STUDY_COPIES))
         if missing or unknown:

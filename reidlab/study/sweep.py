@@ -32,6 +32,23 @@ from .slurm import ClusterConfig, load_cluster, report_failure, run_on_slurm, su
 Runner = Callable[[dict, Path], Mapping[str, Any]]
 
 
+def check_seeds(seeds: Any, where: str = "seeds") -> list[int]:
+    """The seeds of a study or sweep as a list, or one ValueError saying what a valid value looks like: a non-empty
+    list of distinct ints (text items such as the command line's "0" are read as ints)."""
+    items = [seeds] if isinstance(seeds, (int, str)) else list(seeds) if isinstance(seeds, Iterable) else [seeds]
+    parsed = []
+    for item in items:
+        if isinstance(item, str) and item.strip().lstrip("-").isdigit():
+            item = int(item)
+        if not isinstance(item, int) or isinstance(item, bool):
+            parsed = None
+            break
+        parsed.append(item)
+    if not parsed or len(set(parsed)) != len(parsed):
+        raise ValueError(f"{where} must be a non-empty list of distinct integers such as [0, 1, 2], got {seeds!r}")
+    return parsed
+
+
 def point_name(parameters: Mapping[str, Any]) -> str:
     """A readable, stable folder name for a grid point (long ones get a hash suffix)."""
     if not parameters:
@@ -195,11 +212,9 @@ def sweep(
     cluster = load_cluster(cluster) if executor == "slurm" else None
     retry_failed = executor == "local" if retry_failed is None else retry_failed
     points = expand_grid(grid)
-    seeds = list(seeds)
+    seeds = check_seeds(seeds)
     if not points:
         raise ValueError("the grid is empty: give at least one point")
-    if not seeds:
-        raise ValueError("seeds is empty: give at least one seed")
     root = Path(output_root).resolve()
     jobs: list[tuple[dict, Path]] = []
     for name, point in points.items():
