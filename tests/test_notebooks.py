@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from reidlab import study
+from reidlab.engine import RunDir
 from reidlab.study import notebooks as study_notebooks
 from reidlab.study.notebooks import (
     check_notebook_parameters,
-    clear_training_run,
     default_data_root,
     default_output_dir,
     notebook_arguments,
@@ -232,14 +232,14 @@ def test_kernel_parses_papermill_text_and_shows_widget_progress_bars(tmp_path):
     assert "tqdm.notebook" in result["tqdm"], "tqdm.auto falls back to text bars without ipywidgets"
 
 
-def test_clear_training_run_removes_only_the_run(tmp_path):
+def test_run_dir_clear_removes_only_the_training_run(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.pt").write_bytes(b"x")
     for name in ("metrics.json", "metrics.jsonl", "config.yaml", "provenance.json", "status.json", "train.ipynb"):
         (tmp_path / name).write_text("{}")
-    assert clear_training_run(tmp_path) == ["checkpoints", "metrics.json", "metrics.jsonl", "config.yaml", "provenance.json"]
+    assert RunDir(tmp_path).clear() == ["checkpoints", "metrics.json", "metrics.jsonl", "config.yaml", "provenance.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json", "train.ipynb"]
-    assert clear_training_run(tmp_path) == []
+    assert RunDir(tmp_path).clear() == []
 
 
 def test_unknown_notebook_parameter_lists_the_valid_ones(tmp_path):

@@ -5,8 +5,8 @@ Modules: ``config`` (YAML -> dataclasses), ``builders`` (config -> dataset, mode
 ``distributed``, ``logging``, ``provenance``, ``schedulers``.
 
 Notebook/CLI entry points: `load_config(preset_or_path, overrides)`, `train(config)`,
-`evaluate_checkpoint(config, checkpoint)`, `load_trained(output_dir)`; `Callback` for per-epoch hooks;
-`read_metrics(output_dir)` for the metrics.jsonl curves.
+`evaluate_checkpoint(config, checkpoint)`, `load_trained(output_dir)` (and its `.features(split)`); `RunDir`, the
+run folder; `Callback` for per-epoch hooks; `read_metrics(output_dir)` for the logged curves.
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -27,7 +27,7 @@ from .config import (
 from .builders import autocast_dtype
 from .distributed import DistContext, init_distributed
 from .logging import read_metrics
-from .runs import TrainedRun, eval_result_path, evaluate_checkpoint, load_trained
+from .runs import RunDir, TrainedRun, eval_result_path, evaluate_checkpoint, load_trained
 from .schedulers import build_scheduler, lr_factor
 from .callbacks import Callback, HardBatchMining, SceneStrengthRamp, bound_hooks, training_callbacks
 from .trainer import NonFiniteLossError, Trainer, train
@@ -44,6 +44,7 @@ __all__ = [
     "ModelConfig",
     "NonFiniteLossError",
     "OptimConfig",
+    "RunDir",
     "SamplerConfig",
     "SceneConfig",
     "SceneStrengthRamp",

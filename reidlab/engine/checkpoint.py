@@ -29,11 +29,11 @@ class CheckpointError(ValueError):
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, also: Iterable[str | os.PathLike] = ()) -> Path:
     """Write `state` to `path` atomically: readers see the old file or the new one, never half of one.
 
-    `also` names more files for the same state (the epoch's `best.pt`, `epoch_NNN.pt`). The state is serialised
+    `also` names more files for the same state (the epoch's best and per-epoch checkpoints). The state is serialised
     once; the other names are hard links to it (copies where the file system has no links), so a run whose best
     epoch is its last keeps one file's worth on disk, not two. They are all in place before `path` is: a kill
     between two names never leaves a `path` whose companions are missing. Replacing a name later (the next
-    epoch's `last.pt`) never changes the others, as every write makes a new file."""
+    epoch's last checkpoint) never changes the others, as every write makes a new file."""
     names = [Path(p) for p in also] + [Path(path)]
     first = atomic_write(names[0], lambda f: torch.save(state, f))
     for name in names[1:]:

@@ -163,7 +163,7 @@ class TrainConfig:
     device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
     deterministic: bool = True  # torch.use_deterministic_algorithms (warn-only)
     max_iters_per_epoch: int | None = None  # cap the epoch length (quick runs and tests)
-    log_every: int = 10  # iterations between metrics.jsonl step lines
+    log_every: int = 10  # iterations between the log's step lines
     save_every: int = 0  # also keep checkpoints/epoch_NNN.pt every N epochs (0 = only last and best)
     progress: bool = True  # tqdm progress bar
     tensorboard: bool = False  # needs the tensorboard package

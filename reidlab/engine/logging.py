@@ -1,4 +1,4 @@
-"""Run logging: one JSON line per logged step, epoch or evaluation in OUTPUT_DIR/metrics.jsonl, and
+"""Run logging: one JSON line per logged step, epoch or evaluation in the run's log (``RunDir.log_path``), and
 TensorBoard scalars when the tensorboard package is installed and asked for."""
 
 from __future__ import annotations
@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from reidlab.utils import atomic_write
+
+from .runs import RunDir
 
 
 def _plain(value: Any) -> Any:
@@ -26,11 +27,11 @@ def _plain(value: Any) -> Any:
 
 
 class MetricsLogger:
-    """Appends records to metrics.jsonl (flushed per line, so a killed run keeps what it logged)."""
+    """Appends records to the run's log (flushed per line, so a killed run keeps what it logged)."""
 
     def __init__(self, output_dir: str | os.PathLike, tensorboard: bool = False, enabled: bool = True):
         self.enabled = enabled
-        self.path = Path(output_dir) / "metrics.jsonl"
+        self.path = RunDir(output_dir).log_path
         self._file = None
         self._writer = None
         self.tensorboard_missing = False
@@ -44,7 +45,7 @@ class MetricsLogger:
             except ImportError:
                 self.tensorboard_missing = True
             else:
-                self._writer = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
+                self._writer = SummaryWriter(log_dir=str(RunDir(output_dir).tensorboard_dir))
 
     def log(self, kind: str, step: int, **values: Any) -> None:
         """One line `{"type": kind, "step": global_iteration, ...values}`; numbers also go to TensorBoard."""
@@ -68,8 +69,8 @@ class MetricsLogger:
 
 
 def read_metrics(output_dir: str | os.PathLike, kind: str | None = None) -> list[dict]:
-    """Records of OUTPUT_DIR/metrics.jsonl, optionally only those of one type ("step", "epoch", "eval")."""
-    path = Path(output_dir) / "metrics.jsonl"
+    """Records of a run's log (``RunDir.log_path``), optionally only those of one type ("step", "epoch", "eval")."""
+    path = RunDir(output_dir).log_path
     if not path.is_file():
         raise FileNotFoundError(f"no metrics log at {str(path)!r}; was a run trained into {str(output_dir)!r}?")
     records = []
@@ -89,7 +90,7 @@ def read_metrics(output_dir: str | os.PathLike, kind: str | None = None) -> list
 
 def truncate_metrics(output_dir: str | os.PathLike, last_epoch: int) -> None:
     """Drop records of epochs after `last_epoch` (a resumed run logs them again)."""
-    path = Path(output_dir) / "metrics.jsonl"
+    path = RunDir(output_dir).log_path
     if not path.is_file():
         return
     kept = [json.dumps(r) + "\n" for r in read_metrics(output_dir) if r.get("epoch", 0) <= last_epoch]

@@ -1,10 +1,11 @@
-"""Finished runs: evaluating a checkpoint, rebuilding a run's model and dataset, comparing saved configs."""
+"""Finished runs: the run folder (`RunDir`), evaluating a checkpoint, rebuilding a run's model and dataset (`TrainedRun`),
+comparing saved configs."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -13,13 +14,117 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .builders import build_reid_model, prepare_dataset
+from reidlab.evaluation import extract_features
+
+from .builders import autocast_dtype, build_reid_model, prepare_dataset
 from .checkpoint import load_checkpoint
 from .config import ConfigError, EvalConfig, TrainConfig, config_from_dict, config_to_dict
 from .distributed import cleanup, init_distributed, resolve_device
-from .evaluator import run_evaluation
+from .evaluator import eval_loader, run_evaluation
 
 PrintFn = Callable[[str], object] | None
+
+
+class RunDir:
+    """A training run's folder: the one place that names its files. The trainer writes through it; the study,
+    the explorer and the notebooks read through it.
+
+    ``config.yaml`` (the resolved config), ``metrics.json`` (the final metrics: the run has finished),
+    ``metrics.jsonl`` (the log), ``provenance.json``, ``checkpoints/`` with ``last.pt``, ``best.pt`` (highest *test*
+    mAP: leaky, asked for by name only) and ``epoch_NNN.pt`` (``save_every``), ``tensorboard/``."""
+
+    CONFIG, METRICS, LOG, PROVENANCE = "config.yaml", "metrics.json", "metrics.jsonl", "provenance.json"
+    CHECKPOINTS, TENSORBOARD = "checkpoints", "tensorboard"
+    # what a training run writes; clear() removes these and leaves the rest (figures, notebooks, sweep records)
+    TRAINING_FILES = (CHECKPOINTS, METRICS, LOG, CONFIG, PROVENANCE, TENSORBOARD)
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / self.LOG
+
+    @property
+    def provenance_path(self) -> Path:
+        return self.path / self.PROVENANCE
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / self.TENSORBOARD
+
+    def checkpoint(self, name: str | int = "last") -> Path:
+        """``checkpoints/<name>.pt``: ``last``, ``best``, ``epoch_003``, or an epoch number."""
+        return self.checkpoint_dir / (f"epoch_{name:03d}.pt" if isinstance(name, int) else f"{name}.pt")
+
+    def epoch_checkpoints(self) -> dict[int, Path]:
+        """Epoch -> its checkpoint (runs trained with ``save_every``), in epoch order; {} without any."""
+        found = {}
+        for path in self.checkpoint_dir.glob("epoch_*.pt"):
+            number = path.stem.removeprefix("epoch_")
+            if number.isdigit():
+                found[int(number)] = path
+        return dict(sorted(found.items()))
+
+    def is_finished(self) -> bool:
+        """The trainer writes metrics.json last, once the run has finished."""
+        return self.metrics_path.is_file()
+
+    def status(self) -> str:
+        """``finished``, ``interrupted`` (a last checkpoint, no final metrics: ``resume=auto`` continues it) or
+        ``empty``."""
+        if self.is_finished():
+            return "finished"
+        return "interrupted" if self.checkpoint().is_file() else "empty"
+
+    def metrics(self) -> dict[str, Any]:
+        """The final metrics; FileNotFoundError naming the folder when the run has not finished."""
+        if not self.is_finished():
+            raise FileNotFoundError(f"{self.path} holds no finished training run (no {self.METRICS}; {self.status()})")
+        return json.loads(self.metrics_path.read_text())
+
+    def config(self) -> TrainConfig:
+        """The run's resolved config."""
+        import yaml
+
+        if not self.config_path.is_file():
+            raise FileNotFoundError(f"{self.config_path} not found: is {str(self.path)!r} the output_dir of a training run?")
+        return config_from_dict(yaml.safe_load(self.config_path.read_text()))
+
+    def clear(self) -> list[str]:
+        """Delete the training run here (checkpoints, metrics, log, config) so a new one can train in this folder;
+        other files stay. Returns the names removed."""
+        import shutil
+
+        removed = []
+        for name in self.TRAINING_FILES:
+            path = self.path / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            else:
+                continue
+            removed.append(name)
+        return removed
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> set[str]:
@@ -150,6 +255,16 @@ class TrainedRun(NamedTuple):
     dataset: Any
     checkpoint: Path
 
+    def features(self, split: str | Sequence[Any] = "query", flip: bool | None = None,
+                 normalize: bool = True) -> tuple[torch.Tensor, Any, Any]:
+        """(features, pids, camids) of a split of the run's dataset (``query``, ``gallery``, ``train``) or of given
+        records, as the run's evaluation sees them: its test transform, its AMP, flip averaging as ``eval.flip``
+        unless ``flip`` says otherwise; ``normalize=False`` gives the raw features (what a scene adversary saw)."""
+        records = getattr(self.dataset, split) if isinstance(split, str) else split
+        device = next(self.model.parameters()).device
+        return extract_features(self.model, eval_loader(records, self.config), flip=self.config.eval.flip if flip is None
+                                else flip, amp=autocast_dtype(self.config, device) or False, normalize=normalize)
+
 
 def load_trained(output_dir: str | os.PathLike, checkpoint: str | os.PathLike = "last", device: str = "cpu",
                  dataset: Any = None) -> TrainedRun:
@@ -158,20 +273,15 @@ def load_trained(output_dir: str | os.PathLike, checkpoint: str | os.PathLike = 
     *test* mAP, must be asked for: a model chosen by its test score leaks the test set, so use it only to look
     at that choice; a run without best.pt gives last.pt (the returned `checkpoint` names the file loaded).
     `dataset`: the run's dataset, already prepared (loading many checkpoints of one run reads its folder once)."""
-    import yaml
-
-    output_dir = Path(output_dir)
-    config_path = output_dir / "config.yaml"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: is {str(output_dir)!r} the output_dir of a training run?")
-    config = config_from_dict(yaml.safe_load(config_path.read_text()))
+    run = RunDir(output_dir)
+    config = run.config()
     path = Path(checkpoint)
     if not path.is_file():
-        path = output_dir / "checkpoints" / f"{checkpoint}.pt"
+        path = run.checkpoint(checkpoint)
         if not path.is_file() and checkpoint == "best":
-            path = output_dir / "checkpoints" / "last.pt"
+            path = run.checkpoint("last")
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint {checkpoint!r} in {output_dir / 'checkpoints'}")
+        raise FileNotFoundError(f"no checkpoint {checkpoint!r} in {run.checkpoint_dir}")
     if dataset is None:
         dataset = prepare_dataset(_without_pretrained(config))
     model, _ = _load_model(config, dataset, path, resolve_device(device))

@@ -1,9 +1,9 @@
 """The training loop: plain PyTorch, resumable, deterministic on CPU, DDP-aware.
 
 `Trainer(config)` turns a `TrainConfig` into plain library objects (dataset, model, loss, sampler,
-optimizer, schedule) and `fit()` runs epochs: train, evaluate every `eval.every` epochs, write
-`checkpoints/last.pt` (and `best.pt` by mAP), log to `metrics.jsonl`. `train(config)` is the entry point
-for the CLI and notebooks (`reidlab.engine.runs` evaluates and reloads finished runs).
+optimizer, schedule) and `fit()` runs epochs: train, evaluate every `eval.every` epochs, write the last
+checkpoint (and the best by mAP) and the log into the run folder (`RunDir`, which names its files). `train(config)`
+is the entry point for the CLI and notebooks (`reidlab.engine.runs` evaluates and reloads finished runs).
 
 Exact resume: the sampler plan is a function of (seed, epoch), the loader's generator is reseeded from
 (seed, rank, epoch) each epoch, and the checkpoint holds every rank's RNG states, so a run killed after an
@@ -16,7 +16,6 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,7 +51,7 @@ from .distributed import (
 from .evaluator import run_evaluation
 from .logging import MetricsLogger, truncate_metrics
 from .provenance import collect_provenance
-from .runs import PrintFn, config_differences
+from .runs import PrintFn, RunDir, config_differences
 from .schedulers import build_scheduler
 
 CHECKPOINT_FORMAT = "reidlab-checkpoint-v1"
@@ -79,7 +78,7 @@ class Trainer:
 
     ctx: where this process sits (rank, world size, device); default: single process on `config.device`.
     callbacks: `Callback` objects (or anything with some of its methods).
-    print_fn: where progress messages go (None: silent; metrics.jsonl is written either way).
+    print_fn: where progress messages go (None: silent; the run's log is written either way).
     """
 
     def __init__(
@@ -92,8 +91,8 @@ class Trainer:
         self.config = config
         self.ctx = ctx or DistContext(device=resolve_device(config.device))
         self.print_fn = print_fn
-        self.output_dir = Path(config.output_dir)
-        self.checkpoint_dir = self.output_dir / "checkpoints"
+        self.run_dir = RunDir(config.output_dir)
+        self.output_dir, self.checkpoint_dir = self.run_dir.path, self.run_dir.checkpoint_dir
         device = self.ctx.device
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -237,28 +236,28 @@ class Trainer:
         state = self.state_dict()  # every rank takes part (RNG states are gathered)
         if not self.ctx.is_main:
             return
-        # One file on disk for this epoch's names; last.pt comes last, as a resume trusts that best.pt exists.
+        # One file on disk for this epoch's names; the last checkpoint comes last, as a resume trusts the others.
         also = []
         if self.config.save_every and self.epoch % self.config.save_every == 0:
-            also.append(self.checkpoint_dir / f"epoch_{self.epoch:03d}.pt")
+            also.append(self.run_dir.checkpoint(self.epoch))
         if self.best["epoch"] == self.epoch and self.last_eval:
-            also.append(self.checkpoint_dir / "best.pt")
-        save_checkpoint(state, self.checkpoint_dir / "last.pt", also=also)
+            also.append(self.run_dir.checkpoint("best"))
+        save_checkpoint(state, self.run_dir.checkpoint("last"), also=also)
 
     def _maybe_resume(self) -> bool:
-        """Load checkpoints/last.pt as `resume` says; True when the run continues from it."""
-        path = self.checkpoint_dir / "last.pt"
+        """Load the last checkpoint as `resume` says; True when the run continues from it."""
+        path = self.run_dir.checkpoint("last")
         resume = path.is_file() if self.config.resume == "auto" else self.config.resume
         if not resume:
-            if path.is_file():  # training over it would leave a stale best.pt, epoch_*.pt and metrics.json
+            if path.is_file():  # training over it would leave stale best and epoch checkpoints and final metrics
                 raise ConfigError(
-                    f"output_dir {self.output_dir} holds a run (checkpoints/last.pt); pass resume=true to continue it, "
+                    f"output_dir {self.output_dir} holds a run ({path.relative_to(self.output_dir)}); pass resume=true to continue it, "
                     "or choose another output_dir / delete it"
                 )
             return False
         if not path.is_file():
             raise ConfigError(
-                f"resume=true but {self.checkpoint_dir} holds no checkpoint (last.pt); drop resume=true to start "
+                f"resume=true but {self.checkpoint_dir} holds no checkpoint ({path.name}); drop resume=true to start "
                 "fresh, or pass resume=auto to continue only where a checkpoint exists"
             )
         state = load_checkpoint(path, map_location=self.ctx.device)
@@ -291,14 +290,14 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             if stray := remove_interrupted_writes(self.output_dir, self.checkpoint_dir):
                 self.say(f"removed {len(stray)} temporary file(s) left by an interrupted write: {', '.join(stray)}")
-            save_config(config, self.output_dir / "config.yaml")
+            save_config(config, self.run_dir.config_path)
             if resumed:
                 truncate_metrics(self.output_dir, self.epoch)
-            elif (self.output_dir / "metrics.jsonl").exists():
-                (self.output_dir / "metrics.jsonl").unlink()
+            elif self.run_dir.log_path.exists():
+                self.run_dir.log_path.unlink()
         self.logger = MetricsLogger(self.output_dir, tensorboard=config.tensorboard, enabled=self.ctx.is_main)
         if self.logger.tensorboard_missing:
-            self.say("tensorboard=true but the tensorboard package is not installed; logging to metrics.jsonl only")
+            self.say(f"tensorboard=true but the tensorboard package is not installed; logging to {self.run_dir.log_path.name} only")
         started = time.perf_counter()
         if self.ctx.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.ctx.device)
@@ -330,8 +329,8 @@ class Trainer:
             "preset": self.config.preset,
             "seed": self.config.seed,
             "output_dir": str(self.output_dir),
-            "checkpoint": str(self.checkpoint_dir / "last.pt"),
-            "best_checkpoint": str(self.checkpoint_dir / "best.pt"),
+            "checkpoint": str(self.run_dir.checkpoint("last")),
+            "best_checkpoint": str(self.run_dir.checkpoint("best")),
             "train_seconds_this_session": round(seconds, 3),
             # what a cluster study's cost estimate reads: throughput, evaluation time and peak memory of this session
             "images_per_second": round(self.session_images / self.session_train_seconds, 2)
@@ -345,8 +344,8 @@ class Trainer:
             "provenance": collect_provenance(self.config, self.dataset, self.ctx, self.amp_dtype),
         }
         if self.ctx.is_main:
-            (self.output_dir / "provenance.json").write_text(json.dumps(final["provenance"], indent=2))
-            path = atomic_write(self.output_dir / "metrics.json", json.dumps(final, indent=2))
+            self.run_dir.provenance_path.write_text(json.dumps(final["provenance"], indent=2))
+            path = atomic_write(self.run_dir.metrics_path, json.dumps(final, indent=2))
             self.say(
                 f"finished {self.epoch} epochs: mAP {final['mAP']:.1%}, rank-1 {final.get('rank1', float('nan')):.1%}; "
                 f"metrics in {path}, checkpoints in {self.checkpoint_dir}"
@@ -479,8 +478,8 @@ class Trainer:
         message = (
             f"non-finite loss at step {self.global_step + 1} (epoch {self.epoch + 1}, "
             f"iteration {self.step_in_epoch + 1} of the epoch): "
-            f"{values}. The last good checkpoint is {self.checkpoint_dir / 'last.pt'}"
-            + ("" if (self.checkpoint_dir / "last.pt").exists() else " (none written yet)")
+            f"{values}. The last good checkpoint is {self.run_dir.checkpoint('last')}"
+            + ("" if self.run_dir.checkpoint("last").exists() else " (none written yet)")
             + "; lower optim.lr, enable optim.clip_grad_norm, or check the data"
         )
         self.logger.log("error", self.global_step + 1, epoch=self.epoch + 1, message=message, terms=bad)

@@ -3,7 +3,7 @@
 Each view is built on an :class:`ExploredRun` (a run folder: config, checkpoints, test features cached in
 ``<run_dir>/explore/``) and displays as an ipywidgets view, or as a static figure where widgets cannot render::
 
-    run = ExploredRun("runs/train")  # checkpoints/last.pt
+    run = ExploredRun("runs/train")  # its last checkpoint
     QueryBrowser(run, compare=ExploredRun("runs/train_sph"))
     PairInspector(run)
     ClassMap(run)

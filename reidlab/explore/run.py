@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -169,10 +168,9 @@ class ExploredRun:
 
     @cached_property
     def epoch_checkpoints(self) -> dict[int, Path]:
-        """Epoch -> ``checkpoints/epoch_*.pt`` (runs trained with ``save_every``); without any, the loaded
+        """Epoch -> its checkpoint (``RunDir.epoch_checkpoints``, runs trained with ``save_every``); without any, the loaded
         checkpoint alone, under the epoch it finished."""
-        found = {int(re.search(r"epoch_(\d+)", p.name).group(1)): p
-                 for p in (self.run_dir / "checkpoints").glob("epoch_*.pt")}
+        found = engine.RunDir(self.run_dir).epoch_checkpoints()
         if not found:
             state = engine.load_checkpoint(self.checkpoint, map_location="cpu")
             found = {int(state.get("epoch", 0)): self.checkpoint}

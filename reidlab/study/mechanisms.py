@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .records import run_folder
 from .controls import (
     Control,
     colour_histograms,
@@ -130,18 +130,15 @@ def _labels(records: Sequence[Any]) -> dict[str, np.ndarray]:
 
 
 def _trained(run_dir: str | os.PathLike) -> Any:
-    """A finished run at its last checkpoint (never best.pt, which test mAP chose)."""
+    """A finished run at its last checkpoint (never the best one, which test mAP chose)."""
     from reidlab import engine
 
     return engine.load_trained(run_dir, "last")
 
 
 def _features(trained: Any, records: Sequence[Any]) -> np.ndarray:
-    """Features of ``records`` (any dataset's) under a trained run's model and test transform."""
-    from reidlab.engine.evaluator import eval_loader
-    from reidlab.evaluation import extract_features
-
-    return extract_features(trained.model, eval_loader(records, trained.config), flip=False)[0].numpy()
+    """Features of ``records`` (any dataset's) under a trained run's model and test transform, without flips."""
+    return trained.features(records, flip=False)[0].numpy()
 
 
 def _synth(root: str) -> Any:
@@ -167,11 +164,11 @@ def measure_controls(roots: Mapping[str, str], backbone_run: str | os.PathLike |
         hbreid = _synth(roots["hbreid"])
         labels = _labels(hbreid.train)
         checks += gs_controls(load_images([r.path for r in hbreid.train]), labels["pid"], labels["camid"])
-        if hm_run is not None and Path(hm_run, "checkpoints", "last.pt").is_file():
+        if hm_run is not None and run_folder(hm_run).checkpoint("last").is_file():
             mined = _trained(hm_run)
             weights = mined.model.classifier_weight().detach().double().numpy()
             checks += hm_controls(_features(mined, hbreid.train), labels["pid"], weights, p, k)
-        if baseline_run is not None and Path(baseline_run, "checkpoints", "last.pt").is_file():
+        if baseline_run is not None and run_folder(baseline_run).checkpoint("last").is_file():
             test = [r for r in list(hbreid.query) + list(hbreid.gallery) if r.pid > 0]  # identities, no distractors
             test_labels = _labels(test)
             checks += sr_controls(_features(_trained(baseline_run), test), test_labels["pid"], test_labels["sceneid"])

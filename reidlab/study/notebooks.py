@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import error_record, jsonable, read_json, utc_now, write_json
-from .records import METRICS_FILE, PARAMS_FILE, STATUS_FILE, run_record
+from .records import PARAMS_FILE, STATUS_FILE, run_folder, run_record
 
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -187,28 +187,6 @@ def notebook_arguments(name: str, namespace: Mapping[str, Any]) -> dict[str, Any
     return arguments
 
 
-#: what a training run writes into its output_dir (the trainer refuses to train over checkpoints/last.pt)
-TRAINING_RUN_FILES = ("checkpoints", "metrics.json", "metrics.jsonl", "config.yaml", "provenance.json", "tensorboard")
-
-
-def clear_training_run(run_dir: str | os.PathLike) -> list[str]:
-    """Delete the training run in ``run_dir`` (checkpoints, metrics, config) so a new one can be trained
-    there; other files (figures, an executed notebook, status.json) stay. Returns the names removed."""
-    import shutil
-
-    removed = []
-    for name in TRAINING_RUN_FILES:
-        path = Path(run_dir) / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-        else:
-            continue
-        removed.append(name)
-    return removed
-
-
 def _runs_this_interpreter(argv0: str) -> bool:
     # jupyter_client replaces a bare "python"/"python3" argv[0] with the launching interpreter.
     if argv0 in {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}:
@@ -294,5 +272,5 @@ def run_notebook(
         raise
     status.update(status="ok", finished=utc_now(), duration_s=round(time.perf_counter() - start, 2))
     write_json(out / STATUS_FILE, status)
-    return {**status, "output_dir": str(out), "metrics": read_json(out / METRICS_FILE)}
+    return {**status, "output_dir": str(out), "metrics": read_json(run_folder(out).metrics_path)}
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from .io import slug
 from .published import hbreid_claim_values
+from .records import run_folder
 from .profile import PRETRAIN_SYNTH_SEED, STUDY_COPIES, STUDY_SYNTH_SEED, StudyProfile
 from .claims import Claim
 from .sweep import point_name, sweep
@@ -179,7 +180,7 @@ def study_backbone(profile: StudyProfile, data_dir: str | os.PathLike, threads: 
     runs = Path(data_dir) / "pretrain"
     sweep({"backbone": params}, [0], notebook=train_run, output_root=runs, print_fn=print_fn, executor=executor,
           cluster=cluster)
-    checkpoint = runs.resolve() / "backbone" / "seed0" / "checkpoints" / "last.pt"
+    checkpoint = run_folder(runs.resolve() / "backbone" / "seed0").checkpoint("last")
     if not checkpoint.is_file():
         raise FileNotFoundError(f"the pretrained backbone {checkpoint} is missing although its run finished; "
                                 f"delete {runs} to pretrain it again")

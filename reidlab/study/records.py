@@ -13,11 +13,18 @@ from .io import jsonable, read_json
 
 PARAMS_FILE = "params.json"
 STATUS_FILE = "status.json"
-METRICS_FILE = "metrics.json"
 # Shown first in tables and in the index, in this order; other scalar metrics follow.
 HEADLINE_METRICS = ("mAP", "rank1", "rank5", "mINP", "mAP_rerank", "rank1_rerank")
 # Columns of collect() holding a run's provenance (metrics.json "provenance", written by the trainer).
 PROVENANCE_PREFIX = "prov."
+
+
+def run_folder(path: str | os.PathLike) -> Any:
+    """``reidlab.engine.RunDir`` of a run folder, which names its files (imported here, so that importing the
+    study stays light)."""
+    from reidlab.engine.runs import RunDir
+
+    return RunDir(path)
 
 def run_params(run_dir: Path) -> dict:
     """``params.json`` of a run made by reidlab.study; for a notebook executed with plain papermill into its
@@ -43,7 +50,7 @@ def run_record(runner: Any, parameters: Mapping[str, Any]) -> dict:
 def is_complete(run_dir: str | os.PathLike) -> bool:
     """A run is complete when its metrics exist and it was not recorded as failed."""
     run_dir = Path(run_dir)
-    return (run_dir / METRICS_FILE).exists() and read_json(run_dir / STATUS_FILE).get("status", "ok") == "ok"
+    return run_folder(run_dir).is_finished() and read_json(run_dir / STATUS_FILE).get("status", "ok") == "ok"
 
 
 def parameter_changes(run_dir: str | os.PathLike, parameters: Mapping[str, Any]) -> list[str]:
@@ -78,7 +85,7 @@ def find_runs(root: str | os.PathLike) -> list[Path]:
     """Run folders under ``root`` (any depth): folders holding ``params.json`` or ``metrics.json`` (a notebook
     executed with plain papermill writes the latter into its ``output_dir``)."""
     root = Path(root)
-    found = {p.parent for name in (PARAMS_FILE, METRICS_FILE) for p in root.rglob(name)}
+    found = {p.parent for name in (PARAMS_FILE, run_folder(root).METRICS) for p in root.rglob(name)}
     # Nested folders are not filtered: a folder inside a run that holds one of these files is listed as a run too.
     return sorted(found)
 
@@ -95,7 +102,7 @@ def collect(root: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
         params = run_params(run_dir)
         status = read_json(run_dir / STATUS_FILE)
         # A failed or interrupted re-run may have left the metrics.json of an earlier attempt: not its results.
-        metrics = read_json(run_dir / METRICS_FILE) if status.get("status", "ok") == "ok" else {}
+        metrics = read_json(run_folder(run_dir).metrics_path) if status.get("status", "ok") == "ok" else {}
         parameters = params.get("parameters", {})
         rel = run_dir.relative_to(root).as_posix() if run_dir != root else "."
         point = run_dir.parent.name if re.fullmatch(r"seed-?\d+", run_dir.name) else run_dir.name

@@ -19,12 +19,12 @@ from .io import error_record, read_json, slug, utc_now, write_json
 from .notebooks import check_parameters, run_notebook
 from .records import (
     HEADLINE_METRICS,
-    METRICS_FILE,
     PARAMS_FILE,
     STATUS_FILE,
     collect,
     is_complete,
     parameter_changes,
+    run_folder,
     run_record,
 )
 from .slurm import ClusterConfig, load_cluster, report_failure, run_on_slurm, submitted_job
@@ -103,7 +103,7 @@ def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name:
     attempt is deleted first, so a retry never starts from a failed attempt's files."""
     previous = read_json(run_dir / STATUS_FILE)
     if job is not None and is_complete(run_dir):  # requeued after it finished, within SLURM's grace period
-        return {**previous, "output_dir": str(run_dir), "metrics": read_json(run_dir / METRICS_FILE)}
+        return {**previous, "output_dir": str(run_dir), "metrics": read_json(run_folder(run_dir).metrics_path)}
     continuing = job is not None and previous.get("status") == "running" and previous.get("slurm_job_id") == job["slurm_job_id"]
     submitted = job is not None and previous.get("status") == "submitted"
     if previous and not (continuing or submitted):
@@ -128,7 +128,7 @@ def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name:
     try:
         metrics = dict(runner(dict(parameters), run_dir) or {})
         if metrics:
-            write_json(run_dir / METRICS_FILE, metrics)
+            write_json(run_folder(run_dir).metrics_path, metrics)
         status.update(status="ok")
     except Exception as exc:  # noqa: BLE001 - a failed run is data, the sweep goes on
         metrics = {}
@@ -165,7 +165,7 @@ def _run_in_processes(runner: Runner, todo: list[tuple[dict, Path]], workers: in
                         status.update(status="failed", finished=utc_now(), error="the worker process running it died "
                                       "(killed, e.g. out of memory); the next sweep retries it")
                         write_json(run_dir / STATUS_FILE, status)
-                    result = {**status, "output_dir": str(run_dir), "metrics": read_json(run_dir / METRICS_FILE)}
+                    result = {**status, "output_dir": str(run_dir), "metrics": read_json(run_folder(run_dir).metrics_path)}
                 done += 1
                 report_done(result, done)
         if len(not_started) == len(pending):

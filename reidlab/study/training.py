@@ -10,7 +10,9 @@ from typing import Any
 
 from reidlab.utils import parse_key_values
 
-from .notebooks import clear_training_run, default_data_root
+from .notebooks import default_data_root
+from .io import read_json
+from .records import STATUS_FILE, run_folder
 
 
 def as_override_dict(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
@@ -80,7 +82,7 @@ def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
         extra = evaluate_checkpoint(other, metrics["checkpoint"], print_fn=None)
         metrics.update({f"{k}_{name}": extra[k] for k in ("mAP", "rank1", "rank5", "mINP") if k in extra})
     if not parameters.get("keep_checkpoints", False) and int(os.environ.get("RANK", "0")) == 0:
-        shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
+        shutil.rmtree(run_folder(output_dir).checkpoint_dir, ignore_errors=True)
         metrics.pop("checkpoint", None)
         metrics.pop("best_checkpoint", None)
     return metrics
@@ -94,13 +96,11 @@ def finished_run(run_dir: str | os.PathLike | None, output_dir: str | os.PathLik
     ``output_dir/name`` (preset + overrides + ``run_overrides``, e.g. ``save_every=1``; ``training_log``: print
     the trainer's log); ``resume`` reuses or continues a run there, False deletes it first. Raises, naming the
     cause, when the run has not finished."""
-    import json
-
     from reidlab.engine import train
 
     if run_dir is None:
         run_dir = Path(output_dir) / name
-        if not resume and (removed := clear_training_run(run_dir)):
+        if not resume and (removed := run_folder(run_dir).clear()):
             print_fn(f"resume = False: deleted the previous run in {run_dir} ({', '.join(removed)})")
         if data_root is None:  # the preset's; a relative one lies under the repository root, not the kernel's folder
             data_root = default_data_root(training_config(preset, overrides).data.root)
@@ -108,9 +108,8 @@ def finished_run(run_dir: str | os.PathLike | None, output_dir: str | os.PathLik
                                        "resume": "auto" if resume else False}, seed, epochs, data_root, run_dir),
               print_fn=print_fn if training_log else None)
     run_dir = Path(run_dir)
-    if not (run_dir / "metrics.json").is_file():  # the trainer writes it when the run has finished
-        status = run_dir / "status.json"
-        error = json.loads(status.read_text()).get("error", "") if status.is_file() else ""
-        raise RuntimeError(f"{run_dir} holds no finished training run (no metrics.json)"
+    if not run_folder(run_dir).is_finished():
+        error = read_json(run_dir / STATUS_FILE).get("error", "")
+        raise RuntimeError(f"{run_dir} holds no finished training run ({run_folder(run_dir).status()})"
                            + (f"; it failed: {error}" if error else ""))
     return run_dir

@@ -33,8 +33,8 @@ def _numeric_keys(records: Sequence[Mapping[str, Any]], exclude: set[str]) -> li
 
 
 def training_curves(records: Sequence[Mapping[str, Any]], title: str | None = None) -> plt.Figure:
-    """Loss terms and learning rate per logged step, evaluation metrics per epoch, from metrics.jsonl
-    records (``{"type": "step"|"epoch"|"eval", "step": ..., ...}``)."""
+    """Loss terms and learning rate per logged step, evaluation metrics per epoch, from a run's log
+    (``reidlab.engine.read_metrics``) records (``{"type": "step"|"epoch"|"eval", "step": ..., ...}``)."""
     steps = [r for r in records if r.get("type") == "step"]
     evals = [r for r in records if r.get("type") == "eval"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
