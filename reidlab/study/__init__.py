@@ -10,7 +10,17 @@ Modules, bottom up: ``records`` (run folders), ``stats`` (paired comparisons), `
 ``slurm`` (the SLURM executor), ``sweep``, ``training`` (the training runner), ``plan`` (ablation rows), ``render``, ``default`` (``reidlab report``).
 """
 
-from .ablation import AblationSetup, prepare_ablation, study_verdicts
+from .ablation import (
+    AblationSetup,
+    RunsOverview,
+    prepare_ablation,
+    regime_page,
+    runs_overview,
+    study_verdicts,
+    table_page,
+    verdict_page,
+    write_ablation_metrics,
+)
 from .default import STUDY_NOTEBOOKS, report
 from .notebooks import (
     check_parameters,
@@ -80,7 +90,8 @@ from .training import as_override_dict, finished_run, train_run, training_config
 
 __all__ = [
     "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_CONFIG_DIR", "STUDY_NOTEBOOKS", "TABLES",
-    "check_seeds", "PAPER_DATASETS", "DatasetsFile", "PaperProfile", "PaperSetup", "calibrate", "estimate_cost", "load_datasets_file",
+    "check_seeds", "RunsOverview", "regime_page", "runs_overview", "table_page", "verdict_page", "write_ablation_metrics",
+    "PAPER_DATASETS", "DatasetsFile", "PaperProfile", "PaperSetup", "calibrate", "estimate_cost", "load_datasets_file",
     "load_paper_profile", "paper_report", "paper_verdicts", "prepare_paper", "published_table", "run_paper",
     "ADASP_REGIMES", "AblationSetup", "prepare_ablation", "study_verdicts", "REGIME_LOSSES", "STUDY_COPIES", "STUDY_DATA_DIR", "VERDICTS", "measure_controls", "Claim", "arm_summary", "ClusterConfig", "load_cluster", "parse_grid", "runs_table", "summary_table", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "backbone_record", "arm_values",
     "available_profiles", "load_profile", "study_backbone", "study_datasets", "as_override_dict", "check_parameters", "claims_json", "collect", "default_output_dir", "evaluate_claims",

@@ -5,10 +5,12 @@ from reidlab.evaluation.probe import linear_probe_accuracy
 from .embedding import cosine_similarity, scatter_groups, similarity_clustermap, umap_2d
 from .images import pair_strip, ranked_results, read_image
 from .plots import (
+    ci_table_view,
     cmc_curve,
     format_ci_table,
     format_p,
     metric_vs_knob,
+    regime_figure,
     save_figure,
     style_ci_table,
     style_claims_table,
@@ -18,6 +20,7 @@ from .plots import (
 )
 
 __all__ = [
+    "ci_table_view",
     "cmc_curve",
     "cosine_similarity",
     "format_ci_table",
@@ -27,6 +30,7 @@ __all__ = [
     "pair_strip",
     "ranked_results",
     "read_image",
+    "regime_figure",
     "save_figure",
     "scatter_groups",
     "similarity_clustermap",

@@ -138,6 +138,12 @@ def format_ci_table(
     return out
 
 
+def ci_table_view(table: "pandas.DataFrame", metrics: Sequence[str], caption: str = "") -> Any:  # noqa: F821
+    """A paired table (``reidlab.study.table_page``) formatted and styled: :func:`format_ci_table`, then
+    :func:`style_ci_table`."""
+    return style_ci_table(format_ci_table(table, metrics), caption)
+
+
 def style_ci_table(table: "pandas.DataFrame", caption: str = "") -> Any:  # noqa: F821
     """A pandas Styler of :func:`format_ci_table` output: deltas that pass Holm's correction in bold green/red."""
 
@@ -264,3 +270,13 @@ def metric_vs_knob(
     ax.grid(alpha=0.3)
     ax.legend()
     return ax
+
+
+def regime_figure(by_regime: "pandas.DataFrame", confidence: float = 0.95) -> plt.Figure:  # noqa: F821
+    """mAP of each loss on the person-like and vehicle-like regimes, with intervals over seeds (the AdaSP
+    reversal at a glance); ``by_regime``: ``reidlab.study.regime_page``'s per-seed frame."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    metric_vs_knob(by_regime, "regime", "loss", "mAP", confidence, ax=ax)
+    ax.set_title(f"mAP by regime ({by_regime['seed'].nunique()} seeds, {confidence:.0%} CI)")
+    fig.tight_layout()
+    return fig
