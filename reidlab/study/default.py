@@ -12,7 +12,7 @@ from typing import Any
 
 from .io import error_record, utc_now, write_json
 from .notebooks import notebook_parameters, resolve_kernel_name, run_notebook
-from .plan import study_backbone, study_datasets
+from .ablation import prepare_ablation
 from .profile import STUDY_DATA_DIR, StudyProfile, load_profile
 from .render import render
 from .sweep import check_seeds
@@ -82,22 +82,19 @@ def report(
     data_dir = Path(data_dir).resolve() / study.name
     kernel = resolve_kernel_name(kernel_name)
     print_fn(f"reidlab study, profile {study.name!r} ({study.description}) -> {root} (kernel {kernel!r})")
-    try:
-        roots = study_datasets(data_dir, study)
+    threads = max(1, (os.cpu_count() or 1))
+    step = time.perf_counter()
+    print_fn("[prepare] the SynthReID copies and the shared backbone ...")
+    try:  # the ablation notebook's own setup: it reuses the copies and the backbone made here
+        setup = prepare_ablation(profile, root / "ablation", seeds=seeds, data_dir=data_dir, workers=workers,
+                                 executor=executor, cluster=cluster, print_fn=lambda line: print_fn("    " + line))
     except FileExistsError as error:  # e.g. copies from an older reidlab, with runs trained on them in output_root
         raise FileExistsError(f"{error}. For the default study: delete {data_dir} and run `make clean-reports` (or "
                               f"remove {root}) so that no run trained on the old copies is reused") from None
-    print_fn(f"SynthReID copies ready in {time.perf_counter() - started:.0f} s in {data_dir}")
-    threads = max(1, (os.cpu_count() or 1))
-    timings, pretrained = {}, {}
-    if study.pretrain is not None:  # every run of the study fine-tunes this backbone (the ablation notebook reuses it)
-        step = time.perf_counter()
-        print_fn("[pretrain] the shared backbone ...")
-        pretrained["model.pretrained"] = study_backbone(study, data_dir, threads, print_fn=lambda line: print_fn("    " + line),
-                                                        executor=executor, cluster=cluster)
-        timings["pretrain"] = time.perf_counter() - step
-        print_fn(f"[pretrain] ok in {timings['pretrain']:.0f} s: {pretrained['model.pretrained']}")
-
+    timings = {"prepare": time.perf_counter() - step}
+    roots, pretrained = setup.roots, ({"model.pretrained": setup.backbone} if setup.backbone else {})
+    print_fn(f"[prepare] ok in {timings['prepare']:.0f} s: copies in {data_dir}"
+             + (f", backbone {setup.backbone}" if setup.backbone else ""))
     plans = notebook_plans(study, profile, root, data_dir, seeds, workers, roots, pretrained, threads, executor,
                            cluster)
     for name in notebooks:
