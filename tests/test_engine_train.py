@@ -118,12 +118,15 @@ def test_short_training_clearly_beats_the_untrained_model(synth_root, tmp_path):
 
 
 def test_vehicleid_is_scored_over_ten_gallery_draws_of_all_test_images(synth_root, tmp_path):
+    """The engine scores a dataset by the protocol it declares (VehicleID's 10 gallery draws), never by its name."""
+    from reidlab.data import dataset_class
     from reidlab.evaluation import evaluate_vehicleid, extract_features
 
     config = load_config("synth_cpu", overrides(synth_root, tmp_path))
     trainer = Trainer(config)
-    as_vehicleid = replace(config, data=replace(config.data, name="vehicleid"))
-    metrics = run_evaluation(trainer.model, trainer.dataset, as_vehicleid)
+    assert dataset_class("vehicleid").protocol == "draws" and trainer.dataset.protocol == "market"
+    trainer.dataset.protocol = "draws"
+    metrics = run_evaluation(trainer.model, trainer.dataset, config)
     records = trainer.dataset.query + trainer.dataset.gallery
     feats, vids, _ = extract_features(trainer.model, eval_loader(records, config))
     expected = evaluate_vehicleid(feats, vids, num_draws=10)

@@ -1,7 +1,7 @@
 """Datasets (real layouts and the generated SynthReID), transforms, samplers and loaders."""
 
 from . import samplers, synth
-from .datasets import Record, ReIDDataset, build_dataset, list_datasets, register_dataset
+from .datasets import Record, ReIDDataset, build_dataset, dataset_class, list_datasets, register_dataset
 from .image_dataset import CorruptImageError, ReIDImageDataset, check_data, collate_skipping
 from .transforms import build_transforms
 
@@ -14,6 +14,7 @@ __all__ = [
     "build_transforms",
     "check_data",
     "collate_skipping",
+    "dataset_class",
     "list_datasets",
     "register_dataset",
     "samplers",

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -62,13 +62,17 @@ def list_datasets() -> list[str]:
     return sorted(_DATASETS)
 
 
-def build_dataset(name: str, root: str | os.PathLike, **kwargs) -> ReIDDataset:
-    """Build a registered dataset; keyword arguments go to its class (e.g. ``sceneid="time"`` for msmt17)."""
+def dataset_class(name: str) -> type[ReIDDataset]:
+    """The registered class of ``name``: what a dataset declares (``protocol``, ``generate``) before it is read."""
     try:
-        cls = _DATASETS[name]
+        return _DATASETS[name]
     except KeyError:
         raise KeyError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}") from None
-    return cls(root, **kwargs)
+
+
+def build_dataset(name: str, root: str | os.PathLike, **kwargs) -> ReIDDataset:
+    """Build a registered dataset; keyword arguments go to its class (e.g. ``sceneid="time"`` for msmt17)."""
+    return dataset_class(name)(root, **kwargs)
 
 
 class ReIDDataset:
@@ -78,9 +82,17 @@ class ReIDDataset:
     """
 
     name = "reid"
-    # Evaluated with the Market rule (same pid and camera removed from the gallery), so the summary notes
-    # queries that rule leaves without a match; VehicleID has its own protocol.
-    same_camera_removal = True
+    # How the test split is scored. "market": the Market rule (a query's own camera is removed from its gallery;
+    # the summary notes queries it leaves without a match). "draws": VehicleID's protocol (every test image, with
+    # galleries of one image per identity drawn 10 times; reidlab.evaluation.evaluate_vehicleid).
+    protocol = "market"
+    # ``generate(root, seed=..., **knobs)`` where the kit writes the dataset itself (``data.generate=true``), else None.
+    generate: Callable[..., Path] | None = None
+
+    def identity_families(self) -> list[Any] | None:
+        """Per training class (relabelled pid), the family it belongs to where the dataset knows one (SynthReID's
+        near-duplicate families); None elsewhere."""
+        return None
 
     def __init__(
         self,
@@ -111,7 +123,7 @@ class ReIDDataset:
             )
             if not records:
                 notes.append(f"  note: the {split} split is empty")
-        unmatched = queries_without_match(self.query, self.gallery) if self.same_camera_removal else []
+        unmatched = queries_without_match(self.query, self.gallery) if self.protocol == "market" else []
         if unmatched and self.gallery:
             ids = len({self.query[i].pid for i in unmatched})
             notes.append(
@@ -305,6 +317,7 @@ class SynthReID(MarketLayoutDataset):
     """
 
     folder_names = ("synthreid", "SynthReID")
+    generate = staticmethod(synth.generate)
 
     def __init__(self, root: str | os.PathLike, sceneid: str = "scene") -> None:
         if sceneid not in ("scene", "camera"):
@@ -323,6 +336,10 @@ class SynthReID(MarketLayoutDataset):
         else:
             splits, num_scenes = self.parse_splits(base), None
         ReIDDataset.__init__(self, *splits, root=base, num_scenes=num_scenes)
+
+    def identity_families(self) -> list[Any]:
+        entries = synth.train_identities(self)
+        return [entries[c]["family"] for c in range(self.num_train_pids)]
 
 
 @register_dataset("folder")
@@ -450,7 +467,7 @@ class VehicleID(ReIDDataset):
     """
 
     folder_names = ("VehicleID_V1.0", "VehicleID", "vehicleid")
-    same_camera_removal = False
+    protocol = "draws"
     test_sizes = (800, 1600, 2400)
 
     def __init__(self, root: str | os.PathLike, test_size: int = 800, draw: int = 0) -> None:

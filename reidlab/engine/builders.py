@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reidlab.data import build_dataset
+from reidlab.data import build_dataset, dataset_class
 from reidlab.data.samplers import HardBatchSampler, PKSampler
 from reidlab.losses import CombinedLoss, build_loss
 from reidlab.models import build_model, model_info
@@ -31,12 +31,11 @@ def prepare_dataset(config: TrainConfig, ctx: DistContext = DistContext(), train
     knobs is at `data.root` (generate() reuses an identical one and refuses to replace another)."""
     check_paths(config)
     root = Path(config.data.root)
-    if config.data.generate and config.data.name == "synthreid":
+    generate = dataset_class(config.data.name).generate
+    if config.data.generate and generate is not None:
         if ctx.is_main:
-            from reidlab.data import synth
-
             try:
-                synth.generate(root, seed=config.data.synth_seed, **config.data.synth_knobs)
+                generate(root, seed=config.data.synth_seed, **config.data.synth_knobs)
             except FileExistsError as error:
                 raise ConfigError(f"data.root: {error}; or set data.generate=false to train on the data there") from None
         barrier(ctx)
@@ -58,7 +57,7 @@ def check_splits(dataset, config: TrainConfig, training: bool = True) -> None:
     if not dataset.query or not dataset.gallery:
         raise ConfigError(f"{where}: {len(dataset.query)} query and {len(dataset.gallery)} gallery images, but "
                           f"evaluation needs both; check the folder layout (`reidlab summary {config.data.name} ROOT`)")
-    if config.data.name == "vehicleid":
+    if dataset.protocol != "market":  # e.g. VehicleID draws its own galleries
         return
     cameras_of: dict[int, set[int]] = {}
     for record in dataset.gallery:
@@ -104,6 +103,7 @@ def build_reid_loss(config: TrainConfig, model: nn.Module) -> CombinedLoss:
         scene_objective=config.scene.objective if config.scene.enabled else None,
         gather=config.loss.gather,
         group_weights={"features": model.feature_weights, "logits": model.logit_weights},
+        metric_kwargs=config.loss.kwargs,
     )
 
 

@@ -20,6 +20,8 @@ from typing import Any, Union
 
 import yaml
 
+from reidlab.data import dataset_class, list_datasets
+from reidlab.losses import METRIC_LOSSES
 from reidlab.models import is_model, list_models
 from reidlab.models.scene import SCENE_OBJECTIVES
 from reidlab.utils import parse_key_values
@@ -74,7 +76,7 @@ class LossConfig:
 
     ce_weight: float = 1.0
     label_smoothing: float = 0.1
-    metric: str = field(default="adasp", metadata=_choices("adasp", "sp-h", "sp-lh", "triplet", "circle", "none"))
+    metric: str = field(default="adasp", metadata=_choices(*METRIC_LOSSES, "none"))  # the registered metric losses
     metric_weight: float = 1.0
     temperature: float = 0.04  # adasp / sp-h / sp-lh
     margin: float | None = None  # triplet (0 = soft margin) / circle; None = the loss's default (0.3 / 0.25)
@@ -82,6 +84,7 @@ class LossConfig:
     hard_mining: bool = True  # triplet
     normalize: bool = False  # triplet on cosine instead of Euclidean distances
     gather: bool = False  # all-gather embeddings across DDP ranks before the metric loss
+    kwargs: dict[str, Any] = field(default_factory=dict)  # more options of the metric loss (register_metric_loss)
 
 
 @dataclass
@@ -426,6 +429,9 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError(f"config key {key!r} must be {must}, got {value!r}")
     if len(config.data.size) != 2 or min(config.data.size) <= 0:
         raise ConfigError(f"config key 'data.size' must be [height, width] > 0, got {config.data.size}")
+    if config.data.name not in list_datasets():
+        raise ConfigError(f"config key 'data.name' names no registered dataset: {config.data.name!r}; "
+                          f"choose one of {', '.join(list_datasets())}")
     if not is_model(config.model.name):
         raise ConfigError(f"config key 'model.name' names no registered model: {config.model.name!r}; "
                           f"choose one of {', '.join(list_models())}")
@@ -434,6 +440,11 @@ def validate(config: TrainConfig) -> None:
             f"sampler.k=1 gives every identity one image per batch, so loss.metric={config.loss.metric} never sees "
             "a positive pair; set sampler.k >= 2, or loss.metric=none to train with cross-entropy alone"
         )
+    if config.loss.kwargs:
+        takes = METRIC_LOSSES[config.loss.metric].options if config.loss.metric in METRIC_LOSSES else ()
+        if unknown := sorted(set(config.loss.kwargs) - set(takes)):
+            raise ConfigError(f"config key 'loss.kwargs' has {unknown}, which loss.metric={config.loss.metric} does not "
+                              f"take; its options: {', '.join(takes) or 'none'}")
     if config.loss.ce_weight <= 0 and (config.loss.metric == "none" or config.loss.metric_weight <= 0):
         raise ConfigError("the loss is empty: set loss.ce_weight > 0 or a loss.metric with loss.metric_weight > 0")
     if config.optim.scheduler == "multistep" and not config.optim.milestones:
@@ -466,9 +477,10 @@ def check_paths(config: TrainConfig) -> None:
             f"preset {config.preset!r} needs the {config.data.name} dataset: pass data.root=/path/to/{config.data.name}"
         )
     root = Path(config.data.root)
-    if not root.exists() and not (config.data.generate and config.data.name == "synthreid"):
+    generated = dataset_class(config.data.name).generate is not None
+    if not root.exists() and not (config.data.generate and generated):
         raise FileNotFoundError(
             f"dataset folder {str(root)!r} for {config.data.name} does not exist: "
             f"pass data.root=/path/to/{config.data.name}"
-            + (" (or data.generate=true to create SynthReID there)" if config.data.name == "synthreid" else "")
+            + (f" (or data.generate=true to create {config.data.name} there)" if generated else "")
         )

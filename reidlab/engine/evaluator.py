@@ -76,7 +76,7 @@ def run_evaluation(model: nn.Module, dataset, config: TrainConfig, ctx: DistCont
         rerank_kwargs=dict(k1=config.eval.rerank_k1, k2=config.eval.rerank_k2, lambda_value=config.eval.rerank_lambda),
         device=ctx.device,
     )
-    if ctx.is_main and config.data.name == "vehicleid":
+    if ctx.is_main and dataset.protocol == "draws":
         metrics = _vehicleid_metrics(parts, search)
     elif ctx.is_main:
         (qf, qp, qc), (gf, gp, gc) = parts

@@ -501,7 +501,7 @@ class Trainer:
         started = time.perf_counter()
         metrics = run_evaluation(self.model, self.dataset, self.config, self.ctx)
         self.eval_seconds = time.perf_counter() - started
-        if self.config.data.name != "vehicleid":  # the Market-style protocol; VehicleID scores its own draws
+        if self.dataset.protocol == "market":  # chance under the Market rule; VehicleID scores its own draws
             metrics.update(self._chance_level())
         metrics["epoch"] = self.epoch
         self.last_eval = metrics

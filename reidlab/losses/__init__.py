@@ -6,7 +6,15 @@ Cross-entropy with label smoothing is ``torch.nn.functional.cross_entropy(..., l
 
 from .circle import CircleLoss
 from .common import DegenerateBatchWarning, LabelLayout, label_layout, value_checks
-from .combine import METRIC_LOSSES, CombinedLoss, LossTerm, build_loss, create_metric_loss
+from .combine import (
+    METRIC_LOSSES,
+    CombinedLoss,
+    LossTerm,
+    MetricLossEntry,
+    build_loss,
+    create_metric_loss,
+    register_metric_loss,
+)
 from .distributed import DistributedLossWrapper, gather_with_grad
 from .scene import SCENE_PUSH_LOSSES, negative_entropy, scene_variance_ratio, uniform_cross_entropy
 from .sparse_pairwise import SPARSE_PAIRWISE_MODES, PairSelection, SparsePairwiseLoss, sparse_pairwise_terms
@@ -27,6 +35,8 @@ __all__ = [
     "TripletLoss",
     "build_loss",
     "create_metric_loss",
+    "register_metric_loss",
+    "MetricLossEntry",
     "gather_with_grad",
     "label_layout",
     "negative_entropy",

@@ -15,26 +15,49 @@ from .scene import SCENE_PUSH_LOSSES
 from .sparse_pairwise import SparsePairwiseLoss
 from .triplet import TripletLoss
 
-__all__ = ["METRIC_LOSSES", "CombinedLoss", "LossTerm", "build_loss", "create_metric_loss"]
+__all__ = ["METRIC_LOSSES", "CombinedLoss", "LossTerm", "MetricLossEntry", "build_loss", "create_metric_loss", "register_metric_loss"]
 
-# name -> constructor; every entry is called as loss(embeddings[B, D], labels[B]) -> scalar.
-METRIC_LOSSES: dict[str, Callable[..., nn.Module]] = {
-    "adasp": functools.partial(SparsePairwiseLoss, mode="adasp"),
-    "sp-h": functools.partial(SparsePairwiseLoss, mode="sp-h"),
-    "sp-lh": functools.partial(SparsePairwiseLoss, mode="sp-lh"),
-    "triplet": TripletLoss,
-    "circle": CircleLoss,
-}
+@dataclass(frozen=True)
+class MetricLossEntry:
+    """A registered metric loss: its constructor, called as ``loss(embeddings[B, D], labels[B]) -> scalar``, and the
+    options it takes (``reidlab.engine`` LossConfig fields, plus anything in ``loss.kwargs``)."""
+
+    build: Callable[..., nn.Module]
+    options: tuple[str, ...] = ()
+
+
+METRIC_LOSSES: dict[str, MetricLossEntry] = {}
+
+
+def register_metric_loss(name: str, *options: str) -> Callable:
+    """Decorator (or call on a constructor): make a metric loss buildable as ``loss.metric=<name>``; ``options``
+    are the config options it takes, and only those reach it. Adding a loss is this plus its test."""
+
+    def decorator(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in METRIC_LOSSES:
+            raise ValueError(f"metric loss {name!r} is already registered")
+        METRIC_LOSSES[name] = MetricLossEntry(build, tuple(options))
+        return build
+
+    return decorator
+
+
+for _mode in ("adasp", "sp-h", "sp-lh"):
+    register_metric_loss(_mode, "temperature")(functools.partial(SparsePairwiseLoss, mode=_mode))
+register_metric_loss("triplet", "margin", "hard_mining", "normalize")(TripletLoss)
+register_metric_loss("circle", "margin", "gamma")(CircleLoss)
 
 GROUP_REDUCTIONS = ("mean", "sum")
 TARGETS = ("labels", "scene_labels")
 
 
-def create_metric_loss(name: str, **kwargs) -> nn.Module:
-    """Build a registered metric loss by name, e.g. ``create_metric_loss("adasp", temperature=0.05)``."""
+def create_metric_loss(name: str, **options) -> nn.Module:
+    """Build a registered metric loss by name with the ``options`` it takes (others are left out; None keeps the
+    loss's default), e.g. ``create_metric_loss("adasp", temperature=0.05, margin=None)``."""
     if name not in METRIC_LOSSES:
         raise ValueError(f"unknown metric loss {name!r}; choose one of {sorted(METRIC_LOSSES)}")
-    return METRIC_LOSSES[name](**kwargs)
+    entry = METRIC_LOSSES[name]
+    return entry.build(**{k: v for k, v in options.items() if k in entry.options and v is not None})
 
 
 @dataclass
@@ -153,6 +176,7 @@ def build_loss(
     scene_objective: str | None = None,
     gather: bool = False,
     group_weights: Mapping[str, Sequence[float]] | None = None,
+    metric_kwargs: Mapping[str, object] | None = None,
 ) -> CombinedLoss:
     """The usual ReID objective from plain arguments (what a config holds).
 
@@ -163,8 +187,9 @@ def build_loss(
     + the objective's push on the backbone (``SCENE_PUSH_LOSSES``: "confusion", cross-entropy to uniform, and
       "entropy", negative entropy, on scene_confusion_logits; "moments", the scene's share of the feature
       variance, on scene_feature; the model sends only their gradient to the backbone, scaled by the strength).
-    margin None = the loss's default (triplet 0.3, circle 0.25); temperature applies to adasp/sp-h/sp-lh only;
-    gather wraps the metric loss in ``DistributedLossWrapper`` (global batch).
+    Each metric loss receives only the options it registered (``register_metric_loss``): temperature for
+    adasp / sp-h / sp-lh, margin (None = its default: triplet 0.3, circle 0.25) and more for the others;
+    ``metric_kwargs`` adds options of a loss the arguments here do not name. gather wraps the metric loss in ``DistributedLossWrapper`` (global batch).
     group_weights: per-group weights by output ({"features": ..., "logits": ...}, a model's ``feature_weights``
     and ``logit_weights``), see :class:`LossTerm`.
     """
@@ -175,16 +200,9 @@ def build_loss(
         terms.append(LossTerm("ce", cross_entropy, ce_weight, "logits", group_reduction="sum", report_accuracy=True,
                               group_weights=group_weights.get("logits")))
     if metric is not None and metric_weight:
-        kwargs: dict = {}
-        if metric in ("adasp", "sp-h", "sp-lh"):
-            kwargs["temperature"] = temperature
-        elif metric == "triplet":
-            kwargs.update(hard_mining=hard_mining, normalize=normalize)
-        elif metric == "circle":
-            kwargs["gamma"] = gamma
-        if margin is not None and metric in ("triplet", "circle"):
-            kwargs["margin"] = margin
-        metric_loss = create_metric_loss(metric, **kwargs)
+        options = {"temperature": temperature, "margin": margin, "gamma": gamma, "hard_mining": hard_mining,
+                   "normalize": normalize, **(metric_kwargs or {})}
+        metric_loss = create_metric_loss(metric, **options)
         terms.append(LossTerm(metric, DistributedLossWrapper(metric_loss) if gather else metric_loss, metric_weight,
                               "features", group_weights=group_weights.get("features")))
     if scene_objective is not None:

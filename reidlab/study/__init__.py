@@ -86,11 +86,11 @@ from .stats import (
 )
 from .slurm import ClusterConfig, load_cluster
 from .sweep import check_seeds, expand_grid, parse_grid, point_name, runs_table, summary_table, sweep
-from .training import as_override_dict, finished_run, train_run, training_config
+from .training import as_override_dict, finished_run, notebook_config, train_here, train_run, training_config
 
 __all__ = [
     "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_CONFIG_DIR", "STUDY_NOTEBOOKS", "TABLES",
-    "check_seeds", "RunsOverview", "regime_page", "runs_overview", "table_page", "verdict_page", "write_ablation_metrics",
+    "check_seeds", "notebook_config", "train_here", "RunsOverview", "regime_page", "runs_overview", "table_page", "verdict_page", "write_ablation_metrics",
     "PAPER_DATASETS", "DatasetsFile", "PaperProfile", "PaperSetup", "calibrate", "estimate_cost", "load_datasets_file",
     "load_paper_profile", "paper_report", "paper_verdicts", "prepare_paper", "published_table", "run_paper",
     "ADASP_REGIMES", "AblationSetup", "prepare_ablation", "study_verdicts", "REGIME_LOSSES", "STUDY_COPIES", "STUDY_DATA_DIR", "VERDICTS", "measure_controls", "Claim", "arm_summary", "ClusterConfig", "load_cluster", "parse_grid", "runs_table", "summary_table", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "backbone_record", "arm_values",

@@ -88,6 +88,29 @@ def train_run(parameters: Mapping[str, Any], output_dir: Path) -> dict:
     return metrics
 
 
+def notebook_config(preset: str, overrides: Mapping[str, Any], seed: int | None, epochs: int | None,
+                    data_root: str | None, output_dir: str | os.PathLike, device: str, resume: bool):
+    """A notebook's parameters as the trainer's config. ``data_root = None`` takes the preset's ``data.root`` under
+    the repository root, not under the kernel's folder (JupyterLab: ``notebooks/``); ``resume`` continues a run
+    already in ``output_dir`` (``resume=auto``) or trains from scratch."""
+    if data_root is None:
+        data_root = default_data_root(training_config(preset, overrides).data.root)
+    return training_config(preset, {**overrides, "device": device, "resume": "auto" if resume else False}, seed,
+                           epochs, data_root, output_dir)
+
+
+def train_here(config, resume: bool, print_fn=print, training_log: bool = True) -> dict[str, Any]:
+    """Train ``config`` into its ``output_dir`` and return the trainer's final metrics. With ``resume`` a run there
+    is continued (a finished one is not retrained); without, it is deleted first (``print_fn`` names what went);
+    ``training_log``: print the trainer's log too."""
+    from reidlab.engine import train
+
+    run = run_folder(config.output_dir)
+    if not resume and (removed := run.clear()):
+        print_fn(f"resume = False: deleted the previous run in {run.path} ({', '.join(removed)})")
+    return train(config, print_fn=print_fn if training_log else None)
+
+
 def finished_run(run_dir: str | os.PathLike | None, output_dir: str | os.PathLike, preset: str,
                  overrides: Mapping[str, Any], seed: int, epochs: int | None, data_root: str | None,
                  device: str, resume: bool, name: str = "run", print_fn=print, training_log: bool = True,
@@ -96,17 +119,10 @@ def finished_run(run_dir: str | os.PathLike | None, output_dir: str | os.PathLik
     ``output_dir/name`` (preset + overrides + ``run_overrides``, e.g. ``save_every=1``; ``training_log``: print
     the trainer's log); ``resume`` reuses or continues a run there, False deletes it first. Raises, naming the
     cause, when the run has not finished."""
-    from reidlab.engine import train
-
     if run_dir is None:
         run_dir = Path(output_dir) / name
-        if not resume and (removed := run_folder(run_dir).clear()):
-            print_fn(f"resume = False: deleted the previous run in {run_dir} ({', '.join(removed)})")
-        if data_root is None:  # the preset's; a relative one lies under the repository root, not the kernel's folder
-            data_root = default_data_root(training_config(preset, overrides).data.root)
-        train(training_config(preset, {**overrides, **run_overrides, "device": device,
-                                       "resume": "auto" if resume else False}, seed, epochs, data_root, run_dir),
-              print_fn=print_fn if training_log else None)
+        train_here(notebook_config(preset, {**overrides, **run_overrides}, seed, epochs, data_root, run_dir, device,
+                                   resume), resume, print_fn, training_log)
     run_dir = Path(run_dir)
     if not run_folder(run_dir).is_finished():
         error = read_json(run_dir / STATUS_FILE).get("error", "")
