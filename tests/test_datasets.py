@@ -302,10 +302,27 @@ def test_registry_adds_a_dataset_in_one_small_class(tmp_path):
         tiny = build_dataset("tiny_test_dataset", tmp_path, size=3)
         assert tiny.num_train_pids == 3 and [r.pid for r in tiny.train] == [0, 1, 2]
         assert "1 query image(s)" in tiny.summary(print_fn=None)  # its only match is in the same camera
+        # what the engine asks of a dataset, declared by its class: how it is scored, whether it can be written
+        assert datasets_module.dataset_class("tiny_test_dataset") is Tiny
+        assert (Tiny.protocol, Tiny.generate, tiny.identity_families()) == ("market", None, None)
         with pytest.raises(ValueError, match="already registered"):
             register_dataset("tiny_test_dataset")(Tiny)
     finally:
         datasets_module._DATASETS.pop("tiny_test_dataset")
+
+
+def test_datasets_declare_their_protocol_generator_and_families(synth_root):
+    from reidlab.data import synth
+
+    assert datasets_module.dataset_class("vehicleid").protocol == "draws"
+    assert {datasets_module.dataset_class(name).protocol for name in ("market1501", "msmt17", "veri776")} == {"market"}
+    assert datasets_module.dataset_class("synthreid").generate is synth.generate
+    dataset = build_dataset("synthreid", synth_root)
+    families = dataset.identity_families()
+    entries = synth.train_identities(dataset)
+    assert len(families) == dataset.num_train_pids and families == [entries[c]["family"] for c in range(len(families))]
+    with pytest.raises(KeyError, match="unknown dataset 'nope'; available: "):
+        datasets_module.dataset_class("nope")
 
 
 def write_folder_with_images(root: Path) -> list[str]:

@@ -586,3 +586,37 @@ def test_partial_cross_entropy_is_the_ce_term():
     logits, labels = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
     (term,) = build_loss(metric=None, label_smoothing=0.1).terms
     torch.testing.assert_close(term.loss(logits, labels), ce(logits, labels))
+
+
+def test_registry_adds_a_metric_loss_in_one_function():
+    """A new metric loss is one registered class (its options declared) plus its test: the config offers it, passes
+    it its options (also through loss.kwargs) and refuses options it does not take."""
+    from reidlab.engine import ConfigError, load_config
+    from reidlab.losses import METRIC_LOSSES, build_loss, register_metric_loss
+
+    @register_metric_loss("test-contrastive", "margin", "scale")
+    class Contrastive(torch.nn.Module):
+        def __init__(self, margin: float = 0.5, scale: float = 1.0):
+            super().__init__()
+            self.margin, self.scale = margin, scale
+
+        def forward(self, embeddings, labels):
+            distance = torch.cdist(embeddings, embeddings)
+            same = labels[:, None] == labels[None, :]
+            return self.scale * torch.where(same, distance, (self.margin - distance).clamp(min=0)).mean()
+
+    try:
+        config = load_config("synth_cpu", {"loss.metric": "test-contrastive", "loss.margin": 0.2,
+                                           "loss.kwargs": {"scale": 3.0}})
+        loss = build_loss(metric=config.loss.metric, margin=config.loss.margin, temperature=config.loss.temperature,
+                          metric_kwargs=config.loss.kwargs)
+        term = loss.terms[-1].loss
+        assert isinstance(term, Contrastive) and (term.margin, term.scale) == (0.2, 3.0)  # no temperature reached it
+        with pytest.raises(ConfigError, match=r"'loss.kwargs' has \['gamma'\], which loss.metric=test-contrastive does"):
+            load_config("synth_cpu", {"loss.metric": "test-contrastive", "loss.kwargs": {"gamma": 2.0}})
+        with pytest.raises(ValueError, match="already registered"):
+            register_metric_loss("test-contrastive")(Contrastive)
+    finally:
+        METRIC_LOSSES.pop("test-contrastive")
+    with pytest.raises(ConfigError, match="invalid value 'test-contrastive'"):
+        load_config("synth_cpu", {"loss.metric": "test-contrastive"})

@@ -16,6 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any, Union
 
 import yaml
@@ -35,6 +36,11 @@ class ConfigError(ValueError):
 
 def _choices(*values: str) -> dict:
     return {"choices": values}
+
+
+def _registered(names: Callable[[], Iterable[str]]) -> dict:
+    """Choices read from a registry when a value is checked, so that what is registered later counts too."""
+    return {"choices": names}
 
 
 @dataclass
@@ -76,7 +82,7 @@ class LossConfig:
 
     ce_weight: float = 1.0
     label_smoothing: float = 0.1
-    metric: str = field(default="adasp", metadata=_choices(*METRIC_LOSSES, "none"))  # the registered metric losses
+    metric: str = field(default="adasp", metadata=_registered(lambda: (*METRIC_LOSSES, "none")))  # registered losses
     metric_weight: float = 1.0
     temperature: float = 0.04  # adasp / sp-h / sp-lh
     margin: float | None = None  # triplet (0 = soft margin) / circle; None = the loss's default (0.3 / 0.25)
@@ -320,7 +326,8 @@ def dataclass_from_dict(cls: type, values: dict, prefix: str = "") -> Any:
                 raise ConfigError(f"config key {dotted!r} is a section; give {dotted}.<key>=<value>")
             kwargs[key] = dataclass_from_dict(tp, value, f"{dotted}.")
         else:
-            kwargs[key] = _check_value(dotted, value, tp, fields[key].metadata.get("choices"))
+            choices = fields[key].metadata.get("choices")
+            kwargs[key] = _check_value(dotted, value, tp, tuple(choices()) if callable(choices) else choices)
     return cls(**kwargs)
 
 
