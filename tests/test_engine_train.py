@@ -17,6 +17,7 @@ import torch
 from reidlab.engine import Callback, ConfigError, NonFiniteLossError, load_config, load_trained, read_metrics, train
 from reidlab.engine.checkpoint import load_checkpoint
 from reidlab.engine.evaluator import eval_loader, run_evaluation
+from reidlab.engine.resume import resume_from_last
 from reidlab.engine.trainer import Trainer
 
 # CPU-sized settings shared by these tests: 64 x 32 inputs, one thread (bit-identical runs), no workers.
@@ -324,7 +325,7 @@ def test_resume_refuses_different_settings(reference_run, synth_root):
     said = []
     longer = Trainer(load_config("synth_cpu", overrides(synth_root, out, *RESUME_RUN, "resume=true", "epochs=5")),
                      print_fn=said.append)
-    longer._maybe_resume()  # only the check: the shared reference run is not trained further
+    resume_from_last(longer)  # only the check: the shared reference run is not trained further
     assert longer.epoch == 4 and any("warning: resuming with epochs=5 instead of 4" in line for line in said)
 
 

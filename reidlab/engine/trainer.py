@@ -39,8 +39,8 @@ from .builders import (
     seed_everything,
 )
 from .callbacks import Callback, bound_hooks, training_callbacks
-from .checkpoint import CheckpointError, get_rng_state, load_checkpoint, remove_interrupted_writes, save_checkpoint, set_rng_state
-from .config import ConfigError, TrainConfig, config_to_dict, save_config
+from .checkpoint import remove_interrupted_writes
+from .config import ConfigError, TrainConfig, save_config
 from .distributed import (
     DistContext,
     broadcast_buffers,
@@ -51,14 +51,10 @@ from .distributed import (
 from .evaluator import run_evaluation
 from .logging import MetricsLogger, truncate_metrics
 from .provenance import collect_provenance
-from .runs import PrintFn, RunDir, config_differences
+from .resume import resume_from_last, save_training_state
+from .runs import PrintFn, RunDir
 from .schedulers import build_scheduler
 
-CHECKPOINT_FORMAT = "reidlab-checkpoint-v1"
-# Settings that may differ between a run and its resumption without changing what it computes (not `device`:
-# the GradScaler and the numerics follow it; not `data.num_workers`: each worker count has its own augmentation
-# random streams).
-RESUME_SAFE_KEYS = {"resume", "progress", "threads", "log_every", "tensorboard", "checkpoint", "save_every"}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -188,104 +184,12 @@ class Trainer:
         for method in self.hooks[name]:
             method(self, *args)
 
-    # ------------------------------------------------------------------ checkpoints
-
-    def state_dict(self) -> dict[str, Any]:
-        rng = get_rng_state()
-        if self.ctx.distributed:
-            states = [None] * self.ctx.world_size
-            dist.all_gather_object(states, rng)
-            rng_states = states
-        else:
-            rng_states = [rng]
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "rng": rng_states,
-            "best": dict(self.best),
-            "metrics": dict(self.last_eval),
-            "skipped_images": sorted(self.skipped_images),
-            "num_classes": self.dataset.num_train_pids,
-            "config": config_to_dict(self.config),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.sampler.load_state_dict(state["sampler"])
-        self.epoch = int(state["epoch"])
-        self.global_step = int(state["global_step"])
-        self.best = dict(state["best"])
-        self.last_eval = dict(state["metrics"])
-        self.skipped_images = set(state.get("skipped_images", ()))
-        rng_states = state["rng"]
-        if len(rng_states) == self.ctx.world_size:
-            set_rng_state(rng_states[self.ctx.rank])
-        else:  # a different number of processes: fresh but deterministic streams
-            seed_everything(self.config.seed + 1_000_003 * self.epoch + self.ctx.rank)
-
-    def _save(self) -> None:
-        state = self.state_dict()  # every rank takes part (RNG states are gathered)
-        if not self.ctx.is_main:
-            return
-        # One file on disk for this epoch's names; the last checkpoint comes last, as a resume trusts the others.
-        also = []
-        if self.config.save_every and self.epoch % self.config.save_every == 0:
-            also.append(self.run_dir.checkpoint(self.epoch))
-        if self.best["epoch"] == self.epoch and self.last_eval:
-            also.append(self.run_dir.checkpoint("best"))
-        save_checkpoint(state, self.run_dir.checkpoint("last"), also=also)
-
-    def _maybe_resume(self) -> bool:
-        """Load the last checkpoint as `resume` says; True when the run continues from it."""
-        path = self.run_dir.checkpoint("last")
-        resume = path.is_file() if self.config.resume == "auto" else self.config.resume
-        if not resume:
-            if path.is_file():  # training over it would leave stale best and epoch checkpoints and final metrics
-                raise ConfigError(
-                    f"output_dir {self.output_dir} holds a run ({path.relative_to(self.output_dir)}); pass resume=true to continue it, "
-                    "or choose another output_dir / delete it"
-                )
-            return False
-        if not path.is_file():
-            raise ConfigError(
-                f"resume=true but {self.checkpoint_dir} holds no checkpoint ({path.name}); drop resume=true to start "
-                "fresh, or pass resume=auto to continue only where a checkpoint exists"
-            )
-        state = load_checkpoint(path, map_location=self.ctx.device)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"not a readable reidlab checkpoint: {path}: it is not a training checkpoint "
-                                  f"(format {state.get('format')!r}); train into a new output_dir")
-        differing = config_differences(state["config"], config_to_dict(self.config)) - RESUME_SAFE_KEYS
-        if "epochs" in differing:
-            differing.discard("epochs")
-            self.say(
-                f"warning: resuming with epochs={self.config.epochs} instead of {state['config']['epochs']}: the "
-                "learning-rate schedule is stretched to the new length, so the run differs from either uninterrupted one"
-            )
-        if differing:
-            raise ConfigError(
-                f"resume=true but the settings differ from the run in {self.output_dir} at: {', '.join(sorted(differing))}; "
-                "resume with the same settings, or train into a new output_dir"
-            )
-        self.load_state_dict(state)
-        self.say(f"resumed from {path} after epoch {self.epoch} (step {self.global_step})")
-        return True
-
     # ------------------------------------------------------------------ training
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, evaluate, write checkpoints and OUTPUT_DIR/metrics.json; return the final metrics."""
         config = self.config
-        resumed = self._maybe_resume()
+        resumed = resume_from_last(self)
         if self.ctx.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             if stray := remove_interrupted_writes(self.output_dir, self.checkpoint_dir):
@@ -308,11 +212,11 @@ class Trainer:
                 self.epoch += 1
                 if config.eval.every and self.epoch % config.eval.every == 0:
                     epoch_metrics.update({k: v for k, v in self.evaluate().items() if k != "epoch"})
-                self._save()
+                save_training_state(self)
                 self._hook("on_epoch_end", self.epoch, epoch_metrics)
             if not self.last_eval or self.last_eval.get("epoch") != self.epoch:
                 self.evaluate()
-                self._save()
+                save_training_state(self)
             final = self._final_metrics(time.perf_counter() - started)
             self._hook("on_train_end", final)
         finally:
