@@ -68,9 +68,9 @@ def test_cluster_description_from_yaml_keywords_and_errors(tmp_path):
     assert study.load_cluster({"extra_sbatch": ["#SBATCH --exclusive"]}).sbatch_options()["additional_parameters"] == {"exclusive": True}
     bad = tmp_path / "bad.yaml"
     bad.write_text("partiton: gpu\n")
-    with pytest.raises(ValueError, match=r"cluster file .*bad.yaml: unknown field 'partiton'; valid fields: partition"):
+    with pytest.raises(ValueError, match=r"cluster file .*bad.yaml: unknown config key 'partiton'; valid keys: partition"):
         study.load_cluster(bad)
-    with pytest.raises(ValueError, match="field 'cpus_per_task' expects an int"):
+    with pytest.raises(ValueError, match="cluster description: config key 'cpus_per_task' expects an int"):
         study.load_cluster({"cpus_per_task": "many"})
     with pytest.raises(ValueError, match="is not an sbatch option"):
         study.load_cluster({"extra_sbatch": ["constraint=a100"]})
@@ -106,7 +106,7 @@ def test_sweep_command_locally_writes_runs_csv_and_a_summary(synth_root, tmp_pat
     (["--grid", "loss.metrc=adasp,sp-h"], "unknown config key 'loss.metrc'"),
     (["--grid", "loss.metric="], "the grid is empty"),
     (["--grid", "loss.metric=adasp,nope"], "loss.metric"),
-    (["--executor", "slurm", "--cluster", "CLUSTER"], "unknown field 'gpus'"),
+    (["--executor", "slurm", "--cluster", "CLUSTER"], "unknown config key 'gpus'"),
     (["--cluster", "CLUSTER"], "add --executor slurm"),
     (["--seeds", "0", "one"], "--seeds must be a non-empty list of distinct integers"),
 ])

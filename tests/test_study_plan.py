@@ -85,7 +85,8 @@ def test_profile_errors_name_the_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
     copies = "copies: {person: {regimes: [person]}, vehicle: {regimes: [vehicle]}, hbreid: {regimes: [gs]}}\n"
     for text, message in (
-        ("seed: [0]\n", r"unknown keys \['seed'\]"),
+        ("seed: [0]\n", r"bad.yaml: unknown config key 'seed'; valid keys: "),
+        ("workers: many\n", r"bad.yaml: config key 'workers' expects an int, got 'many'"),
         ("copies: {person: {regimes: [person]}}\n", r"copies must name exactly .*missing \['vehicle', 'hbreid'\]"),
         (copies.replace("[gs]", "[glossy]"), "copies.hbreid: .*unknown .*regime.*glossy"),
         (copies.replace("[gs]}", "[gs], knobs: {colour: 1}}"), r"copies.hbreid: .*unknown SynthReID knob.*colour"),

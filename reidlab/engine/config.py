@@ -331,6 +331,16 @@ def dataclass_from_dict(cls: type, values: dict, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def load_dataclass(cls: type, values: dict, where: str) -> Any:
+    """The one typed parser of YAML settings (training configs, study profiles, cluster files): ``cls(**values)``
+    with every key and value checked against its fields; a bad one is a ConfigError (a ValueError) in one form
+    everywhere: ``<where>: unknown config key 'x'; valid keys: ...`` or ``<where>: config key 'x' expects ...``."""
+    try:
+        return dataclass_from_dict(cls, values)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
 def parse_overrides(overrides: dict | list[str] | tuple[str, ...] | None) -> dict:
     """`["a.b=1", "c=x"]` or `{"a.b": 1}` -> nested dict with YAML-typed values."""
     if not overrides:

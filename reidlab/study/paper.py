@@ -23,7 +23,7 @@ from reidlab.utils.stats import mean_ci
 from .io import slug
 from .claims import Claim, arm_summary, claims_json, evaluate_claims
 from .plan import ablation_claims, ablation_plan
-from .profile import load_profile_data
+from .profile import load_profile_data, load_typed_profile
 from .published import published, published_difference, published_metric, published_tables
 from .records import source_revisions
 from .stats import arm_values
@@ -95,7 +95,7 @@ def load_paper_profile(name: str | os.PathLike = "paper", sets: Sequence[str] = 
     """A paper profile by name or YAML path, with ``sets`` (``["seeds=[0,1]", "overrides.epochs=1"]``) applied."""
     path, data = load_profile_data(name, sets, PaperProfile, mapping_fields=("overrides", "adasp_overrides",
                                                                              "hbreid_overrides"))
-    return PaperProfile(name=path.stem, **data)
+    return load_typed_profile(PaperProfile, path, data)
 
 
 @dataclass

@@ -117,7 +117,8 @@ def load_profile_data(name: str | os.PathLike, sets: Sequence[str], kind: type,
                       mapping_fields: Sequence[str] = ()) -> tuple[Path, dict[str, Any]]:
     """A profile's YAML (by name in reidlab/configs/study or a path) as a dict of ``kind``'s fields, with ``sets``
     (``["seeds=[0,1]", "overrides.epochs=1"]``, values typed by YAML) applied: a dotted key sets one entry of a
-    mapping field (``mapping_fields``). A key that is no field is a ValueError naming the valid ones."""
+    mapping field (``mapping_fields``). A --set key that is no field is a ValueError naming the valid ones; the
+    caller types the rest through :func:`load_typed_profile`."""
     import yaml
 
     from reidlab.utils import parse_key_values
@@ -134,9 +135,6 @@ def load_profile_data(name: str | os.PathLike, sets: Sequence[str], kind: type,
                          "--datasets datasets.yaml" if data.get("kind") == "paper" else
                          f"study profile {path.stem!r} runs on SynthReID (no 'kind: paper'): leave out --datasets")
     known = sorted({f.name for f in dataclasses.fields(kind)} - {"name"})
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"study profile {path}: unknown keys {unknown}; valid keys: {known}")
     for key, value in parse_key_values(list(sets), what="--set").items():
         top, _, rest = key.partition(".")
         if top not in known or (rest and top not in mapping_fields) or (not rest and top in mapping_fields):
@@ -154,4 +152,12 @@ def load_profile(name: str | os.PathLike, sets: Sequence[str] = ()) -> StudyProf
     applied (``--set``)."""
     path, data = load_profile_data(name, sets, StudyProfile, mapping_fields=("overrides", "adasp_overrides",
                                                                              "hbreid_overrides", "synth"))
-    return StudyProfile(name=path.stem, **data)
+    return load_typed_profile(StudyProfile, path, data)
+
+
+def load_typed_profile(kind: type, path: Path, data: dict[str, Any]) -> Any:
+    """``kind(name=<file stem>, **data)`` through the engine's typed parser (the same checks and error form as a
+    training config's)."""
+    from reidlab.engine.config import load_dataclass
+
+    return load_dataclass(kind, {"name": path.stem, **data}, f"study profile {path}")

@@ -92,10 +92,10 @@ class ClusterConfig:
 
 def load_cluster(source: ClusterConfig | Mapping[str, Any] | str | os.PathLike | None = None, **overrides: Any) -> ClusterConfig:
     """A cluster description from a YAML file (``--cluster cluster.yaml``), a mapping or keyword arguments
-    (which win); an unknown field or a wrong type is a ValueError naming it and the valid fields."""
+    (which win); an unknown key or a wrong type is a ValueError naming it and the valid keys (the engine's typed parser)."""
     import yaml
 
-    from reidlab.engine.config import ConfigError, dataclass_from_dict
+    from reidlab.engine.config import load_dataclass
 
     where = "cluster description"
     if isinstance(source, ClusterConfig):
@@ -113,9 +113,9 @@ def load_cluster(source: ClusterConfig | Mapping[str, Any] | str | os.PathLike |
     else:
         values = {}
     try:
-        return dataclass_from_dict(ClusterConfig, {**values, **overrides})
-    except (ConfigError, ValueError) as error:
-        raise ValueError(f"{where}: {str(error).replace('config key', 'field').replace('valid keys', 'valid fields')}") from None
+        return load_dataclass(ClusterConfig, {**values, **overrides}, where)
+    except ValueError as error:  # the cluster's own checks (__post_init__)
+        raise ValueError(str(error) if str(error).startswith(where) else f"{where}: {error}") from None
 
 
 def log_tail(path: str | os.PathLike | None, lines: int = LOG_TAIL_LINES) -> str:
