@@ -22,6 +22,7 @@ from reidlab.explore.training import (
     settings_table,
 )
 from reidlab.study import notebook_config, train_here
+from reidlab.study.records import write_page_metrics
 from reidlab.study.notebooks import NOTEBOOKS_DIR
 from reidlab.viz.training import cmc_figure
 
@@ -126,14 +127,14 @@ def test_final_metrics_describe_the_last_checkpoint(trained, evaluation):
     out, _ = trained
     viz.save_figure(cmc_figure({"run": evaluation.result["cmc"]}), out, "cmc")
     plt.close("all")
-    metrics = final_metrics(evaluation, {"dataset": "other", "mAP": 0.5}, out)
+    metrics = write_page_metrics(out, final_metrics(evaluation, {"dataset": "other", "mAP": 0.5}))
     assert not [k for k in metrics if k.startswith("best_")] and metrics["mAP"] == evaluation.trained["mAP"]
     assert metrics["evaluated_checkpoint"] == str(evaluation.run.checkpoint)
     assert metrics["chance_mAP"] == evaluation.chance["mAP"] and metrics["chance_rank1"] == evaluation.chance["rank1"]
     assert metrics["cmc_top20"] == [float(v) for v in evaluation.result["cmc"][:20]] and len(metrics["cmc_top20"]) == 20
     assert metrics["cross_domain"] == {"dataset": "other", "mAP": 0.5} and metrics["figures"] == ["cmc.png"]
-    assert list(metrics)[-1] == "figures" and "cross_domain" not in final_metrics(evaluation, {}, out)
-    json.dumps(metrics)  # what the notebook writes
+    assert list(metrics)[-1] == "figures" and "cross_domain" not in final_metrics(evaluation, {})
+    assert json.loads(engine.RunDir(out).metrics_path.read_text()) == metrics  # what the notebook writes
     table = metrics_table(metrics)
     assert list(table.columns) == ["value"] and table.loc["mAP", "value"] == metrics["mAP"]
     assert not {"output_dir", "cmc_top20", "cross_domain", "figures", "provenance"} & set(table.index)

@@ -5,7 +5,6 @@ random ones, and how well each scene-removal objective hides the scene."""
 
 from __future__ import annotations
 
-import json
 import os
 import textwrap
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from matplotlib.colors import to_hex
 from scipy.linalg import orthogonal_procrustes
 
 from reidlab import engine
+from reidlab.study.records import write_page_metrics
 from reidlab.data.samplers import HardBatchSampler, PKSampler
 from reidlab.evaluation import split_chance_level
 from reidlab.evaluation.probe import linear_probe_accuracy
@@ -428,8 +428,5 @@ def write_class_similarity_metrics(output_dir: str | os.PathLike, similarity: di
                                    scene_runs: dict[str, str | os.PathLike]) -> dict[str, Any]:
     """The notebook's ``metrics.json`` (its pages' numbers, the runs read and the figures in ``output_dir/figures``),
     written and returned."""
-    metrics = {**similarity, **batches.metrics(), **scene.metrics(), "run_dir": str(run_dir),
-               "scene_run_dirs": {o: str(p) for o, p in scene_runs.items()},
-               "figures": sorted(p.name for p in (Path(output_dir) / "figures").glob("*.png"))}
-    engine.RunDir(output_dir).metrics_path.write_text(json.dumps(metrics, indent=2))
-    return metrics
+    return write_page_metrics(output_dir, {**similarity, **batches.metrics(), **scene.metrics(), "run_dir": str(run_dir),
+                                           "scene_run_dirs": {o: str(p) for o, p in scene_runs.items()}})

@@ -1,17 +1,33 @@
-"""The pair inspector: for an identity of a training batch, the pairs the sparse pairwise losses pick."""
+"""The pairs the sparse pairwise losses pick: the positive_pairs page (the checkpoints it draws, a batch of
+identities at several epochs, the AdaSP weight of every training identity and the answers it prints) and the pair
+inspector (any identity of any training batch, interactively)."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import torch
+from scipy.stats import spearmanr
 from torch import Tensor, nn
 
+from reidlab import engine
 from reidlab.data import ReIDImageDataset, build_transforms
 from reidlab.data.samplers import PKSampler
+from reidlab.data.synth import train_identities
+from reidlab.engine import TrainConfig
+from reidlab.evaluation import split_chance_level
 from reidlab.losses import SparsePairwiseLoss
 from reidlab.losses.sparse_pairwise import PairSelection
+from reidlab.study.records import write_page_metrics
 from reidlab.viz.images import pair_strip
+from reidlab.viz.pairs import PairRow, pair_rows_figure, pair_rows_side_by_side, weight_figure
 
 from .run import ExploredRun
 from .tiles import COLOURS, STYLE, View, row, tile
@@ -28,6 +44,13 @@ def metric_features(model: nn.Module, images: Tensor) -> Tensor:
         features = model(images.to(device))["features"][0].float().cpu()
     model.train(was_training)
     return features
+
+
+def first_epoch_batches(config: TrainConfig, train: list, seed: int) -> list[list[int]]:
+    """The P x K batches (indices into ``train``) of the first epoch of the run's sampler sizes, drawn with ``seed``:
+    every training identity once, in batches like those the loss saw."""
+    pids = [r.pid for r in train]
+    return PKSampler(pids, p=min(config.sampler.p, len(set(pids))), k=config.sampler.k, seed=seed).plan(0)
 
 
 def _pair_marks(record: dict) -> dict[int, tuple[str, str]]:
@@ -50,9 +73,7 @@ class PairInspector(View):
         self.run = run
         config, train = run.config, run.dataset.train
         self.selector = SparsePairwiseLoss(mode="adasp", temperature=temperature or config.loss.temperature)
-        pids = [r.pid for r in train]
-        sampler = PKSampler(pids, p=min(config.sampler.p, len(set(pids))), k=config.sampler.k, seed=seed)
-        self.batches = sampler.plan(0)
+        self.batches = first_epoch_batches(config, train, seed)
         self.images = ReIDImageDataset(train, build_transforms(False, size=run.image_size))
         self._selections: dict[tuple[int, int], PairSelection] = {}
         self._loaded: tuple[int, nn.Module] | None = None
@@ -147,3 +168,253 @@ class PairInspector(View):
         fig.suptitle(f"{self.run.name}, epoch {self.epoch.value}, batch {self.batch.value}: SP-H pair (red),\n"
                      "SP-LH least-hard anchor and its positive (green)", fontsize=10)
         return fig
+
+
+# The positive_pairs page: a batch of identities at several epochs, then the AdaSP weight of every training identity.
+
+
+def drawn_checkpoints(run_dir: str | os.PathLike, max_shown: int) -> dict[int, Path]:
+    """Epoch -> checkpoint of up to ``max_shown`` of the run's epoch checkpoints, spread evenly over training with
+    the first and the last included: how the selection changes needs the start and the end of training."""
+    found = engine.RunDir(run_dir).epoch_checkpoints()
+    if not found:
+        raise FileNotFoundError(f"no checkpoints/epoch_*.pt in {run_dir}: train it with save_every=1")
+    epochs = list(found)
+    picks = np.linspace(0, len(epochs) - 1, min(max_shown, len(epochs))).round().astype(int)
+    return {epochs[i]: found[epochs[i]] for i in sorted(set(picks))}
+
+
+def run_score(run_dir: str | os.PathLike, run: engine.TrainedRun) -> dict[str, float]:
+    """The analysed run's own test mAP (its final metrics) and its test split's chance mAP and rank-1: the pairs a
+    run selects mean little when the run learned little, and the run may have been trained elsewhere."""
+    chance = split_chance_level(run.dataset)
+    return {"run_mAP": engine.RunDir(run_dir).metrics().get("mAP", float("nan")), "chance_mAP": chance["mAP"],
+            "chance_rank1": chance["rank1"]}
+
+
+def run_score_line(run_dir: str | os.PathLike, run: engine.TrainedRun, score: dict[str, float]) -> str:
+    """:func:`run_score` as a sentence, with the epochs the run trained."""
+    epochs = engine.RunDir(run_dir).metrics().get("epochs_completed", "?")
+    return (f"the analysed run ({Path(run_dir).name}, {run.config.data.name}): test mAP {score['run_mAP']:.1%} "
+            f"(chance {score['chance_mAP']:.2%}) after {epochs} epochs")
+
+
+def identity_variation(run: engine.TrainedRun) -> dict[int, float]:
+    """SynthReID's variation level of each training identity (pid -> level); {} on other datasets. The page asks
+    whether the identities that vary more get a smaller AdaSP weight."""
+    if run.config.data.name != "synthreid":
+        return {}
+    return {pid: entry["variation"] for pid, entry in train_identities(run.dataset).items()}
+
+
+def training_images(run: engine.TrainedRun) -> ReIDImageDataset:
+    """The training split at the run's input size without augmentation: the images as the loss saw them, minus the
+    random changes."""
+    return ReIDImageDataset(run.dataset.train, build_transforms(False, size=tuple(run.config.data.size)))
+
+
+@dataclass
+class PairBatch:
+    """The batch the page draws at every epoch: ``identities`` (SynthReID: the most varied ones, then the least
+    varied ones; elsewhere drawn at random), up to K images of each (``indices`` into the training split, grouped by
+    identity), the ``variation`` level of each identity ({} off SynthReID), and the images and labels the model
+    reads."""
+
+    run: engine.TrainedRun
+    identities: list[int]
+    indices: list[int]
+    variation: dict[int, float]
+    images: Tensor
+    labels: Tensor
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) the run's images are read at."""
+        return tuple(self.run.config.data.size)
+
+    def rows(self, selection: PairSelection, identities: list[int] | None = None) -> list[PairRow]:
+        """The figure rows of ``identities`` (default: all of the batch's): the SP-H hardest pair framed red, the
+        SP-LH anchor (A) and its hardest positive (P) green, and beside them the identity's w, h, l and variation."""
+        records = {r["labels"]: r for r in selection.to_records()}
+        train = self.run.dataset.train
+        rows = []
+        for pid in self.identities if identities is None else identities:
+            positions = [j for j, i in enumerate(self.indices) if train[i].pid == pid]
+            record = records[pid]
+            marks = {j: (COLOURS["sp-h"], "SP-H") for j in record["positive_pair"]}
+            for tag, j in (("A", record["anchor"]), ("P", record["anchor_positive"])):
+                marks[j] = (COLOURS["sp-lh"], f"SP-LH {tag}" + (" + SP-H" if j in record["positive_pair"] else ""))
+            caption = f"id {pid}\nw = {record['w']:.2f}\nh = {record['h']:.2f}, l = {record['l']:.2f}"
+            if self.variation:
+                caption += f"\nvariation {self.variation[pid]:.2f}"
+            rows.append(PairRow([train[self.indices[j]].path for j in positions],
+                                {positions.index(j): mark for j, mark in marks.items() if j in positions}, caption))
+        return rows
+
+    def variation_groups(self) -> tuple[list[int], list[int]]:
+        """(most varied, least varied) identities of the batch, as many in each; two empty lists off SynthReID or
+        with fewer than two identities."""
+        half = len(self.identities) // 2
+        if not (self.variation and half):
+            return [], []
+        return self.identities[: len(self.identities) - half][:half], self.identities[len(self.identities) - half:]
+
+    def compare_variation(self, selection: PairSelection, epoch: int) -> str:
+        """The mean w of the most varied identities of the batch against that of the least varied."""
+        large, small = self.variation_groups()
+        w_of = {r["labels"]: r["w"] for r in selection.to_records()}
+        w_large, w_small = np.mean([w_of[pid] for pid in large]), np.mean([w_of[pid] for pid in small])
+        return (f"epoch {epoch}, this batch: mean w {w_large:.3f} for the {len(large)} most varied identities vs "
+                f"{w_small:.3f} for the {len(small)} least varied ({'smaller' if w_large < w_small else 'not smaller'} "
+                "for large variation; a few identities only: see the Spearman correlation above for all of them)")
+
+
+def draw_batch(run: engine.TrainedRun, num_identities: int, images_per_identity: int, seed: int) -> PairBatch:
+    """``num_identities`` training identities with two images or more, up to ``images_per_identity`` images of each
+    drawn with ``seed``. On SynthReID half are the most varied identities and half the least varied, so the figures
+    can set the two side by side; elsewhere they are drawn at random."""
+    train = run.dataset.train
+    images_of: dict[int, list[int]] = {}  # in the order identities first appear (the seeded draws depend on it)
+    for index, record in enumerate(train):
+        images_of.setdefault(record.pid, []).append(index)
+    variation = identity_variation(run)
+    rng = np.random.default_rng(seed)
+    eligible = [pid for pid, indices in images_of.items() if len(indices) >= 2]
+    if variation:
+        ranked = sorted(eligible, key=lambda pid: variation[pid])
+        half = num_identities // 2
+        chosen = ranked[::-1][: num_identities - half] + ranked[:half]
+    else:
+        chosen = [int(pid) for pid in rng.choice(eligible, size=min(num_identities, len(eligible)), replace=False)]
+    indices = [int(i) for pid in chosen
+               for i in rng.choice(images_of[pid], size=min(images_per_identity, len(images_of[pid])), replace=False)]
+    images = training_images(run)
+    return PairBatch(run, chosen, indices, variation, torch.stack([images[i]["image"] for i in indices]),
+                     torch.tensor([train[i].pid for i in indices]))
+
+
+def select_pairs(run_dir: str | os.PathLike, checkpoints: dict[int, Path], batch: PairBatch, temperature: float,
+                 device: str = "cpu") -> dict[int, PairSelection]:
+    """Epoch -> the pairs AdaSP selects in ``batch`` under that epoch's checkpoint, on the train-mode features the
+    loss saw (:func:`metric_features`; each checkpoint is loaded afresh, as those update BatchNorm's statistics)."""
+    selector = SparsePairwiseLoss(mode="adasp", temperature=temperature)
+    return {epoch: selector.select(metric_features(engine.load_trained(run_dir, path, device=device,
+                                                                       dataset=batch.run.dataset).model, batch.images),
+                                   batch.labels)
+            for epoch, path in checkpoints.items()}
+
+
+def identity_weights(run_dir: str | os.PathLike, checkpoints: dict[int, Path], run: engine.TrainedRun,
+                     temperature: float, seed: int, device: str = "cpu") -> pd.DataFrame:
+    """w, h and l of every training identity at each drawn epoch (columns ``epoch, pid, w, h, l, variation``; NaN
+    variation off SynthReID): each identity once, from the first-epoch P x K batches of the run's sampler sizes
+    drawn with ``seed``, so the weight is measured in batches like those the loss saw, over all identities."""
+    selector = SparsePairwiseLoss(mode="adasp", temperature=temperature)
+    train, images, variation = run.dataset.train, training_images(run), identity_variation(run)
+    batches = first_epoch_batches(run.config, train, seed)
+    rows = []
+    for epoch, path in checkpoints.items():
+        model = engine.load_trained(run_dir, path, device=device, dataset=run.dataset).model
+        seen = set()
+        for indices in batches:
+            batch = torch.stack([images[i]["image"] for i in indices])
+            labels = torch.tensor([train[i].pid for i in indices])
+            for record in selector.select(metric_features(model, batch), labels).to_records():
+                if record["labels"] not in seen:
+                    seen.add(record["labels"])
+                    rows.append({"epoch": epoch, "pid": record["labels"], "w": record["w"], "h": record["h"],
+                                 "l": record["l"], "variation": variation.get(record["labels"], np.nan)})
+    return pd.DataFrame(rows)
+
+
+def _last_epoch(weights: pd.DataFrame) -> pd.DataFrame:
+    return weights[weights["epoch"] == weights["epoch"].max()]
+
+
+def weight_table(weights: pd.DataFrame) -> pd.DataFrame:
+    """Per drawn epoch: the identities measured, the mean, least and largest w, the share with w = 0 (hardest pair
+    still dissimilar, h < 0) and the mean h and l."""
+    return weights.groupby("epoch").agg(identities=("w", "size"), w_mean=("w", "mean"), w_min=("w", "min"),
+                                        w_max=("w", "max"), share_w_zero=("w", lambda w: float((w == 0).mean())),
+                                        h_mean=("h", "mean"), l_mean=("l", "mean"))
+
+
+def weight_summary(weights: pd.DataFrame) -> dict[str, Any]:
+    """The page's numbers on w at the last drawn epoch (its mean, range, how many identities have w < 0.5 or w = 0,
+    and on SynthReID its Spearman correlation with the variation level) and ``answer``, the sentence they give."""
+    last = _last_epoch(weights)
+    w = last["w"]
+    summary = {"identities": int(weights["pid"].nunique()),
+               "epochs_drawn": sorted(int(e) for e in weights["epoch"].unique()),
+               "mean_w_last": float(w.mean()), "frac_w_zero_last": float((w == 0).mean())}
+    has_variation = bool(weights["variation"].notna().any())
+    if has_variation:
+        rho, p = spearmanr(last["variation"], w)
+        summary.update(spearman_w_variation=float(rho), spearman_p=float(p))
+    summary.update(w_min_last=float(w.min()), w_max_last=float(w.max()), n_w_below_half_last=int((w < 0.5).sum()),
+                   n_w_zero_last=int((w == 0).sum()))
+    if has_variation:
+        summary["spearman_n"] = int(last["variation"].notna().sum())
+    summary["answer"] = _answer(summary, weight_table(weights), len(w))
+    return summary
+
+
+def _answer(summary: dict[str, Any], table: pd.DataFrame, identities_last: int) -> str:
+    """The measured answers: the spread of w at the last drawn epoch, its change over training, and its rank
+    correlation with the variation level (significant at p < 0.05)."""
+    first, last = int(table.index.min()), int(table.index.max())
+    answer = (f"At epoch {last}, w ranges {summary['w_min_last']:.3f}-{summary['w_max_last']:.3f} "
+              f"(mean {summary['mean_w_last']:.3f}) over {identities_last} identities; "
+              f"{summary['n_w_below_half_last']} have w < 0.5 and {summary['n_w_zero_last']} have w = 0.")
+    if first != last:
+        change = table.loc[last, "w_mean"] - table.loc[first, "w_mean"]
+        answer += (f" From epoch {first} to {last} the mean w {'rose' if change > 0 else 'fell'} by {abs(change):.3f} "
+                   f"(mean h {table.loc[first, 'h_mean']:.3f} -> {table.loc[last, 'h_mean']:.3f}).")
+    if "spearman_n" in summary:
+        rho, p = summary["spearman_w_variation"], summary["spearman_p"]
+        if not np.isfinite(rho):
+            association = "undefined (w or the variation level is constant)"
+        elif p < 0.05:
+            association = (f"a significant {'negative' if rho < 0 else 'positive'} association: identities with larger "
+                           f"variation get a {'smaller' if rho < 0 else 'larger'} w")
+        else:
+            association = "no detectable association at the 5% level"
+        answer += f" Spearman(w, variation) = {rho:.2f} (p = {p:.2g}, n = {summary['spearman_n']}): {association}."
+    return answer
+
+
+def identity_weight_figure(weights: pd.DataFrame, summary: dict[str, Any]) -> plt.Figure:
+    """:func:`reidlab.viz.pairs.weight_figure` of the page: w per drawn epoch and, on SynthReID, w against the
+    variation level at the last drawn epoch with the Spearman correlation of :func:`weight_summary`."""
+    w_by_epoch = {int(epoch): group["w"].to_numpy() for epoch, group in weights.groupby("epoch")}
+    if "spearman_n" not in summary:
+        return weight_figure(w_by_epoch)
+    last = _last_epoch(weights)
+    title = (f"epoch {int(last['epoch'].iloc[0])}: w vs variation (Spearman {summary['spearman_w_variation']:.2f}, "
+             f"p={summary['spearman_p']:.2g})")
+    return weight_figure(w_by_epoch, last["variation"].to_numpy(), last["w"].to_numpy(), last["h"].to_numpy(), title)
+
+
+def epoch_figure(batch: PairBatch, selection: PairSelection, epoch: int) -> plt.Figure:
+    """Every identity of the batch under one epoch's selection, one row each (:meth:`PairBatch.rows`)."""
+    return pair_rows_figure(batch.rows(selection), f"epoch {epoch}: pairs selected per identity", batch.size)
+
+
+def variation_figure(batch: PairBatch, selection: PairSelection, epoch: int, images_per_identity: int) -> plt.Figure:
+    """The batch's most varied identities (left) beside its least varied (right) under one epoch's selection."""
+    large, small = batch.variation_groups()
+    return pair_rows_side_by_side(batch.rows(selection, large), batch.rows(selection, small),
+                                  ("large intra-class variation", "small intra-class variation"), f"epoch {epoch}",
+                                  images_per_identity, batch.size)
+
+
+def write_pairs_metrics(output_dir: str | os.PathLike, summary: dict[str, Any], run_dir: str | os.PathLike,
+                        temperature: float, score: dict[str, float]) -> dict[str, Any]:
+    """The notebook's final record: :func:`weight_summary`, the run read and the temperature used, its
+    :func:`run_score` and the figures saved in ``output_dir``; written and returned."""
+    return write_page_metrics(output_dir, {**summary, "run_dir": str(run_dir), "temperature": temperature, **score})
+
+
+def metrics_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """The page's metrics (column ``value``) without the figure list and the answer sentence, printed above."""
+    return pd.Series({k: v for k, v in metrics.items() if k not in ("figures", "answer")}, name="value").to_frame()

@@ -6,17 +6,15 @@ exact search per kind, and the metrics the notebook writes."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from reidlab import engine
+from reidlab.study.records import write_page_metrics
 from reidlab.evaluation import INDEX_KINDS, GalleryIndex, evaluate_retrieved, fitted_distractors, operating_points
 from reidlab.explore.run import ExploredRun
 
@@ -212,7 +210,5 @@ def write_retrieval_metrics(output_dir: str | os.PathLike, run_dir: str | os.Pat
                "dim": int(features.query.shape[1]), "top_k": exact.k, "threads": torch.get_num_threads(),
                "tuning_queries": len(features.tuning),
                "rank1_alone": float(exact.alone["cmc"][0]), "mAP_alone": exact.alone["mAP"],
-               "exact": exact.point, "tuned": comparison.tuned, "points": comparison.points.to_dict("records"),
-               "figures": sorted(p.name for p in (Path(output_dir) / "figures").glob("*.png"))}
-    engine.RunDir(output_dir).metrics_path.write_text(json.dumps(metrics, indent=2, default=float))
-    return metrics
+               "exact": exact.point, "tuned": comparison.tuned, "points": comparison.points.to_dict("records")}
+    return write_page_metrics(output_dir, metrics)

@@ -234,3 +234,23 @@ class ExploredRun:
         """Whether two runs rank the same queries against the same gallery (so one query can be shown in both)."""
         return [r.path for r in self.dataset.query] == [r.path for r in other.dataset.query] and \
             [r.path for r in self.dataset.gallery] == [r.path for r in other.dataset.gallery]
+
+
+def write_explore_metrics(output_dir: str | os.PathLike, run: ExploredRun, compare: ExploredRun | None = None) -> dict:
+    """The explore page's final record (the runs, the checkpoint, the ranking's mAP and failures, the epochs the
+    sliders offer), written through ``study.records.write_page_metrics``; the query failures figure the browser
+    wrote doubles as the index card's summary."""
+    import shutil
+
+    from reidlab.study.records import write_page_metrics
+    from reidlab.viz import figure_path
+
+    shutil.copyfile(figure_path(output_dir, "query_failures"), figure_path(output_dir, "summary"))
+    ranking = run.ranking()
+    metrics = {"run_dir": str(run.run_dir), "compare_run_dir": None if compare is None else str(compare.run_dir),
+               "checkpoint": run.checkpoint.name, "queries": len(run.q_pids), "gallery": len(run.g_pids),
+               "mAP": ranking.mAP, "failures": len(ranking.failures), "epochs": list(run.epoch_checkpoints),
+               "features_from_cache": run.features().from_cache}
+    if compare is not None:
+        metrics["compare_mAP"] = compare.ranking().mAP
+    return write_page_metrics(output_dir, metrics)

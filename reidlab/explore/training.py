@@ -131,18 +131,16 @@ def cross_domain_evaluation(output_dir: str | os.PathLike, checkpoint: str | os.
             **{k: evaluated[k] for k in ("mAP", "rank1", "mINP") if k in evaluated}}
 
 
-def final_metrics(evaluation: CheckpointEvaluation, cross_domain: dict[str, Any],
-                  output_dir: str | os.PathLike) -> dict[str, Any]:
-    """The notebook's ``metrics.json``: the trainer's metrics of the last epoch without its best-on-test entries
-    (every number describes one model), the checkpoint evaluated, the chance level, the CMC to rank 20, the
-    cross-domain metrics (when measured) and the figures in ``output_dir/figures``."""
+def final_metrics(evaluation: CheckpointEvaluation, cross_domain: dict[str, Any]) -> dict[str, Any]:
+    """The notebook's final record (``study.records.write_page_metrics`` adds its figures): the trainer's metrics
+    of the last epoch without its best-on-test entries (every number describes one model), the checkpoint
+    evaluated, the chance level, the CMC to rank 20 and the cross-domain metrics (when measured)."""
     metrics = {k: v for k, v in evaluation.trained.items() if not k.startswith("best_")}
     metrics["evaluated_checkpoint"] = str(evaluation.run.checkpoint)
     metrics["chance_mAP"], metrics["chance_rank1"] = evaluation.chance["mAP"], evaluation.chance["rank1"]
     metrics["cmc_top20"] = [float(v) for v in evaluation.result["cmc"][:20]]
     if cross_domain:
         metrics["cross_domain"] = cross_domain
-    metrics["figures"] = sorted(p.name for p in (Path(output_dir) / "figures").glob("*.png"))
     return metrics
 
 

@@ -63,6 +63,8 @@ from .paper import (
 from .profile import STUDY_CONFIG_DIR, STUDY_COPIES, STUDY_DATA_DIR, StudyProfile, available_profiles, load_profile
 from .records import (
     HEADLINE_METRICS,
+    saved_figures,
+    write_page_metrics,
     collect,
     find_runs,
     is_complete,
@@ -90,7 +92,7 @@ from .training import as_override_dict, finished_run, notebook_config, train_her
 
 __all__ = [
     "ADASP_ROWS", "HBREID_TABLE1_ROWS", "HBREID_TABLE2_ROWS", "HEADLINE_METRICS", "STUDY_CONFIG_DIR", "STUDY_NOTEBOOKS", "TABLES",
-    "check_seeds", "notebook_config", "train_here", "RunsOverview", "regime_page", "runs_overview", "table_page", "verdict_page", "write_ablation_metrics",
+    "check_seeds", "saved_figures", "write_page_metrics", "notebook_config", "train_here", "RunsOverview", "regime_page", "runs_overview", "table_page", "verdict_page", "write_ablation_metrics",
     "PAPER_DATASETS", "DatasetsFile", "PaperProfile", "PaperSetup", "calibrate", "estimate_cost", "load_datasets_file",
     "load_paper_profile", "paper_report", "paper_verdicts", "prepare_paper", "published_table", "run_paper",
     "ADASP_REGIMES", "AblationSetup", "prepare_ablation", "study_verdicts", "REGIME_LOSSES", "STUDY_COPIES", "STUDY_DATA_DIR", "VERDICTS", "measure_controls", "Claim", "arm_summary", "ClusterConfig", "load_cluster", "parse_grid", "runs_table", "summary_table", "PairedResult", "StudyProfile", "ablation_claims", "ablation_plan", "backbone_record", "arm_values",

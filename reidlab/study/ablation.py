@@ -15,7 +15,7 @@ from .claims import Claim, arm_summary, claims_json, evaluate_claims
 from .mechanisms import measure_controls
 from .plan import ADASP_REGIMES, TABLES, ablation_claims, ablation_plan, backbone_record, study_backbone, study_datasets
 from .profile import STUDY_COPIES, STUDY_SYNTH_SEED, StudyProfile, load_profile
-from .records import run_folder, source_revisions
+from .records import source_revisions, write_page_metrics
 from .stats import arm_values
 from .sweep import check_seeds
 from .training import training_config
@@ -266,13 +266,7 @@ def regime_page(frame: pd.DataFrame, rows: Mapping[str, Mapping[str, str]],
     return by_regime, tables
 
 
-def write_ablation_metrics(out: str | os.PathLike, summary: Mapping[str, Any], setup: AblationSetup) -> Path:
+def write_ablation_metrics(out: str | os.PathLike, summary: Mapping[str, Any], setup: AblationSetup) -> dict[str, Any]:
     """The page's final record (the summary, seeds, tables, profile, runs folder and the figures it drew)."""
-    import json
-
-    out = Path(out)
-    metrics = {**summary, "seeds": setup.seeds, "tables": setup.tables, "profile": setup.settings.name,
-               "runs_dir": str(setup.runs_root), "figures": sorted(p.name for p in (out / "figures").glob("*.png"))}
-    path = run_folder(out).metrics_path
-    path.write_text(json.dumps(metrics, indent=2))
-    return path
+    return write_page_metrics(out, {**summary, "seeds": setup.seeds, "tables": setup.tables,
+                                    "profile": setup.settings.name, "runs_dir": str(setup.runs_root)})

@@ -19,6 +19,22 @@ HEADLINE_METRICS = ("mAP", "rank1", "rank5", "mINP", "mAP_rerank", "rank1_rerank
 PROVENANCE_PREFIX = "prov."
 
 
+FIGURES_DIR = "figures"  # where a notebook's figures go (viz.save_figure); the index shows summary.png first
+
+
+def saved_figures(output_dir: str | os.PathLike) -> list[str]:
+    """The PNG figures a notebook saved into ``output_dir``, by name."""
+    return sorted(p.name for p in (Path(output_dir) / FIGURES_DIR).glob("*.png"))
+
+
+def write_page_metrics(output_dir: str | os.PathLike, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A notebook's final record: ``metrics`` and the figures it saved, written where the study reads a run's
+    metrics (numpy numbers as floats); returned as written."""
+    record = {**metrics, "figures": saved_figures(output_dir)}
+    run_folder(output_dir).metrics_path.write_text(json.dumps(record, indent=2, default=float))
+    return record
+
+
 def run_folder(path: str | os.PathLike) -> Any:
     """``reidlab.engine.RunDir`` of a run folder, which names its files (imported here, so that importing the
     study stays light)."""

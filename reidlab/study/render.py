@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import utc_now
-from .records import HEADLINE_METRICS, PROVENANCE_PREFIX, collect, find_runs, provenance_differences, run_params
+from .records import FIGURES_DIR, HEADLINE_METRICS, PROVENANCE_PREFIX, collect, find_runs, provenance_differences, run_params
 from .stats import with_untrained_flags
 
 # Metrics stored as fractions and shown in percent.
@@ -82,10 +82,10 @@ def _missing(value: Any) -> bool:
 
 def _figure_for(run_dir: Path) -> Path | None:
     """The figure an index card shows: ``figures/summary.png`` if the notebook made one, else the first PNG."""
-    preferred = run_dir / "figures" / "summary.png"
+    preferred = run_dir / FIGURES_DIR / "summary.png"
     if preferred.exists():
         return preferred
-    pngs = sorted(run_dir.glob("figures/*.png")) or sorted(run_dir.glob("*.png"))
+    pngs = sorted(run_dir.glob(f"{FIGURES_DIR}/*.png")) or sorted(run_dir.glob("*.png"))
     return pngs[0] if pngs else None
 
 

@@ -5,6 +5,7 @@ from reidlab.evaluation.probe import linear_probe_accuracy
 from .embedding import cosine_similarity, scatter_groups, similarity_clustermap, umap_2d
 from .images import pair_strip, ranked_results, read_image
 from .plots import (
+    figure_path,
     ci_table_view,
     cmc_curve,
     format_ci_table,
@@ -20,6 +21,7 @@ from .plots import (
 )
 
 __all__ = [
+    "figure_path",
     "ci_table_view",
     "cmc_curve",
     "cosine_similarity",

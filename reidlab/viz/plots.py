@@ -11,13 +11,20 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from reidlab.study.records import FIGURES_DIR
+
 # Metric-curve keys shown first (eval records), in percent.
 EVAL_KEYS = ("mAP", "rank1", "rank5", "mINP")
 
 
+def figure_path(output_dir: str | os.PathLike, name: str) -> Path:
+    """Where a notebook's figure ``name`` goes: the folder the report index looks in."""
+    return Path(output_dir) / FIGURES_DIR / f"{name}.png"
+
+
 def save_figure(fig: plt.Figure, output_dir: str | os.PathLike, name: str, dpi: int = 110) -> Path:
-    """Write ``fig`` to ``output_dir/figures/<name>.png`` (the folder the report index looks in)."""
-    path = Path(output_dir) / "figures" / f"{name}.png"
+    """Write ``fig`` to :func:`figure_path` (``summary`` is the one the index card shows)."""
+    path = figure_path(output_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
