@@ -304,7 +304,7 @@ def test_registry_adds_a_dataset_in_one_small_class(tmp_path):
         assert "1 query image(s)" in tiny.summary(print_fn=None)  # its only match is in the same camera
         # what the engine asks of a dataset, declared by its class: how it is scored, whether it can be written
         assert datasets_module.dataset_class("tiny_test_dataset") is Tiny
-        assert (Tiny.protocol, Tiny.generate, tiny.identity_families()) == ("market", None, None)
+        assert (Tiny.protocol, Tiny.generate, tiny.identity_traits(), tiny.identity_families()) == ("market", None, None, None)
         with pytest.raises(ValueError, match="already registered"):
             register_dataset("tiny_test_dataset")(Tiny)
     finally:
@@ -318,9 +318,10 @@ def test_datasets_declare_their_protocol_generator_and_families(synth_root):
     assert {datasets_module.dataset_class(name).protocol for name in ("market1501", "msmt17", "veri776")} == {"market"}
     assert datasets_module.dataset_class("synthreid").generate is synth.generate
     dataset = build_dataset("synthreid", synth_root)
-    families = dataset.identity_families()
+    families, traits = dataset.identity_families(), dataset.identity_traits()
     entries = synth.train_identities(dataset)
     assert len(families) == dataset.num_train_pids and families == [entries[c]["family"] for c in range(len(families))]
+    assert traits == [entries[c] for c in range(dataset.num_train_pids)] and "variation" in traits[0]
     with pytest.raises(KeyError, match="unknown dataset 'nope'; available: "):
         datasets_module.dataset_class("nope")
 

@@ -89,10 +89,16 @@ class ReIDDataset:
     # ``generate(root, seed=..., **knobs)`` where the kit writes the dataset itself (``data.generate=true``), else None.
     generate: Callable[..., Path] | None = None
 
-    def identity_families(self) -> list[Any] | None:
-        """Per training class (relabelled pid), the family it belongs to where the dataset knows one (SynthReID's
-        near-duplicate families); None elsewhere."""
+    def identity_traits(self) -> list[dict[str, Any]] | None:
+        """Per training class (relabelled pid), what the dataset knows of the identity beyond its images (SynthReID:
+        its family, variation level and attributes); None where it knows nothing."""
         return None
+
+    def identity_families(self) -> list[Any] | None:
+        """Per training class, the family it belongs to where the dataset knows one (SynthReID's near-duplicate
+        families); None elsewhere."""
+        traits = self.identity_traits()
+        return None if traits is None or not all("family" in t for t in traits) else [t["family"] for t in traits]
 
     def __init__(
         self,
@@ -337,9 +343,9 @@ class SynthReID(MarketLayoutDataset):
             splits, num_scenes = self.parse_splits(base), None
         ReIDDataset.__init__(self, *splits, root=base, num_scenes=num_scenes)
 
-    def identity_families(self) -> list[Any]:
+    def identity_traits(self) -> list[dict[str, Any]]:
         entries = synth.train_identities(self)
-        return [entries[c]["family"] for c in range(self.num_train_pids)]
+        return [entries[c] for c in range(self.num_train_pids)]
 
 
 @register_dataset("folder")

@@ -20,7 +20,6 @@ from torch import Tensor, nn
 from reidlab import engine
 from reidlab.data import ReIDImageDataset, build_transforms
 from reidlab.data.samplers import PKSampler
-from reidlab.data.synth import train_identities
 from reidlab.engine import TrainConfig
 from reidlab.evaluation import split_chance_level
 from reidlab.losses import SparsePairwiseLoss
@@ -178,7 +177,8 @@ def drawn_checkpoints(run_dir: str | os.PathLike, max_shown: int) -> dict[int, P
     the first and the last included: how the selection changes needs the start and the end of training."""
     found = engine.RunDir(run_dir).epoch_checkpoints()
     if not found:
-        raise FileNotFoundError(f"no checkpoints/epoch_*.pt in {run_dir}: train it with save_every=1")
+        raise FileNotFoundError(f"no epoch checkpoints in {engine.RunDir(run_dir).checkpoint_dir}: "
+                                "train it with save_every=1")
     epochs = list(found)
     picks = np.linspace(0, len(epochs) - 1, min(max_shown, len(epochs))).round().astype(int)
     return {epochs[i]: found[epochs[i]] for i in sorted(set(picks))}
@@ -200,11 +200,10 @@ def run_score_line(run_dir: str | os.PathLike, run: engine.TrainedRun, score: di
 
 
 def identity_variation(run: engine.TrainedRun) -> dict[int, float]:
-    """SynthReID's variation level of each training identity (pid -> level); {} on other datasets. The page asks
-    whether the identities that vary more get a smaller AdaSP weight."""
-    if run.config.data.name != "synthreid":
-        return {}
-    return {pid: entry["variation"] for pid, entry in train_identities(run.dataset).items()}
+    """Each training identity's variation level where the dataset knows it (SynthReID: pid -> level); {} elsewhere.
+    The page asks whether the identities that vary more get a smaller AdaSP weight."""
+    traits = run.dataset.identity_traits() or []
+    return {pid: entry["variation"] for pid, entry in enumerate(traits) if "variation" in entry}
 
 
 def training_images(run: engine.TrainedRun) -> ReIDImageDataset:
