@@ -63,10 +63,37 @@ def run_record(runner: Any, parameters: Mapping[str, Any]) -> dict:
     return {"runner": name, "parameters": dict(parameters)}
 
 
-def is_complete(run_dir: str | os.PathLike) -> bool:
-    """A run is complete when its metrics exist and it was not recorded as failed."""
+RUN_STATUSES = ("submitted", "running", "ok", "failed")
+
+
+def record_problem(run_dir: str | os.PathLike) -> str | None:
+    """Why a run's records cannot be trusted (``<path>: <reason>``), or None: a params.json, status.json or
+    metrics.json that does not parse as a JSON object (cut short by a crash, edited by hand), a status.json without
+    a known ``status``, a params.json without ``parameters``. Such a run is ``unreadable``: listed with the reason,
+    never counted as finished, redone only when asked (``retry_failed=True`` / ``--retry-failed``)."""
     run_dir = Path(run_dir)
-    return run_folder(run_dir).is_finished() and read_json(run_dir / STATUS_FILE).get("status", "ok") == "ok"
+    for path, required in ((run_dir / PARAMS_FILE, "parameters"), (run_dir / STATUS_FILE, "status"),
+                           (run_folder(run_dir).metrics_path, None)):
+        if not path.exists():
+            continue
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            return f"{path}: does not parse ({type(error).__name__}: {str(error)[:80]})"
+        if not isinstance(record, dict):
+            return f"{path}: holds a {type(record).__name__}, not a record"
+        if required and required not in record:
+            return f"{path}: has no {required!r}"
+        if required == "status" and record["status"] not in RUN_STATUSES:
+            return f"{path}: unknown status {record['status']!r} (known: {', '.join(RUN_STATUSES)})"
+    return None
+
+
+def is_complete(run_dir: str | os.PathLike) -> bool:
+    """A run is complete when its metrics exist, it was not recorded as failed and its records are readable."""
+    run_dir = Path(run_dir)
+    return (run_folder(run_dir).is_finished() and record_problem(run_dir) is None
+            and read_json(run_dir / STATUS_FILE).get("status", "ok") == "ok")
 
 
 def parameter_changes(run_dir: str | os.PathLike, parameters: Mapping[str, Any]) -> list[str]:
@@ -115,6 +142,13 @@ def collect(root: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
     root = Path(root).resolve()
     rows = []
     for run_dir in find_runs(root):
+        if problem := record_problem(run_dir):  # a torn or foreign record: listed with its reason, never counted
+            rel = run_dir.relative_to(root).as_posix() if run_dir != root else "."
+            point = run_dir.parent.name if re.fullmatch(r"seed-?\d+", run_dir.name) else run_dir.name
+            seed = re.fullmatch(r"seed(-?\d+)", run_dir.name)
+            rows.append({"run": rel, "point": point, "seed": int(seed.group(1)) if seed else None, "kind": "run",
+                         "status": "unreadable", "error": problem, "duration_s": None})
+            continue
         params = run_params(run_dir)
         status = read_json(run_dir / STATUS_FILE)
         # A failed or interrupted re-run may have left the metrics.json of an earlier attempt: not its results.

@@ -131,7 +131,7 @@ def _run(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "run": row["run"],
         "status": str(row["status"]),
-        "error": str(row.get("error") or "") if row["status"] == "failed" else None,
+        "error": str(row.get("error") or "") if row["status"] in ("failed", "unreadable") else None,
         "seconds": None if _missing(row.get("duration_s")) else f"{row['duration_s']:.0f}",
         "provenance": _provenance(row),
         "untrained": untrained,
@@ -226,7 +226,7 @@ def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: st
         notes=notes,
         generated=utc_now(),
         num_runs=len(frame),
-        num_failed=int((frame["status"] == "failed").sum()) if len(frame) else 0,
+        num_failed=int(frame["status"].isin(["failed", "unreadable"]).sum()) if len(frame) else 0,
         cards=[_card(r, root, headline) for r in notebook_runs],
         groups=[_sweep_group(name, runs, frame) for name, runs in groups.items()],
     )

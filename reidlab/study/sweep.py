@@ -24,6 +24,7 @@ from .records import (
     collect,
     is_complete,
     parameter_changes,
+    record_problem,
     run_folder,
     run_record,
 )
@@ -106,7 +107,7 @@ def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name:
         return {**previous, "output_dir": str(run_dir), "metrics": read_json(run_folder(run_dir).metrics_path)}
     continuing = job is not None and previous.get("status") == "running" and previous.get("slurm_job_id") == job["slurm_job_id"]
     submitted = job is not None and previous.get("status") == "submitted"
-    if previous and not (continuing or submitted):
+    if (previous or record_problem(run_dir)) and not (continuing or submitted):  # an earlier attempt, torn ones too
         shutil.rmtree(run_dir)
     fields = dict(job or {})
     if continuing:
@@ -210,6 +211,7 @@ def sweep(
     if executor not in ("local", "slurm"):
         raise ValueError(f"executor must be 'local' or 'slurm', got {executor!r}")
     cluster = load_cluster(cluster) if executor == "slurm" else None
+    retry_unreadable = retry_failed is True  # a torn record is redone only when asked, never by default
     retry_failed = executor == "local" if retry_failed is None else retry_failed
     points = expand_grid(grid)
     seeds = check_seeds(seeds)
@@ -232,9 +234,15 @@ def sweep(
             f"{run_dir.relative_to(root).as_posix()} ({'; '.join(changes[:3])}); a sweep only reuses identical runs: "
             "choose another output_root, or delete those folders (`make clean-reports` for the default study)"
         )
-    failed = {d for _, d in jobs if read_json(d / STATUS_FILE).get("status") == "failed"}
-    todo = [(p, d) for p, d in jobs if not is_complete(d) and (retry_failed or d not in failed)]
+    unreadable = {d: problem for _, d in jobs if (problem := record_problem(d))}
+    failed = {d for _, d in jobs if d not in unreadable and read_json(d / STATUS_FILE).get("status") == "failed"}
+    todo = [(p, d) for p, d in jobs if not is_complete(d) and (retry_failed or d not in failed)
+            and (retry_unreadable or d not in unreadable)]
     if print_fn:
+        for run_dir, problem in unreadable.items():
+            print_fn(f"sweep: unreadable run {run_dir.relative_to(root).as_posix()}: {problem}"
+                     + ("; running it again" if retry_unreadable else "; kept (retry_failed=True / --retry-failed "
+                        "runs it again)"))
         kept = "" if retry_failed or not failed else f", {len(failed)} failed (kept; retry_failed=True runs them again)"
         print_fn(f"sweep: {len(jobs)} runs ({len(points)} points x {len(seeds)} seeds), "
                  f"{sum(is_complete(d) for _, d in jobs)} done{kept}, {len(todo)} to run")
