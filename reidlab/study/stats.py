@@ -209,15 +209,20 @@ def paired_table(
     if primary not in metrics:
         raise ValueError(f"primary metric {primary!r} is not one of the metrics {list(metrics)}")
     reference_point = rows[reference]
+    # each row reads only its own runs and the reference's: a table of thousands of points stays linear in runs
+    by_point = dict(iter(frame.groupby("point", sort=False))) if len(frame) else {}
+    reference_runs = by_point.get(reference_point, frame.iloc[0:0])
     records = []
     for label, point in rows.items():
-        record: dict[str, Any] = {"row": label, "runs": len(arm_values(frame, point, primary)), "pairs": math.nan}
+        own = by_point.get(point, frame.iloc[0:0])
+        record: dict[str, Any] = {"row": label, "runs": len(arm_values(own, point, primary)), "pairs": math.nan}
         for metric in metrics:
-            mean, half, _ = mean_ci(arm_values(frame, point, metric, scale), confidence)
+            mean, half, _ = mean_ci(arm_values(own, point, metric, scale), confidence)
             record[f"{metric} mean"], record[f"{metric} ±CI"] = mean, half
             result = PairedResult(math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan)
             if label != reference:
-                pairs = paired_values(frame, [(point, metric), (reference_point, metric)], scale)
+                both = pd.concat([own, reference_runs]) if point != reference_point else own
+                pairs = paired_values(both, [(point, metric), (reference_point, metric)], scale)
                 result = paired_test(pairs.iloc[:, 0] - pairs.iloc[:, -1], confidence)
                 if metric == primary:
                     record["pairs"] = result.n_pairs
