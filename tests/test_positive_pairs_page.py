@@ -19,6 +19,7 @@ from scipy.stats import ConstantInputWarning
 from reidlab import engine, study, viz
 from reidlab.evaluation import split_chance_level
 from reidlab.explore import pairs
+from reidlab.explore.run import drawn_checkpoints
 from reidlab.explore.tiles import COLOURS
 from reidlab.losses.sparse_pairwise import adaptive_weight
 from reidlab.viz.pairs import PairRow, pair_rows_figure, weight_figure
@@ -45,25 +46,25 @@ def batch(first):
 
 @pytest.fixture(scope="module")
 def selections(run_dir, batch):
-    return pairs.select_pairs(run_dir, pairs.drawn_checkpoints(run_dir, 3), batch, temperature=0.05)
+    return pairs.select_pairs(run_dir, drawn_checkpoints(run_dir, 3), batch, temperature=0.05)
 
 
 @pytest.fixture(scope="module")
 def weights(run_dir, first):
-    return pairs.identity_weights(run_dir, pairs.drawn_checkpoints(run_dir, 3), first, temperature=0.05, seed=0)
+    return pairs.identity_weights(run_dir, drawn_checkpoints(run_dir, 3), first, temperature=0.05, seed=0)
 
 
 def test_drawn_checkpoints_spread_over_training_first_and_last_included(tmp_path, run_dir):
     checkpoints = engine.RunDir(tmp_path).checkpoint_dir
     checkpoints.mkdir()
     with pytest.raises(FileNotFoundError, match="save_every=1"):
-        pairs.drawn_checkpoints(tmp_path, 3)
+        drawn_checkpoints(tmp_path, 3)
     for epoch in range(1, 11):
         engine.RunDir(tmp_path).checkpoint(epoch).write_bytes(b"")
-    drawn = pairs.drawn_checkpoints(tmp_path, 3)
+    drawn = drawn_checkpoints(tmp_path, 3)
     assert list(drawn) == [1, 5, 10] and drawn[5] == engine.RunDir(tmp_path).checkpoint(5)
-    assert list(pairs.drawn_checkpoints(tmp_path, 1)) == [1]
-    assert list(pairs.drawn_checkpoints(run_dir, 3)) == [1, 2], "never more checkpoints than the run has"
+    assert list(drawn_checkpoints(tmp_path, 1)) == [1]
+    assert list(drawn_checkpoints(run_dir, 3)) == [1, 2], "never more checkpoints than the run has"
 
 
 def test_run_score_is_the_runs_own_map_next_to_its_chance_level(run_dir, first):

@@ -28,7 +28,7 @@ from reidlab.evaluation.probe import linear_probe_accuracy
 from reidlab.study.training import finished_run
 from reidlab.viz.embedding import cosine_similarity, scatter_groups, umap_2d
 
-from .run import ExploredRun, cached_tensors, file_digest
+from .run import ExploredRun, cached_tensors, drawn_checkpoints, file_digest
 from .tiles import STYLE, View, row, tile
 
 NEIGHBOUR = "#ff7f0e"
@@ -211,15 +211,9 @@ class ClassWeights:
 def drawn_class_weights(run_dir: str | os.PathLike, max_epochs: int, device: str = "cpu") -> ClassWeights:
     """The classifier weights of up to ``max_epochs`` of the run's epoch checkpoints, evenly spread from the first
     to the last (training shows as a few panels); FileNotFoundError when the run saved none (``save_every``)."""
-    checkpoints = engine.RunDir(run_dir).epoch_checkpoints()
-    if not checkpoints:
-        raise FileNotFoundError(f"no epoch checkpoints in {engine.RunDir(run_dir).checkpoint_dir}: "
-                                "train it with save_every=1")
-    epochs = list(checkpoints)
-    spread = np.linspace(0, len(epochs) - 1, min(max_epochs, len(epochs))).round().astype(int)
     by_epoch, trained = {}, None
-    for epoch in (epochs[i] for i in sorted(set(spread))):
-        trained = engine.load_trained(run_dir, checkpoints[epoch], device=device,
+    for epoch, checkpoint in drawn_checkpoints(run_dir, max_epochs).items():
+        trained = engine.load_trained(run_dir, checkpoint, device=device,
                                       dataset=trained.dataset if trained else None)
         by_epoch[epoch] = trained.model.classifier_weight().detach().cpu().numpy()
     classes = len(by_epoch[max(by_epoch)])

@@ -172,18 +172,6 @@ class PairInspector(View):
 # The positive_pairs page: a batch of identities at several epochs, then the AdaSP weight of every training identity.
 
 
-def drawn_checkpoints(run_dir: str | os.PathLike, max_shown: int) -> dict[int, Path]:
-    """Epoch -> checkpoint of up to ``max_shown`` of the run's epoch checkpoints, spread evenly over training with
-    the first and the last included: how the selection changes needs the start and the end of training."""
-    found = engine.RunDir(run_dir).epoch_checkpoints()
-    if not found:
-        raise FileNotFoundError(f"no epoch checkpoints in {engine.RunDir(run_dir).checkpoint_dir}: "
-                                "train it with save_every=1")
-    epochs = list(found)
-    picks = np.linspace(0, len(epochs) - 1, min(max_shown, len(epochs))).round().astype(int)
-    return {epochs[i]: found[epochs[i]] for i in sorted(set(picks))}
-
-
 def run_score(run_dir: str | os.PathLike, run: engine.TrainedRun) -> dict[str, float]:
     """The analysed run's own test mAP (its final metrics) and its test split's chance mAP and rank-1: the pairs a
     run selects mean little when the run learned little, and the run may have been trained elsewhere."""

@@ -254,3 +254,15 @@ def write_explore_metrics(output_dir: str | os.PathLike, run: ExploredRun, compa
     if compare is not None:
         metrics["compare_mAP"] = compare.ranking().mAP
     return write_page_metrics(output_dir, metrics)
+
+
+def drawn_checkpoints(run_dir: str | os.PathLike, max_shown: int) -> dict[int, Path]:
+    """Epoch -> checkpoint of up to ``max_shown`` of the run's epoch checkpoints, spread evenly over training with
+    the first and the last included: how the selection changes needs the start and the end of training."""
+    found = engine.RunDir(run_dir).epoch_checkpoints()
+    if not found:
+        raise FileNotFoundError(f"no epoch checkpoints in {engine.RunDir(run_dir).checkpoint_dir}: "
+                                "train it with save_every=1")
+    epochs = list(found)
+    picks = np.linspace(0, len(epochs) - 1, min(max_shown, len(epochs))).round().astype(int)
+    return {epochs[i]: found[epochs[i]] for i in sorted(set(picks))}
