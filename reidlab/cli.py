@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 
-from reidlab.utils import parse_key_values
+from reidlab.utils import DiskFullError, atomic_write, parse_key_values
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -137,7 +138,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     except RuntimeError as error:  # every run failed: still write the table of what happened
         frame, failure = study.collect(out), error
     table = study.runs_table(frame, list(grid))
-    table.to_csv(out / "runs.csv", index=False)
+    atomic_write(out / "runs.csv", table.to_csv(index=False))
     if not args.no_wait:
         print(study.summary_table(frame).to_string(index=False))
     print(f"runs: {out / 'runs.csv'}")
@@ -223,8 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. A full disk, in any command, is one line on stderr and exit status 3 (bad input is 2): the
+    write that failed left the previous file intact, so the remedy is to free space and run again. A signal that
+    stopped training (SIGTERM, SIGINT) is one line and the shell's status for it, 128 + the signal's number."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except DiskFullError as error:
+        print(f"reidlab {args.command}: error: {error}", file=sys.stderr)
+        raise SystemExit(3) from None
+    except Exception as error:
+        from reidlab.engine import TrainingInterrupted
+
+        if not isinstance(error, TrainingInterrupted):
+            raise
+        print(f"reidlab {args.command}: {error}", file=sys.stderr)
+        raise SystemExit(128 + signal.Signals[error.signal_name].value) from None
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 
 import nbformat
 import pytest
@@ -112,3 +113,64 @@ def test_index_marks_untrained_runs(tmp_path, monkeypatch):
 def test_empty_study_folder_still_gets_an_index(tmp_path, notes):
     page = write_index(tmp_path, title="empty <study>", notes=notes).read_text()
     assert "empty &lt;study&gt;" in page and "0 runs" in page
+
+
+def paged_study(root):
+    """30 runs of a sweep (6 points x 5 seeds; two failed and one torn record, all in the last points) and an
+    executed notebook."""
+    for point in range(6):
+        for seed in range(5):
+            failed = (point, seed) in {(4, 1), (5, 3)}
+            write_run(root / "sw" / f"lr-{point}" / f"seed{seed}", point / 10, PROVENANCE,
+                      status="failed" if failed else "ok", error=f"failure {point}/{seed}" if failed else None)
+    (root / "sw" / "lr-5" / "seed4" / "status.json").write_text('{"status": "o')
+    notebook = root / "train"
+    notebook.mkdir()
+    (notebook / "params.json").write_text(json.dumps({"notebook": "train", "parameters": {"epochs": 1}}))
+    (notebook / "metrics.json").write_text(json.dumps({"mAP": 0.5}))
+    nbformat.write(nbformat.v4.new_notebook(), notebook / "train.ipynb")
+
+
+def index_pages(root) -> dict[str, str]:
+    """Every page of the index, found by following the first page's list of pages."""
+    first = (root / "index.html").read_text()
+    return {"index.html": first, **{name: (root / name).read_text()
+                                    for name in dict.fromkeys(re.findall(r'<a href="(index-\d+\.html)">', first))}}
+
+
+def sweep_tables(page: str) -> str:
+    """The part of an index page holding the sweeps' tables (not the first page's list of failed runs)."""
+    return page.split("<h2>Runs in", 1)[1] if "<h2>Runs in" in page else ""
+
+
+def test_index_pages_reach_every_run_and_put_the_failures_on_the_first(tmp_path):
+    paged_study(tmp_path)
+    write_index(tmp_path, rows_per_page=12)
+    pages = index_pages(tmp_path)
+    assert list(pages) == ["index.html", "index-2.html", "index-3.html"]
+    assert sorted(p.name for p in tmp_path.glob("index*.html")) == sorted(pages)
+    runs = [f"sw/lr-{point}/seed{seed}" for point in range(6) for seed in range(5)]
+    where = {run: [name for name, page in pages.items() if f'<a href="{run}/">' in sweep_tables(page)] for run in runs}
+    assert all(len(names) == 1 for names in where.values()), "every run's row is on exactly one page"
+    # 12 runs a page (the notebook card counts), the seeds of a point together: 1 card + 2 points, 2 points, 2 points
+    assert [sorted({where[f"sw/lr-{point}/seed{seed}"][0] for seed in range(5)}) for point in range(6)] == [
+        ["index.html"]] * 2 + [["index-2.html"]] * 2 + [["index-3.html"]] * 2
+    assert 'href="train/train.ipynb"' in pages["index.html"]
+    first = pages["index.html"].split("<h2>Notebooks</h2>")[0]
+    assert "3 not finished" in first and "page 1 of 3" in first and "Failed, interrupted and unreadable runs (3)" in first
+    for run, page in (("sw/lr-4/seed1", "index-3.html"), ("sw/lr-5/seed3", "index-3.html"),
+                      ("sw/lr-5/seed4", "index-3.html")):
+        assert f'<a href="{run}/">{run}</a>' in first and f'<a href="{page}">{page}</a>' in first
+    assert "failure 4/1" in first and "failure 5/3" in first and "status.json: does not parse" in first
+    assert "Runs in <code>sw</code> (27/30 ok), rows 21–30" in pages["index-3.html"]
+    assert '<a href="index-2.html">← previous page</a>' in pages["index-3.html"]
+    # fewer runs a page than a point has seeds: the point is cut, no page holds more
+    write_index(tmp_path, rows_per_page=2)
+    pages = index_pages(tmp_path)
+    assert len(pages) == 1 + 6 * 3 and all(sweep_tables(page).count('<td class="name">') <= 2 for page in pages.values())
+    assert "… and 1 more, marked in the tables of the later pages." in pages["index.html"]
+    # a smaller index later: the pages it no longer has are gone
+    write_index(tmp_path)
+    assert [p.name for p in tmp_path.glob("index*.html")] == ["index.html"]
+    page = (tmp_path / "index.html").read_text()
+    assert "page 1 of" not in page and "<h2>Pages</h2>" not in page and page.count('href="sw/lr-') == 30 + 3

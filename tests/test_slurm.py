@@ -173,10 +173,37 @@ def test_requeued_run_continues_from_its_checkpoint_to_the_same_result(slurm_clu
     again = study.sweep(grid, output_root=tmp_path / "requeued", **kwargs)  # follows the queued job, submits nothing
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "ok" and status["restarts"] == 1 and status["slurm_job_id"] == job_id
-    resumed = re.search(r"resumed from \S+ after epoch (\d+)", Path(status["stdout"]).read_text())
+    resumed = re.search(r"resumed from \S+ after (?:step \d+ of )?epoch (\d+)", Path(status["stdout"]).read_text())
     assert resumed and 1 <= int(resumed[1]) < 30  # mid-run, from a checkpoint
     uninterrupted = study.sweep(grid, output_root=tmp_path / "local", seeds=[0], notebook=study.train_run)
     assert again.loc[0, METRICS].tolist() == uninterrupted.loc[0, METRICS].tolist()  # bit-identical on CPU
+
+
+@pytest.mark.slurm
+def test_scancel_leaves_the_run_interrupted_and_the_next_sweep_continues_it(slurm_cluster, synth_root, tmp_path):
+    """scancel sends SIGTERM, then SIGKILL after KillWait: the trainer saves its step, the run is `interrupted`
+    (not failed), and the next sweep submits it again to continue from that checkpoint."""
+    grid = {"long": {"overrides": tiny(synth_root, epochs=30, max_iters_per_epoch=30, log_every=1)}}
+    kwargs = dict(seeds=[0], notebook=study.train_run, executor="slurm", progress=False, output_root=tmp_path,
+                  cluster={"cpus_per_task": 1, "time_min": 30})
+    study.sweep(grid, wait=False, **kwargs)
+    run = tmp_path / "long" / "seed0"
+    deadline = time.monotonic() + 300
+    while not (run / "metrics.jsonl").exists() or (run / "metrics.jsonl").read_text().count('"step"') < 3:
+        assert time.monotonic() < deadline, (run / "status.json").read_text()
+        time.sleep(0.1)
+    job_id = json.loads((run / "slurm.json").read_text())["slurm_job_id"]
+    subprocess.run(["scancel", job_id], check=True)
+    while json.loads((run / "status.json").read_text())["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == "SIGTERM", status
+    frame = study.sweep(grid, **kwargs)  # submits it again; the new job continues from the checkpoint
+    status = json.loads((run / "status.json").read_text())
+    assert frame.loc[0, "status"] == "ok" and status["slurm_job_id"] != job_id
+    log = Path(status["stdout"]).read_text()
+    assert re.search(r"resumed from \S+ after step \d+ of epoch \d+ .*it was stopped by SIGTERM", log), log[-2000:]
 
 
 @pytest.mark.slurm

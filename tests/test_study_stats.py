@@ -180,3 +180,85 @@ def test_untrained_runs_flags_near_chance_and_collapsed():
     assert stats.arm_values(flagged, "p", "mAP", 100).tolist() == pytest.approx([2.0, 5.0, 3.1, 60.0, 1.0])
     # Without an embedding_spread column only the chance margin applies.
     assert stats.untrained_runs(frame.drop(columns="embedding_spread"), 0.01)[13] == ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the paired table against a straightforward reference
+
+
+def random_study(rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, str], str]:
+    """Points with missing seeds, re-runs of a seed (averaged), failed runs, nan values, a label without runs and
+    a label that names the reference's point again."""
+    rows = []
+    for p in range(int(rng.integers(2, 6))):
+        for seed in range(int(rng.integers(5, 14))):
+            for _ in range(int(rng.choice([0, 1, 1, 1, 1, 1, 1, 2]))):
+                rows.append({"point": f"p{p}", "seed": seed, "status": rng.choice(["ok"] * 12 + ["failed", "unreadable"]),
+                             "mAP": rng.normal(0.5, 0.1) if rng.random() > 0.05 else math.nan,
+                             "rank1": round(rng.uniform(0.4, 0.8), 2) if rng.random() > 0.05 else math.nan})
+    frame = pd.DataFrame(rows, columns=["point", "seed", "status", "mAP", "rank1"])
+    labels = {f"arm {p}": p for p in sorted({*frame["point"], "p9"})}
+    reference = str(rng.choice(list(labels)))
+    return frame, {**labels, "again": labels[reference]}, reference
+
+
+def reference_row(frame: pd.DataFrame, point: str, reference_point: str, metric: str) -> dict[str, float]:
+    """One row worked out on its own: pandas pairing by seed, scipy's t-test and interval, every sign pattern."""
+    counted = frame[(frame["status"] == "ok") & frame[metric].notna() & (frame["point"] == point)]
+    arm = counted.groupby("seed")[metric].mean() * 100
+    ref_counted = frame[(frame["status"] == "ok") & frame[metric].notna() & (frame["point"] == reference_point)]
+    ref = ref_counted.groupby("seed")[metric].mean() * 100
+    row = {"runs": len(arm), "mean": arm.mean() if len(arm) else math.nan,
+           "ci": sps.t.ppf(0.975, len(arm) - 1) * arm.std(ddof=1) / math.sqrt(len(arm)) if len(arm) > 1 else math.nan}
+    both = pd.merge(arm.rename("arm"), ref.rename("ref"), left_index=True, right_index=True)
+    d = (both["arm"] - both["ref"]).to_numpy()
+    row.update(pairs=len(d), delta=d.mean() if len(d) else math.nan, low=math.nan, high=math.nan, p=math.nan,
+               p_perm=math.nan)
+    if len(d) >= 2:
+        if np.ptp(d) <= 1e-12 * max(1.0, np.abs(d).max()):  # constant differences: no t statistic
+            row.update(low=d.mean(), high=d.mean(), p=0.0 if abs(d.mean()) > 1e-12 else 1.0)
+        else:
+            half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+            row.update(low=d.mean() - half, high=d.mean() + half, p=sps.ttest_rel(both["arm"], both["ref"]).pvalue)
+    if len(d) >= stats.MIN_PERMUTATION_PAIRS:
+        observed = abs(d.sum()) - 1e-9 * max(1.0, np.abs(d).sum())
+        hits = sum(abs(np.dot(signs, d)) >= observed for signs in itertools.product((1, -1), repeat=len(d)))
+        row["p_perm"] = hits / 2 ** len(d) if observed > 0 else 1.0
+    return row
+
+
+def same_bits(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or np.float64(a).tobytes() == np.float64(b).tobytes()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_paired_table_matches_a_row_by_row_reference(seed):
+    frame, labels, reference = random_study(np.random.default_rng(seed))
+    table = stats.paired_table(frame, labels, reference)
+    expected_p = []
+    for label, point in labels.items():
+        row = table.loc[label]
+        assert row["runs"] == reference_row(frame, point, labels[reference], "mAP")["runs"]
+        for metric in ("mAP", "rank1"):
+            # to the last bit, as arm by arm through the public pieces (pandas pairing, one paired_test per row)
+            mean, half, _ = stats.mean_ci(stats.arm_values(frame, point, metric, 100), 0.95)
+            assert same_bits(row[f"{metric} mean"], mean) and same_bits(row[f"{metric} ±CI"], half)
+            if label == reference:
+                assert all(math.isnan(row[f"{metric} {c}"]) for c in ("Δ", "Δ low", "Δ high", "p", "p_perm"))
+                continue
+            pairs = stats.paired_values(frame, [(point, metric), (labels[reference], metric)], 100)
+            result = stats.paired_test(pairs.iloc[:, 0] - pairs.iloc[:, -1])
+            for column, value in (("Δ", result.delta), ("Δ low", result.ci_low), ("Δ high", result.ci_high),
+                                  ("p", result.p), ("p_perm", result.p_perm)):
+                assert same_bits(row[f"{metric} {column}"], value), (label, metric, column)
+            # and the same numbers as worked out from scratch
+            brute = reference_row(frame, point, labels[reference], metric)
+            for column, key in (("mean", "mean"), ("±CI", "ci"), ("Δ", "delta"), ("Δ low", "low"),
+                                ("Δ high", "high"), ("p", "p"), ("p_perm", "p_perm")):
+                assert row[f"{metric} {column}"] == pytest.approx(brute[key], rel=1e-9, abs=1e-9, nan_ok=True), (
+                    label, metric, column)
+            if metric == "mAP":
+                assert row["pairs"] == brute["pairs"]
+                expected_p.append(brute["p"])
+    not_reference = [label for label in labels if label != reference]
+    assert table.loc[not_reference, "mAP p_holm"].to_numpy() == pytest.approx(stats.holm(expected_p), nan_ok=True)

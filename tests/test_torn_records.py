@@ -56,7 +56,7 @@ def test_unknown_status_is_unreadable(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "status.json").write_text(json.dumps({"status": "done"}))
-    assert record_problem(run) == f"{run / 'status.json'}: unknown status 'done' (known: submitted, running, ok, failed)"
+    assert record_problem(run) == f"{run / 'status.json'}: unknown status 'done' (known: submitted, running, interrupted, ok, failed)"
     (run / "status.json").write_text(json.dumps({"status": "ok"}))
     assert record_problem(run) is None
 
@@ -75,4 +75,4 @@ def test_a_sweep_keeps_unreadable_runs_unless_asked_then_redoes_them(torn):
 def test_the_index_lists_unreadable_runs(torn):
     index = study.render(torn, title="torn")
     page = index.read_text()
-    assert "3 failed" in page and "unreadable" in page and "holds a list, not a record" in page
+    assert "3 not finished" in page and "unreadable" in page and "holds a list, not a record" in page

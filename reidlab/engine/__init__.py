@@ -6,7 +6,7 @@ Modules: ``config`` (YAML -> dataclasses), ``builders`` (config -> dataset, mode
 
 Notebook/CLI entry points: `load_config(preset_or_path, overrides)`, `train(config)`,
 `evaluate_checkpoint(config, checkpoint)`, `load_trained(output_dir)` (and its `.features(split)`); `RunDir`, the
-run folder; `Callback` for per-epoch hooks; `read_metrics(output_dir)` for the logged curves.
+run folder; `Callback` for per-epoch hooks; `TrainingInterrupted`, raised after a signal stopped a run; `read_metrics(output_dir)` for the logged curves.
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -30,7 +30,7 @@ from .logging import read_metrics
 from .runs import RunDir, TrainedRun, eval_result_path, evaluate_checkpoint, load_trained
 from .schedulers import build_scheduler, lr_factor
 from .callbacks import Callback, HardBatchMining, SceneStrengthRamp, bound_hooks, training_callbacks
-from .trainer import NonFiniteLossError, Trainer, train
+from .trainer import NonFiniteLossError, Trainer, TrainingInterrupted, train
 
 __all__ = [
     "Callback",
@@ -51,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "TrainedRun",
     "Trainer",
+    "TrainingInterrupted",
     "autocast_dtype",
     "bound_hooks",
     "build_scheduler",

@@ -46,8 +46,11 @@ def _link_atomically(source: Path, target: Path) -> None:
     try:
         os.link(source, tmp)
     except OSError:  # no hard links here (some network and FAT file systems): a copy, written just as safely
-        with source.open("rb") as data:
-            atomic_write(target, lambda f: shutil.copyfileobj(data, f))
+        def copy(f) -> None:  # opens the source itself: a full disk's message runs it again to count the bytes
+            with source.open("rb") as data:
+                shutil.copyfileobj(data, f)
+
+        atomic_write(target, copy)
         return
     os.replace(tmp, target)
 

@@ -25,7 +25,7 @@ from reidlab.data import dataset_class, list_datasets
 from reidlab.losses import METRIC_LOSSES
 from reidlab.models import is_model, list_models
 from reidlab.models.scene import SCENE_OBJECTIVES
-from reidlab.utils import parse_key_values
+from reidlab.utils import atomic_write, parse_key_values
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -398,8 +398,7 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
         data=dataclasses.replace(config.data, root=absolute(config.data.root)),
         model=dataclasses.replace(config.model, pretrained=absolute(config.model.pretrained)),
     )
-    with open(path, "w") as f:
-        yaml.safe_dump(config_to_dict(config), f, sort_keys=False)
+    atomic_write(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
 # The ranges a numeric config value can be required to lie in: (in words, the test).

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from reidlab.utils import atomic_write
+from reidlab.utils import atomic_write, disk_full_cause, disk_full_error
 
 from .runs import RunDir
 
@@ -52,8 +52,14 @@ class MetricsLogger:
         if not self.enabled:
             return
         record = {"type": kind, "step": step, **{k: _plain(v) for k, v in values.items()}}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        line = json.dumps(record) + "\n"
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except OSError as error:  # a full disk is one line, as for every other write (a cut line is skipped on read)
+            if full := disk_full_cause(error):
+                raise disk_full_error(self.path, line.encode(), full) from error
+            raise
         if self._writer is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
@@ -88,10 +94,10 @@ def read_metrics(output_dir: str | os.PathLike, kind: str | None = None) -> list
     return records
 
 
-def truncate_metrics(output_dir: str | os.PathLike, last_epoch: int) -> None:
-    """Drop records of epochs after `last_epoch` (a resumed run logs them again)."""
+def truncate_metrics(output_dir: str | os.PathLike, last_step: int) -> None:
+    """Drop the records logged after global step `last_step`, the checkpoint's (a resumed run logs them again)."""
     path = RunDir(output_dir).log_path
     if not path.is_file():
         return
-    kept = [json.dumps(r) + "\n" for r in read_metrics(output_dir) if r.get("epoch", 0) <= last_epoch]
+    kept = [json.dumps(r) + "\n" for r in read_metrics(output_dir) if r.get("step", 0) <= last_step]
     atomic_write(path, "".join(kept))

@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch import nn
 
 from reidlab.evaluation import extract_features
+from reidlab.utils import atomic_write
 
 from .builders import autocast_dtype, build_reid_model, prepare_dataset
 from .checkpoint import load_checkpoint
@@ -30,11 +31,12 @@ class RunDir:
     the explorer and the notebooks read through it.
 
     ``config.yaml`` (the resolved config), ``metrics.json`` (the final metrics: the run has finished),
-    ``metrics.jsonl`` (the log), ``provenance.json``, ``checkpoints/`` with ``last.pt``, ``best.pt`` (highest *test*
-    mAP: leaky, asked for by name only) and ``epoch_NNN.pt`` (``save_every``), ``tensorboard/``."""
+    ``metrics.jsonl`` (the log), ``provenance.json``, ``train.lock`` (locked while a process trains here),
+    ``checkpoints/`` with ``last.pt``, ``best.pt`` (highest *test* mAP: leaky, asked for by name only) and
+    ``epoch_NNN.pt`` (``save_every``), ``tensorboard/``."""
 
     CONFIG, METRICS, LOG, PROVENANCE = "config.yaml", "metrics.json", "metrics.jsonl", "provenance.json"
-    CHECKPOINTS, TENSORBOARD = "checkpoints", "tensorboard"
+    CHECKPOINTS, TENSORBOARD, LOCK = "checkpoints", "tensorboard", "train.lock"
     # what a training run writes; clear() removes these and leaves the rest (figures, notebooks, sweep records)
     TRAINING_FILES = (CHECKPOINTS, METRICS, LOG, CONFIG, PROVENANCE, TENSORBOARD)
 
@@ -62,6 +64,11 @@ class RunDir:
     @property
     def provenance_path(self) -> Path:
         return self.path / self.PROVENANCE
+
+    @property
+    def lock_path(self) -> Path:
+        """Locked (``flock``) by the process training here; it names that process."""
+        return self.path / self.LOCK
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -237,7 +244,7 @@ def evaluate_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike | Non
     metrics["checkpoint"] = str(checkpoint)
     out = eval_result_path(checkpoint, config, trained_config.get("data"))
     if ctx.is_main:
-        out.write_text(json.dumps(metrics, indent=2))
+        atomic_write(out, json.dumps(metrics, indent=2))
         if print_fn is not None:
             print_fn(
                 f"{checkpoint}: mAP {metrics['mAP']:.1%}, rank-1 {metrics.get('rank1', float('nan')):.1%}"

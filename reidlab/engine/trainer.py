@@ -7,13 +7,18 @@ is the entry point for the CLI and notebooks (`reidlab.engine.runs` evaluates an
 
 Exact resume: the sampler plan is a function of (seed, epoch), the loader's generator is reseeded from
 (seed, rank, epoch) each epoch, and the checkpoint holds every rank's RNG states, so a run killed after an
-epoch and resumed computes bit-identical weights on CPU.
+epoch and resumed computes bit-identical weights on CPU. SIGTERM (SLURM's preemption, scancel) and SIGINT (Ctrl-C)
+stop the loop after the current step: the checkpoint then also holds the epoch's progress (its plan of batches,
+the steps done, the running sums), and the resumed run continues mid-epoch, again bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +33,7 @@ from torch.utils.data import DataLoader
 from reidlab.data import ReIDImageDataset, build_transforms, collate_skipping
 from reidlab.evaluation.chance import split_chance_level
 from reidlab.utils import atomic_write
+from reidlab.utils.lease import LockHeld, exclusive_lock
 
 from .builders import (
     autocast_dtype,
@@ -51,7 +57,7 @@ from .distributed import (
 from .evaluator import run_evaluation
 from .logging import MetricsLogger, truncate_metrics
 from .provenance import collect_provenance
-from .resume import resume_from_last, save_training_state
+from .resume import EpochProgress, resume_from_last, save_training_state
 from .runs import PrintFn, RunDir
 from .schedulers import build_scheduler
 
@@ -61,9 +67,22 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message names the step and the loss terms."""
 
 
+class TrainingInterrupted(Exception):
+    """A signal (SIGTERM from SLURM or scancel, SIGINT from Ctrl-C) stopped the run after a step; its last
+    checkpoint holds that step, and ``resume=auto`` continues from it. ``signal_name``: e.g. ``"SIGTERM"``."""
+
+    def __init__(self, message: str, signal_name: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+    def __reduce__(self):  # pickled across a sweep's worker processes with both arguments
+        return type(self), (str(self), self.signal_name)
+
+
 def _stream_seed(*keys: int) -> int:
     """A 63-bit seed derived from integers (numpy SeedSequence: well mixed, stable across runs)."""
     return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> 1)
+
 
 
 # ----------------------------------------------------------------------------------------- trainer
@@ -155,6 +174,9 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self.global_step = 0
         self.step_in_epoch = 0
+        self.epoch_progress: EpochProgress | None = None  # set by a mid-epoch resume and while stopping on a signal
+        self.stop_signal: int | None = None  # a signal received: stop after the current step
+        self._agreed_stop = 0  # under DDP: the signal any rank received, as of the last step (every rank agrees)
         self.best = {"mAP": -1.0, "epoch": 0}
         self.session_images, self.session_steps, self.session_train_seconds = 0, 0, 0.0  # metrics.json: cost
         self.eval_seconds: float | None = None
@@ -187,7 +209,20 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def fit(self) -> dict[str, Any]:
-        """Train the remaining epochs, evaluate, write checkpoints and OUTPUT_DIR/metrics.json; return the final metrics."""
+        """Train the remaining epochs, evaluate, write checkpoints and OUTPUT_DIR/metrics.json; return the final metrics.
+        One process at a time trains a folder: another's is a ConfigError naming it (its lock goes with it)."""
+        with contextlib.ExitStack() as claimed:
+            if self.ctx.is_main:
+                try:
+                    claimed.enter_context(exclusive_lock(self.run_dir.lock_path, wait=False))
+                except LockHeld as held:
+                    raise ConfigError(
+                        f"output_dir {self.output_dir} is being trained by {held.holder or 'another process'}; two "
+                        "processes must not train one run: wait for it to end (resume=auto then continues or reuses "
+                        "it), or choose another output_dir") from None
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         config = self.config
         resumed = resume_from_last(self)
         if self.ctx.is_main:
@@ -196,7 +231,7 @@ class Trainer:
                 self.say(f"removed {len(stray)} temporary file(s) left by an interrupted write: {', '.join(stray)}")
             save_config(config, self.run_dir.config_path)
             if resumed:
-                truncate_metrics(self.output_dir, self.epoch)
+                truncate_metrics(self.output_dir, self.global_step)
             elif self.run_dir.log_path.exists():
                 self.run_dir.log_path.unlink()
         self.logger = MetricsLogger(self.output_dir, tensorboard=config.tensorboard, enabled=self.ctx.is_main)
@@ -206,19 +241,22 @@ class Trainer:
         if self.ctx.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.ctx.device)
         try:
-            self._hook("on_train_start")
-            while self.epoch < config.epochs:
-                epoch_metrics = self.train_epoch()
-                self.epoch += 1
-                if config.eval.every and self.epoch % config.eval.every == 0:
-                    epoch_metrics.update({k: v for k, v in self.evaluate().items() if k != "epoch"})
-                save_training_state(self)
-                self._hook("on_epoch_end", self.epoch, epoch_metrics)
-            if not self.last_eval or self.last_eval.get("epoch") != self.epoch:
-                self.evaluate()
-                save_training_state(self)
-            final = self._final_metrics(time.perf_counter() - started)
-            self._hook("on_train_end", final)
+            with self._stop_on_signals():
+                self._hook("on_train_start")
+                while self.epoch < config.epochs:
+                    epoch_metrics = self.train_epoch()
+                    self.epoch += 1
+                    if config.eval.every and self.epoch % config.eval.every == 0:
+                        epoch_metrics.update({k: v for k, v in self.evaluate().items() if k != "epoch"})
+                    save_training_state(self)
+                    self._hook("on_epoch_end", self.epoch, epoch_metrics)
+                    if self.stop_requested() and self.epoch < config.epochs:
+                        self._interrupted()
+                if not self.last_eval or self.last_eval.get("epoch") != self.epoch:
+                    self.evaluate()
+                    save_training_state(self)
+                final = self._final_metrics(time.perf_counter() - started)
+                self._hook("on_train_end", final)
         finally:
             self.logger.close()
         return final
@@ -248,7 +286,7 @@ class Trainer:
             "provenance": collect_provenance(self.config, self.dataset, self.ctx, self.amp_dtype),
         }
         if self.ctx.is_main:
-            self.run_dir.provenance_path.write_text(json.dumps(final["provenance"], indent=2))
+            atomic_write(self.run_dir.provenance_path, json.dumps(final["provenance"], indent=2))
             path = atomic_write(self.run_dir.metrics_path, json.dumps(final, indent=2))
             self.say(
                 f"finished {self.epoch} epochs: mAP {final['mAP']:.1%}, rank-1 {final.get('rank1', float('nan')):.1%}; "
@@ -257,23 +295,29 @@ class Trainer:
         return final
 
     def train_epoch(self) -> dict[str, Any]:
-        """One epoch of (at most) `iters_per_epoch` steps (`self.epoch` is the number completed before it)."""
+        """One epoch of (at most) `iters_per_epoch` steps (`self.epoch` is the number completed before it); after
+        a mid-epoch resume, the rest of that epoch."""
         from tqdm.auto import tqdm
 
         config, ctx = self.config, self.ctx
         epoch = self.epoch
+        progress, self.epoch_progress = self.epoch_progress or EpochProgress(), None
         self.sampler.set_epoch(epoch)
         self.loader_generator.manual_seed(_stream_seed(config.seed, ctx.rank, epoch))
-        self._hook("on_epoch_start", epoch + 1)  # hard batch mining hands the sampler its weights here
+        loads_in_workers = config.data.num_workers > 0
+        if progress.batches is None:
+            self._hook("on_epoch_start", epoch + 1)  # hard batch mining hands the sampler its weights here
+        else:  # the saved plan, after the batches done; workers replay those (their random streams advance as before)
+            self.sampler.resume_epoch(progress.batches, skip=0 if loads_in_workers else progress.steps_done)
+        progress.batches = self.sampler.rank_batches()
         self.train_model.train()
         adversary = self.model.scene_adversary
         steps = min(self.iters_per_epoch, len(self.sampler))  # a plan may come out a batch shorter
-        sums: dict[str, torch.Tensor] = {}
-        window: dict[str, torch.Tensor] = {}
-        window_steps, window_images, window_start = 0, 0, time.perf_counter()
-        epoch_images, epoch_start = 0, window_start
+        window_start = time.perf_counter() - progress.window_seconds
+        epoch_start = time.perf_counter() - progress.seconds
         bar = tqdm(
             total=steps,
+            initial=progress.steps_done,
             desc=f"epoch {epoch + 1}/{config.epochs}",
             disable=not (config.progress and ctx.is_main),
             leave=False,
@@ -281,7 +325,9 @@ class Trainer:
         )
         iterator = iter(self.train_loader)
         try:
-            for self.step_in_epoch in range(steps):
+            for _ in range(progress.steps_done if loads_in_workers else 0):
+                next(iterator)
+            for self.step_in_epoch in range(progress.steps_done, steps):
                 batch = next(iterator)
                 if batch["skipped"]:
                     self._note_skipped(batch["skipped"])
@@ -289,43 +335,51 @@ class Trainer:
                 step_lr = self.optimizer.param_groups[0]["lr"]  # train_step advances the schedule
                 logs = self.train_step(batch)
                 batch_size = batch["image"].shape[0]
-                window_steps += 1
-                window_images += batch_size
-                epoch_images += batch_size
+                progress.window_steps += 1
+                progress.window_images += batch_size
+                progress.images += batch_size
                 for key, value in logs.items():
-                    window[key] = window.get(key, 0.0) + value
-                    sums[key] = sums.get(key, 0.0) + value
+                    progress.window[key] = progress.window.get(key, 0.0) + value
+                    progress.sums[key] = progress.sums.get(key, 0.0) + value
                 self.global_step += 1
+                progress.steps_done += 1
                 if self.global_step % config.log_every == 0 or self.step_in_epoch == steps - 1:
                     # one device-to-host copy for all the terms
-                    values = dict(zip(window, (torch.stack(list(window.values())) / window_steps).tolist()))
+                    window = progress.window
+                    values = dict(zip(window, (torch.stack(list(window.values())) / progress.window_steps).tolist()))
                     elapsed = time.perf_counter() - window_start
                     self.logger.log(
                         "step",
                         self.global_step,
                         epoch=epoch + 1,
                         lr=step_lr,
-                        img_per_s=window_images * ctx.world_size / max(elapsed, 1e-9),
+                        img_per_s=progress.window_images * ctx.world_size / max(elapsed, 1e-9),
                         **({"scene_strength": adversary.strength} if adversary is not None else {}),
                         **values,
                     )
                     bar.set_postfix(loss=f"{values['total']:.3f}", lr=f"{step_lr:.2e}")
-                    window, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
+                    progress.window, progress.window_steps, progress.window_images = {}, 0, 0
+                    window_start = time.perf_counter()
                 bar.update(1)
                 if self.hooks["on_step_end"]:
                     self._hook("on_step_end", self.global_step, batch, {k: float(v) for k, v in logs.items()})
+                if self.stop_requested() and progress.steps_done < steps:
+                    progress.window_seconds = time.perf_counter() - window_start
+                    progress.seconds = time.perf_counter() - epoch_start
+                    self.epoch_progress = progress
+                    self._interrupted()
         finally:
             bar.close()
             del iterator
         seconds = time.perf_counter() - epoch_start
-        self.session_images += epoch_images * ctx.world_size
+        self.session_images += progress.images * ctx.world_size
         self.session_steps += steps
         self.session_train_seconds += seconds
-        metrics = {k: float(v) / steps for k, v in sums.items()}
+        metrics = {k: float(v) / steps for k, v in progress.sums.items()}
         metrics.update(
             epoch=epoch + 1,
             lr=step_lr,  # of the epoch's last step
-            img_per_s=epoch_images * ctx.world_size / max(seconds, 1e-9),
+            img_per_s=progress.images * ctx.world_size / max(seconds, 1e-9),
             epoch_seconds=seconds,
         )
         self.logger.log("epoch", self.global_step, **metrics)
@@ -334,6 +388,44 @@ class Trainer:
             f"{metrics['img_per_s']:.0f} img/s, {seconds:.1f} s"
         )
         return metrics
+
+    # ------------------------------------------------------------------ stopping on a signal
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """While training, SIGTERM and SIGINT ask the loop to stop after the current step (a second Ctrl-C stops at
+        once). Only a process's main thread can handle signals: elsewhere (a notebook's thread) they keep theirs."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request(signum, frame):
+            if self.stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+            self.say(f"{signal.Signals(signum).name} received: stopping after this step, saving the last checkpoint")
+
+        previous = {number: signal.signal(number, request) for number in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def stop_requested(self) -> int:
+        """The signal that stops the run (0: none); under DDP, one that any rank received by the last step."""
+        return self._agreed_stop if self.ctx.distributed else self.stop_signal or 0
+
+    def _interrupted(self) -> None:
+        """Save the last checkpoint where the loop stands (mid-epoch: with its progress), log it, and raise."""
+        name = signal.Signals(self.stop_requested()).name
+        save_training_state(self)
+        progress = self.epoch_progress
+        where = (f"step {progress.steps_done} of epoch {self.epoch + 1}" if progress else f"epoch {self.epoch}")
+        self.logger.log("interrupted", self.global_step, epoch=self.epoch + (progress is not None), signal=name)
+        raise TrainingInterrupted(
+            f"{name} stopped training after {where} (global step {self.global_step}); "
+            f"{self.run_dir.checkpoint('last')} holds it: resume=auto continues the run", name)
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         """Forward, loss, non-finite check, backward, (frozen backbone), clip, optimizer and lr step.
@@ -348,9 +440,12 @@ class Trainer:
         with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             outputs = self.train_model(images, camids=camids, labels=pids)
             total, logs = self.loss_fn(outputs, pids, scenes if config.scene.enabled else None)
-        finite = torch.isfinite(total.detach()).float()
-        if self.ctx.distributed:  # every rank stops together, not just the one that saw it
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        finite = torch.isfinite(total.detach())
+        if self.ctx.distributed:  # every rank stops together (a non-finite loss, a signal), not just the one that saw it
+            flags = torch.stack([(~finite).float(), torch.tensor(float(self.stop_signal or 0), device=finite.device)])
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            not_finite, self._agreed_stop = (int(v) for v in flags.tolist())
+            finite = not not_finite
         if not finite:
             self._non_finite(logs)
         self.optimizer.zero_grad(set_to_none=True)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from reidlab.evaluation.rank import evaluate_retrieved
+from reidlab.utils import atomic_write
 
 __all__ = ["INDEX_KINDS", "GalleryIndex", "operating_points"]
 
@@ -284,11 +285,9 @@ class GalleryIndex:
 
         if self._index is None:
             raise ValueError("nothing to save: the index is empty")
-        path = Path(path)
         meta = {"kind": self.kind, "metric": self.metric, "params": self.params, "dim": self.dim}
-        with path.open("wb") as f:
-            np.savez(f, index=faiss.serialize_index(self._index), meta=np.array(json.dumps(meta)))
-        return path
+        blob = faiss.serialize_index(self._index)
+        return atomic_write(path, lambda f: np.savez(f, index=blob, meta=np.array(json.dumps(meta))))
 
     @classmethod
     def load(cls, path: str | os.PathLike, threads: int | None = None) -> GalleryIndex:

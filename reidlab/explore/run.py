@@ -19,6 +19,7 @@ from reidlab.engine.evaluator import eval_loader
 from reidlab.engine.provenance import dataset_fingerprint
 from reidlab.evaluation import evaluate, evaluate_rank, extract_features, re_ranking
 from reidlab.evaluation.search import ranking_features
+from reidlab.utils import atomic_write
 
 #: the folder of a run that holds the explorer's caches
 CACHE_DIR = "explore"
@@ -45,10 +46,7 @@ def cached_tensors(path: Path, key: dict, compute: Callable[[], dict[str, torch.
         if stored.get("key") == key:
             return {**stored["values"], "from_cache": True}
     values = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save({"key": key, "values": values}, partial)
-    partial.replace(path)  # a killed computation never leaves a file that looks complete
+    atomic_write(path, lambda f: torch.save({"key": key, "values": values}, f))  # never half a cache file
     return {**values, "from_cache": False}
 
 
@@ -240,12 +238,10 @@ def write_explore_metrics(output_dir: str | os.PathLike, run: ExploredRun, compa
     """The explore page's final record (the runs, the checkpoint, the ranking's mAP and failures, the epochs the
     sliders offer), written through ``study.records.write_page_metrics``; the query failures figure the browser
     wrote doubles as the index card's summary."""
-    import shutil
-
     from reidlab.study.records import write_page_metrics
     from reidlab.viz import figure_path
 
-    shutil.copyfile(figure_path(output_dir, "query_failures"), figure_path(output_dir, "summary"))
+    atomic_write(figure_path(output_dir, "summary"), figure_path(output_dir, "query_failures").read_bytes())
     ranking = run.ranking()
     metrics = {"run_dir": str(run.run_dir), "compare_run_dir": None if compare is None else str(compare.run_dir),
                "checkpoint": run.checkpoint.name, "queries": len(run.q_pids), "gallery": len(run.g_pids),

@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from PIL import Image
 
+from reidlab.utils import atomic_write
 from reidlab.viz.images import CORRECT, QUERY, WRONG, read_image
 
 #: frame colour of each kind of tile; a tile without a mark has no frame
@@ -80,7 +81,6 @@ class View:
         bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
         png = figure_png(self.static_figure())
         if self.figure_path is not None:
-            Path(self.figure_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(self.figure_path).write_bytes(png)
+            atomic_write(self.figure_path, png)
         bundle["image/png"] = base64.b64encode(png).decode("ascii")
         return bundle

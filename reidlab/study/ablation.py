@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reidlab.utils import atomic_write
+
 from .claims import Claim, arm_summary, claims_json, evaluate_claims
 from .mechanisms import measure_controls
 from .plan import ADASP_REGIMES, TABLES, ablation_claims, ablation_plan, backbone_record, study_backbone, study_datasets
@@ -167,7 +169,7 @@ def runs_overview(frame: pd.DataFrame, out: str | os.PathLike, untrained_margin:
     chance = (100 * chance.rename(index=lambda root: Path(root).name, columns={
         "chance_mAP": "chance mAP (%)", "chance_rank1": "chance rank-1 (%)"})).rename_axis("test split")
     frame = with_untrained_flags(frame, frame["chance_mAP"], margin_points=untrained_margin)
-    frame.to_csv(Path(out) / "runs.csv", index=False)
+    atomic_write(Path(out) / "runs.csv", frame.to_csv(index=False))
     ok = frame["status"] == "ok"
     failed, untrained = frame[~ok][["run", "error"]], frame[ok & frame["untrained"]][["run", "mAP", "untrained_reason"]]
     minutes = frame["duration_s"].fillna(0).sum() / 60
@@ -189,7 +191,7 @@ def verdict_page(frame: pd.DataFrame, setup: AblationSetup, out: str | os.PathLi
     import pandas as pd
 
     verdicts = study_verdicts(frame, setup, confidence)
-    (Path(out) / "claims.json").write_text(json.dumps(verdicts["claims_json"], indent=2, allow_nan=False) + "\n")
+    atomic_write(Path(out) / "claims.json", json.dumps(verdicts["claims_json"], indent=2, allow_nan=False) + "\n")
     claims = pd.DataFrame(verdicts["results"], columns=[
         "id", "source", "statement", "delta", "ci_low", "ci_high", "margin", "n_pairs", "p", "p_holm",
         "p_holm_equivalence", "controls", "verdict"]).set_index("id")
@@ -235,7 +237,7 @@ def table_page(frame: pd.DataFrame, rows: Mapping[str, Mapping[str, str]], table
     if differing:
         print_fn("warning: the runs of this table differ in " + "; ".join(f"{k}: {v}" for k, v in differing.items()))
     result = paired_table(frame, labels, reference, metrics=metrics, confidence=confidence)
-    result.to_csv(Path(out) / f"table_{table}.csv")
+    atomic_write(Path(out) / f"table_{table}.csv", result.to_csv())
     seeds = frame["seed"].nunique()
     caption = (f"{title}: mean ± {confidence:.0%} CI over {seeds} seeds; Δ paired vs {reference}"
                + (" (†: re-ranked)" if any(m.endswith("_rerank") for m in metrics) else ""))

@@ -3,7 +3,6 @@ index shows them, and folder-safe names. Shared by every study module."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import re
 import traceback
@@ -11,14 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reidlab.utils import atomic_write
+from reidlab.utils import atomic_write, utc_now
 
 __all__ = ["error_record", "jsonable", "read_json", "slug", "utc_now", "write_json"]
-
-
-def utc_now() -> str:
-    """The time of a record, in UTC to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def jsonable(value: Any) -> Any:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reidlab.utils import atomic_write
 from reidlab.utils.stats import mean_ci
 
 from .io import slug
@@ -483,7 +484,7 @@ def paper_report(output_root: str | os.PathLike = "reports", profile: str | os.P
     for line in cost_lines(setup, cost):
         print_fn(line)
     estimate = out / "estimate.json"
-    estimate.write_text(json.dumps(cost, indent=2, default=str) + "\n")
+    atomic_write(estimate, json.dumps(cost, indent=2, default=str) + "\n")
     if dry_run:
         print_fn(f"dry run: nothing submitted; the estimate is in {estimate}")
         return estimate

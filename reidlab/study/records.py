@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reidlab.utils import atomic_write
+
 from .io import jsonable, read_json
 
 PARAMS_FILE = "params.json"
@@ -17,6 +19,8 @@ STATUS_FILE = "status.json"
 HEADLINE_METRICS = ("mAP", "rank1", "rank5", "mINP", "mAP_rerank", "rank1_rerank")
 # Columns of collect() holding a run's provenance (metrics.json "provenance", written by the trainer).
 PROVENANCE_PREFIX = "prov."
+# A seed's folder in a sweep (``<point>/seed<n>``): the run's point is the folder above it.
+SEED_FOLDER = re.compile(r"seed(-?\d+)")
 
 
 FIGURES_DIR = "figures"  # where a notebook's figures go (viz.save_figure); the index shows summary.png first
@@ -31,7 +35,7 @@ def write_page_metrics(output_dir: str | os.PathLike, metrics: Mapping[str, Any]
     """A notebook's final record: ``metrics`` and the figures it saved, written where the study reads a run's
     metrics (numpy numbers as floats); returned as written."""
     record = {**metrics, "figures": saved_figures(output_dir)}
-    run_folder(output_dir).metrics_path.write_text(json.dumps(record, indent=2, default=float))
+    atomic_write(run_folder(output_dir).metrics_path, json.dumps(record, indent=2, default=float))
     return record
 
 
@@ -63,7 +67,7 @@ def run_record(runner: Any, parameters: Mapping[str, Any]) -> dict:
     return {"runner": name, "parameters": dict(parameters)}
 
 
-RUN_STATUSES = ("submitted", "running", "ok", "failed")
+RUN_STATUSES = ("submitted", "running", "interrupted", "ok", "failed")
 
 
 def record_problem(run_dir: str | os.PathLike) -> str | None:
@@ -71,22 +75,30 @@ def record_problem(run_dir: str | os.PathLike) -> str | None:
     metrics.json that does not parse as a JSON object (cut short by a crash, edited by hand), a status.json without
     a known ``status``, a params.json without ``parameters``. Such a run is ``unreadable``: listed with the reason,
     never counted as finished, redone only when asked (``retry_failed=True`` / ``--retry-failed``)."""
-    run_dir = Path(run_dir)
+    return _read_records(Path(run_dir))[1]
+
+
+def _read_records(run_dir: Path) -> tuple[tuple[dict, dict, dict], str | None]:
+    """A run's params.json, status.json and metrics.json as parsed ({} where a file is missing), and
+    :func:`record_problem`'s reason (then no records): collect parses each file once this way, not twice."""
+    records = []
     for path, required in ((run_dir / PARAMS_FILE, "parameters"), (run_dir / STATUS_FILE, "status"),
                            (run_folder(run_dir).metrics_path, None)):
+        records.append({})
         if not path.exists():
             continue
         try:
             record = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, ValueError) as error:
-            return f"{path}: does not parse ({type(error).__name__}: {str(error)[:80]})"
+            return (), f"{path}: does not parse ({type(error).__name__}: {str(error)[:80]})"
         if not isinstance(record, dict):
-            return f"{path}: holds a {type(record).__name__}, not a record"
+            return (), f"{path}: holds a {type(record).__name__}, not a record"
         if required and required not in record:
-            return f"{path}: has no {required!r}"
+            return (), f"{path}: has no {required!r}"
         if required == "status" and record["status"] not in RUN_STATUSES:
-            return f"{path}: unknown status {record['status']!r} (known: {', '.join(RUN_STATUSES)})"
-    return None
+            return (), f"{path}: unknown status {record['status']!r} (known: {', '.join(RUN_STATUSES)})"
+        records[-1] = record
+    return tuple(records), None
 
 
 def is_complete(run_dir: str | os.PathLike) -> bool:
@@ -142,20 +154,21 @@ def collect(root: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
     root = Path(root).resolve()
     rows = []
     for run_dir in find_runs(root):
-        if problem := record_problem(run_dir):  # a torn or foreign record: listed with its reason, never counted
+        records, problem = _read_records(run_dir)
+        if problem:  # a torn or foreign record: listed with its reason, never counted
             rel = run_dir.relative_to(root).as_posix() if run_dir != root else "."
-            point = run_dir.parent.name if re.fullmatch(r"seed-?\d+", run_dir.name) else run_dir.name
-            seed = re.fullmatch(r"seed(-?\d+)", run_dir.name)
+            seed = SEED_FOLDER.fullmatch(run_dir.name)
+            point = run_dir.parent.name if seed else run_dir.name
             rows.append({"run": rel, "point": point, "seed": int(seed.group(1)) if seed else None, "kind": "run",
                          "status": "unreadable", "error": problem, "duration_s": None})
             continue
-        params = run_params(run_dir)
-        status = read_json(run_dir / STATUS_FILE)
+        params, status, metrics = records
+        params = params or run_params(run_dir)  # without a params.json: a notebook executed with plain papermill
         # A failed or interrupted re-run may have left the metrics.json of an earlier attempt: not its results.
-        metrics = read_json(run_folder(run_dir).metrics_path) if status.get("status", "ok") == "ok" else {}
+        metrics = metrics if status.get("status", "ok") == "ok" else {}
         parameters = params.get("parameters", {})
         rel = run_dir.relative_to(root).as_posix() if run_dir != root else "."
-        point = run_dir.parent.name if re.fullmatch(r"seed-?\d+", run_dir.name) else run_dir.name
+        point = run_dir.parent.name if SEED_FOLDER.fullmatch(run_dir.name) else run_dir.name
         row: dict[str, Any] = {
             "run": rel,
             "point": point,

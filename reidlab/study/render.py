@@ -1,21 +1,27 @@
 """HTML without code for executed notebooks, and the study index.
 
 Notebooks go through nbconvert's HTMLExporter with a preprocessor that filters their outputs; the index is a
-Jinja2 template (``templates/index.html.j2``) filled with plain data prepared here.
+Jinja2 template (``templates/index.html.j2``) filled with plain data prepared here, one page per ``ROWS_PER_PAGE``
+runs.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reidlab.utils import atomic_write
+
 from .io import utc_now
-from .records import FIGURES_DIR, HEADLINE_METRICS, PROVENANCE_PREFIX, collect, find_runs, provenance_differences, run_params
+from .records import (FIGURES_DIR, HEADLINE_METRICS, PROVENANCE_PREFIX, SEED_FOLDER, collect, find_runs,
+                      provenance_differences, run_params)
 from .stats import with_untrained_flags
 
 # Metrics stored as fractions and shown in percent.
@@ -26,6 +32,9 @@ NOTEBOOK_ORDER = ("train", "ablation", "positive_pairs", "class_similarity", "ex
 # those differ in it by design, so it is compared among the seeds of a point only; the rest (code, software,
 # hardware) across the whole sweep.
 CONFIGURED_PROVENANCE = ("per_device_batch", "amp", "dataset", "dataset_fingerprint")
+# Runs (table rows and notebook cards) on one index page: a page stays about a megabyte however many runs there are.
+ROWS_PER_PAGE = 1000
+UNFINISHED = ("failed", "interrupted", "unreadable")  # statuses listed first, with their error
 
 
 @functools.cache
@@ -64,7 +73,7 @@ def render_notebook(notebook: str | os.PathLike, output: str | os.PathLike | Non
     node.metadata.pop("widgets", None)  # without the widgets' state, each widget output falls back to its image
     body, _ = exporter.from_notebook_node(node)
     output = Path(output) if output else notebook.with_suffix(".html")
-    output.write_text(body, encoding="utf-8")
+    atomic_write(output, body)
     return output
 
 
@@ -131,7 +140,7 @@ def _run(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "run": row["run"],
         "status": str(row["status"]),
-        "error": str(row.get("error") or "") if row["status"] in ("failed", "unreadable") else None,
+        "error": str(row.get("error") or "") if row["status"] in UNFINISHED else None,
         "seconds": None if _missing(row.get("duration_s")) else f"{row['duration_s']:.0f}",
         "provenance": _provenance(row),
         "untrained": untrained,
@@ -158,27 +167,27 @@ def _card(row: Mapping[str, Any], root: Path, headline: list[str]) -> dict[str, 
 
 
 def _group_name(run: str) -> str:
+    """The sweep a run belongs to: the folder above ``<point>/<seed>`` (``.`` for the rendered sweep folder itself);
+    for a run folder not named by seed, the folder two levels up, or its own name at the top."""
     parts = Path(run).parts
+    if len(parts) == 2 and SEED_FOLDER.fullmatch(parts[1]):
+        return "."
     return "/".join(parts[:-2]) if len(parts) > 2 else (parts[0] if parts else ".")
 
 
-def _sweep_group(name: str, runs: list[dict], frame: "pandas.DataFrame") -> dict[str, Any]:  # noqa: F821
-    """A sweep's table: the metrics, the parameters that vary (shared ones go in a footnote) and a warning when
-    the runs differ in provenance that their parameters do not explain (torch, GPU, commit; the data or batch
-    among the seeds of one point), which the table would otherwise hide."""
+def _sweep_group(name: str, runs: list[dict], runs_frame: "pandas.DataFrame") -> dict[str, Any]:  # noqa: F821
+    """A sweep's table (``runs_frame``: the rows of ``runs``): the metrics, the parameters that vary (shared ones go
+    in a footnote) and a warning when the runs differ in provenance that their parameters do not explain (torch,
+    GPU, commit; the data or batch among the seeds of one point), which the table would otherwise hide."""
     present = sorted({k for r in runs for k, v in r.items() if k.startswith("param.") and not _missing(v)}
                      - {"param.seed", "param.output_dir"})
     values = {k: {json.dumps(r.get(k), default=str) for r in runs} for k in present}
     varying = [k for k in present if len(values[k]) > 1]
     metric_cols = [m for m in (*HEADLINE_METRICS, "mINP_rerank", "epochs_completed")
-                   if m in frame.columns and any(not _missing(r.get(m)) for r in runs)]
-    runs_frame = frame[frame["run"].isin([r["run"] for r in runs])]
+                   if m in runs_frame.columns and any(not _missing(r.get(m)) for r in runs)]
     environment = [c for c in runs_frame.columns
                    if c.startswith(PROVENANCE_PREFIX) and c.removeprefix(PROVENANCE_PREFIX) not in CONFIGURED_PROVENANCE]
-    differences = provenance_differences(runs_frame, environment)
-    for point, seeds in runs_frame.groupby("point"):
-        among_seeds = provenance_differences(seeds, CONFIGURED_PROVENANCE)
-        differences.update({f"{key} in {point}": distinct for key, distinct in among_seeds.items()})
+    differences = provenance_differences(runs_frame, environment) | _differences_among_seeds(runs_frame)
     rows = []
     for r in runs:
         metrics = [
@@ -191,6 +200,7 @@ def _sweep_group(name: str, runs: list[dict], frame: "pandas.DataFrame") -> dict
     return {
         "name": name,
         "ok": sum(r["status"] == "ok" for r in runs),
+        "runs": len(runs),
         "shared": [(k[6:], _format_value(runs[0].get(k))) for k in present if len(values[k]) == 1],
         "metric_headers": [f"{c} (%)" if c in PERCENT_METRICS else c for c in metric_cols],
         "varying_headers": [c[6:].removeprefix("overrides.") for c in varying],
@@ -199,11 +209,65 @@ def _sweep_group(name: str, runs: list[dict], frame: "pandas.DataFrame") -> dict
     }
 
 
-def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: str = "") -> Path:
+def _differences_among_seeds(runs_frame: "pandas.DataFrame") -> dict[str, list]:  # noqa: F821
+    """The configured provenance that differs among the seeds of a point, as ``"<key> in <point>"``. One grouped
+    count over the sweep finds the points that may differ; only those are compared value by value, so that a
+    sweep of thousands of points costs one pass, not one comparison per point."""
+    columns = [c for c in runs_frame.columns
+               if c.startswith(PROVENANCE_PREFIX) and c.removeprefix(PROVENANCE_PREFIX) in CONFIGURED_PROVENANCE]
+    if not columns or runs_frame.empty:
+        return {}
+    counts = runs_frame[columns].groupby(runs_frame["point"]).nunique(dropna=False)
+    differences = {}
+    for point in counts.index[counts.gt(1).any(axis=1)]:
+        among_seeds = provenance_differences(runs_frame[runs_frame["point"] == point], CONFIGURED_PROVENANCE)
+        differences.update({f"{key} in {point}": distinct for key, distinct in among_seeds.items()})
+    return differences
+
+
+def _pages(cards: list[dict], sweeps: list[dict], rows_per_page: int) -> list[list[tuple[dict | None, int]]]:
+    """Cards, then the sweeps' rows, cut into pages of at most ``rows_per_page`` runs: each entry is (None, card
+    position) or (sweep, row position). The seeds of a point stay on one page unless the point alone is larger."""
+    units = [[(None, i)] for i in range(len(cards))]
+    for sweep in sweeps:
+        rows = sweep["rows"]
+        starts = [i for i in range(len(rows)) if i == 0 or rows[i]["point"] != rows[i - 1]["point"]]
+        units += [[(sweep, i) for i in range(start, end)] for start, end in zip(starts, [*starts[1:], len(rows)])]
+    pages: list[list] = [[]]
+    for unit in units:
+        for start in range(0, len(unit), rows_per_page):
+            piece = unit[start:start + rows_per_page]
+            if pages[-1] and len(pages[-1]) + len(piece) > rows_per_page:
+                pages.append([])
+            pages[-1].extend(piece)
+    return pages
+
+
+def _page_content(entries: list[tuple[dict | None, int]], cards: list[dict]) -> dict[str, list]:
+    """A page's cards and sweep tables: a sweep cut across pages shows its rows here and which ones they are."""
+    parts = []
+    for _, same_sweep in itertools.groupby((e for e in entries if e[0] is not None), key=lambda e: id(e[0])):
+        same_sweep = list(same_sweep)
+        sweep, first, last = same_sweep[0][0], same_sweep[0][1], same_sweep[-1][1]
+        parts.append({**sweep, "rows": sweep["rows"][first:last + 1],
+                      "part": None if last - first + 1 == sweep["runs"] else f"rows {first + 1}–{last + 1}"})
+    return {"cards": [cards[i] for sweep, i in entries if sweep is None], "groups": parts}
+
+
+def _page_name(number: int) -> str:
+    return "index.html" if number == 1 else f"index-{number}.html"
+
+
+def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: str = "",
+                rows_per_page: int = ROWS_PER_PAGE) -> Path:
     """``root/index.html``: a card per executed notebook (figure, parameters, headline metrics, link to its
     HTML) and a table per sweep with every run, its parameters, status, metrics and provenance; failed runs show
     their error, untrained ones their reason, and a sweep whose runs differ in provenance gets a warning.
-    ``notes`` is trusted HTML."""
+    ``notes`` is trusted HTML.
+
+    At most ``rows_per_page`` runs go on a page, so a page stays small however many runs there are: the rest go
+    on ``index-2.html``, ``index-3.html`` ..., which the first page lists; the first page also lists the failed
+    and unreadable runs (up to ``rows_per_page``), each with the page that holds its row. Returns the first page."""
     import jinja2
 
     root = Path(root).resolve()
@@ -213,31 +277,52 @@ def write_index(root: str | os.PathLike, title: str = "reidlab study", notes: st
     headline = [m for m in HEADLINE_METRICS if m in frame.columns]
     records = frame.to_dict("records")
     order = {name: i for i, name in enumerate(NOTEBOOK_ORDER)}
-    notebook_runs = sorted((r for r in records if (root / r["run"] / f"{r['kind']}.ipynb").exists()),
+    executed = [(root / r["run"] / f"{r['kind']}.ipynb").exists() for r in records]
+    notebook_runs = sorted((r for r, notebook in zip(records, executed, strict=True) if notebook),
                            key=lambda r: (order.get(r["kind"], len(order)), r["run"]))
-    groups: dict[str, list[dict]] = {}
-    for r in records:
-        if r not in notebook_runs:
-            groups.setdefault(_group_name(r["run"]), []).append(r)
+    groups: dict[str, list[int]] = {}
+    for i, (r, notebook) in enumerate(zip(records, executed, strict=True)):
+        if not notebook:
+            groups.setdefault(_group_name(r["run"]), []).append(i)
+    cards = [_card(r, root, headline) for r in notebook_runs]
+    sweeps = [_sweep_group(name, [records[i] for i in rows], frame.iloc[rows]) for name, rows in groups.items()]
+    pages = _pages(cards, sweeps, rows_per_page)
+    problems = [{**run, "page": _page_name(number)} for number, entries in enumerate(pages, 1)
+                for run in (_entry(entry, cards) for entry in entries) if run["status"] in UNFINISHED]
     environment = jinja2.Environment(loader=jinja2.PackageLoader("reidlab.study", "templates"), autoescape=True,
                                      trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    page = environment.get_template("index.html.j2").render(
-        title=title,
-        notes=notes,
-        generated=utc_now(),
-        num_runs=len(frame),
-        num_failed=int(frame["status"].isin(["failed", "unreadable"]).sum()) if len(frame) else 0,
-        cards=[_card(r, root, headline) for r in notebook_runs],
-        groups=[_sweep_group(name, runs, frame) for name, runs in groups.items()],
-    )
-    index = root / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index
+    template = environment.get_template("index.html.j2")
+    shared = {"title": title, "generated": utc_now(), "num_runs": len(frame), "num_pages": len(pages),
+              "num_failed": int(frame["status"].isin(UNFINISHED).sum()) if len(frame) else 0,
+              "unfinished": UNFINISHED}
+    contents = [{"page": _page_name(number), "first": _entry(entries[0], cards)["run"],
+                 "last": _entry(entries[-1], cards)["run"], "runs": len(entries)}
+                for number, entries in enumerate(pages, 1) if entries]
+    for number, entries in enumerate(pages, 1):
+        first = number == 1
+        page = template.render(
+            **shared, **_page_content(entries, cards), number=number,
+            previous=_page_name(number - 1) if number > 1 else None,
+            next=_page_name(number + 1) if number < len(pages) else None,
+            notes=notes if first else "", contents=contents if first and len(pages) > 1 else [],
+            problems=problems[:rows_per_page] if first else [], problems_elsewhere=len(problems[rows_per_page:]),
+        )
+        atomic_write(root / _page_name(number), page)
+    for stale in root.glob("index-*.html"):  # pages of an earlier index with more runs
+        if (name := re.fullmatch(r"index-(\d+)\.html", stale.name)) and int(name.group(1)) > len(pages):
+            stale.unlink()
+    return root / _page_name(1)
+
+
+def _entry(entry: tuple[dict | None, int], cards: list[dict]) -> dict:
+    """The card or the table row a page entry stands for."""
+    sweep, i = entry
+    return cards[i] if sweep is None else sweep["rows"][i]
 
 
 def render(root: str | os.PathLike = "reports", title: str = "reidlab study", notes: str = "") -> Path:
     """HTML (no code cells) for every executed notebook in the run folders under ``root``, then
-    ``root/index.html``. Returns the index path."""
+    ``root/index.html`` (and its further pages, see :func:`write_index`). Returns the index path."""
     root = Path(root)
     for run_dir in find_runs(root):
         kind = run_params(run_dir).get("notebook")

@@ -145,7 +145,13 @@ class SlurmTask:
         if environment.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         if environment.global_rank > 0:  # joins rank 0's process group in the runner; rank 0 keeps the records
-            return {} if is_complete(run_dir) else dict(runner(dict(parameters), run_dir) or {})
+            from reidlab.engine import TrainingInterrupted
+
+            try:
+                return {} if is_complete(run_dir) else dict(runner(dict(parameters), run_dir) or {})
+            except TrainingInterrupted:
+                await_slurm_kill()
+                raise
         job = {"slurm_job_id": environment.job_id, "node": environment.hostname,
                "stdout": str(environment.paths.stdout), "stderr": str(environment.paths.stderr)}
         return execute(runner, parameters, run_dir, kernel_name, timeout, job=job)
@@ -161,6 +167,15 @@ def report_failure(exc: BaseException, job: Mapping[str, Any]) -> dict:
     traceback.print_exception(exc, file=sys.stderr)
     sys.stderr.flush()
     return {"log_tail": log_tail(job.get("stderr"))}
+
+
+def await_slurm_kill(seconds: float = 300.0) -> None:
+    """Wait for SLURM's SIGKILL after a SIGTERM stopped the run (preemption, requeue, scancel: the kill follows
+    after ``KillWait``). A task that returned instead would leave a result file, and submitit would report the job
+    finished, failed, though SLURM is requeueing it to continue from the checkpoint just written."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
 
 
 class SubmissionError(ValueError):
@@ -195,9 +210,10 @@ def _queue_summary(jobs: Mapping[str, str], job_ids: list[str]) -> str:
 
 
 def submitted_job(run_dir: Path) -> dict:
-    """The SLURM job last recorded for a run: its status.json while it runs, else the sweep's slurm.json."""
+    """The SLURM job last recorded for a run: its status.json while it runs (or was stopped by a signal, and may be
+    requeued), else the sweep's slurm.json."""
     status = read_json(run_dir / STATUS_FILE)
-    if status.get("status") == "running" and status.get("slurm_job_id"):
+    if status.get("status") in ("running", "interrupted") and status.get("slurm_job_id"):
         return status
     if status.get("status") == "submitted":
         return read_json(run_dir / SLURM_JOB_FILE)
@@ -218,7 +234,9 @@ def finish_record(job, run_dir: Path) -> dict:
         return job.results()[0]
     except Exception as exc:  # noqa: BLE001 - submitit's UncompletedJobError / FailedJobError
         status = read_json(run_dir / STATUS_FILE)
-        status.update(status="failed", finished=utc_now(), slurm_job_id=job.job_id,
+        # a run a signal stopped (scancel, preemption) holds its checkpoint: still interrupted, the next sweep continues it
+        status.update(status="interrupted" if status.get("status") == "interrupted" else "failed",
+                      finished=utc_now(), slurm_job_id=job.job_id,
                       error=f"SLURM job {job.job_id} ended ({_job_state(job)}) without finishing the run: "
                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                       log_tail=log_tail(job.paths.stderr), stdout=str(job.paths.stdout), stderr=str(job.paths.stderr))
@@ -228,7 +246,7 @@ def finish_record(job, run_dir: Path) -> dict:
 
 def run_on_slurm(execute: Callable[..., dict], runner: Any, todo: list[tuple[dict, Path]], root: Path,
                  cluster: ClusterConfig, kernel_name: str | None, timeout: float | None, wait: bool, progress: bool,
-                 report_done: Callable[[dict, int], None], print_fn: Callable[[str], None] | None,
+                 report_done: Callable[[dict], None], print_fn: Callable[[str], None] | None,
                  poll_s: float = 2.0) -> None:
     """Submit the runs of ``todo`` that no queued job is running already as one job array; with ``wait``,
     follow every job (the new ones and those found queued) until it ends, reporting each as it finishes."""
@@ -240,17 +258,19 @@ def run_on_slurm(execute: Callable[..., dict], runner: Any, todo: list[tuple[dic
     submit: list[tuple[dict, Path]] = []
     for parameters, run_dir in todo:
         record = submitted_job(run_dir)
-        if record.get("slurm_job_id") in queued:
+        state = queued.get(record.get("slurm_job_id"), "")
+        # a run stopped by a signal is followed only while SLURM requeues its job; a cancelled one is submitted again
+        if state and (record.get("status") != "interrupted" or state.startswith(("PENDING", "RUNNING", "REQUEUE"))):
             following.append((submitit.SlurmJob(folder=folder, job_id=record["slurm_job_id"]), run_dir))
         else:
             submit.append((parameters, run_dir))
     if following and print_fn:
         print_fn(f"  {len(following)} run(s) are queued or running already: following them, not resubmitting")
     if submit:
-        for parameters, run_dir in submit:  # a fresh folder per submission: no leftovers of an earlier attempt
-            if run_dir.exists():
+        for parameters, run_dir in submit:  # a fresh folder per submission (an interrupted run keeps its checkpoint)
+            if run_dir.exists() and read_json(run_dir / STATUS_FILE).get("status") != "interrupted":
                 shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
             write_json(run_dir / PARAMS_FILE, run_record(runner, parameters))
             write_json(run_dir / STATUS_FILE, {"status": "submitted", "submitted": utc_now()})
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=cluster.max_requeues)
@@ -277,21 +297,20 @@ def run_on_slurm(execute: Callable[..., dict], runner: Any, todo: list[tuple[dic
         _follow(following, progress, report_done, poll_s)
 
 
-def _follow(following: list[tuple[Any, Path]], progress: bool, report_done: Callable[[dict, int], None],
+def _follow(following: list[tuple[Any, Path]], progress: bool, report_done: Callable[[dict], None],
             poll_s: float, queue_every_s: float = 15.0) -> None:
     """Wait for every job, reporting each run as it ends; the bar shows the jobs' states (and why they pend)."""
     from tqdm.auto import tqdm
 
-    done, queue_checked = 0, 0.0
+    queue_checked = 0.0
     with tqdm(total=len(following), desc="SLURM runs", unit="run", disable=not progress, file=sys.stderr) as bar:
         while following:
             still = []
             for job, run_dir in following:
                 if job.done():
-                    done += 1
                     bar.update()
                     with tqdm.external_write_mode(file=sys.stderr):
-                        report_done({**finish_record(job, run_dir), "output_dir": str(run_dir)}, done)
+                        report_done({**finish_record(job, run_dir), "output_dir": str(run_dir)})
                 else:
                     still.append((job, run_dir))
             changed, following = len(still) < len(following), still

@@ -50,6 +50,15 @@ def _counted_runs(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return frame[keep]
 
 
+def _seed_means(runs: pd.DataFrame, metric: str, scale: float) -> pd.Series:
+    """The values of counted ``runs`` multiplied by ``scale``, indexed by (point, seed) and sorted; two runs of
+    the same seed (a re-run kept twice) are averaged so that a seed appears once per point."""
+    import pandas as pd
+
+    values = pd.to_numeric(runs[metric]).astype(float) * scale
+    return values.groupby([runs["point"].to_numpy(), runs["seed"].to_numpy()]).mean()
+
+
 def arm_values(frame: pd.DataFrame, point: str, metric: str, scale: float = 1.0) -> pd.Series:
     """The counted values of one arm, indexed by seed and multiplied by ``scale``. Two runs with the same seed
     (a re-run kept twice) are averaged so that a seed appears once."""
@@ -59,8 +68,7 @@ def arm_values(frame: pd.DataFrame, point: str, metric: str, scale: float = 1.0)
     runs = runs[runs["point"] == point]
     if runs.empty:
         return pd.Series([], dtype=float, index=pd.Index([], name="seed"))
-    values = pd.to_numeric(runs[metric]).astype(float) * scale
-    return values.groupby(runs["seed"].to_numpy()).mean().rename_axis("seed")
+    return _seed_means(runs, metric, scale).droplevel(0).rename_axis("seed")
 
 
 def term_label(point: str, metric: str) -> str:
@@ -104,6 +112,9 @@ class PairedResult:
     sd: float  # sd of the differences (ddof=1; nan when n < 2)
 
 
+NO_PAIRS = PairedResult(math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan)  # nothing to compare
+
+
 def _signed_sums(values: np.ndarray) -> np.ndarray:
     """All 2**n sums ±v1 ± v2 ... ± vn (one per sign pattern)."""
     import numpy as np
@@ -143,25 +154,42 @@ def paired_test(differences: Iterable[float], confidence: float = 0.95) -> Paire
     equal the t statistic is undefined; then p is 0 if they are nonzero (every seed moved by the same amount) and
     1 if they are all zero, and the interval shrinks to the point."""
     import numpy as np
-    from scipy import stats
 
     d = np.asarray(list(differences), float)
-    d = d[np.isfinite(d)]
-    n = int(d.size)
+    return _paired_tests(d[np.isfinite(d)][np.newaxis], confidence)[0]
+
+
+def _paired_tests(differences: np.ndarray, confidence: float) -> list[PairedResult]:
+    """:func:`paired_test` of each row of ``differences`` (finite values, as many per row): numpy along the rows
+    and one scipy call for the whole matrix instead of one per row, with the same arithmetic per row, so the same
+    bits."""
+    import numpy as np
+    from scipy import stats
+
+    rows, n = differences.shape
     if n == 0:
-        return PairedResult(math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan)
-    delta = float(d.mean())
-    p_perm = sign_flip_p(d) if n >= MIN_PERMUTATION_PAIRS else math.nan
+        return [NO_PAIRS] * rows
+    delta = differences.mean(axis=1)
+    p_perm = [sign_flip_p(d) for d in differences] if n >= MIN_PERMUTATION_PAIRS else [math.nan] * rows
     if n < 2:
-        return PairedResult(delta, math.nan, math.nan, n, math.nan, p_perm, math.nan)
-    sd = float(d.std(ddof=1))
-    if float(np.ptp(d)) <= 1e-12 * max(1.0, float(np.abs(d).max())):
-        p = 1.0 if abs(delta) <= 1e-12 else 0.0
-        return PairedResult(delta, delta, delta, n, p, p_perm, 0.0)
+        return [PairedResult(float(delta[i]), math.nan, math.nan, n, math.nan, p_perm[i], math.nan)
+                for i in range(rows)]
+    sd = differences.std(axis=1, ddof=1)
+    constant = np.ptp(differences, axis=1) <= 1e-12 * np.maximum(1.0, np.abs(differences).max(axis=1))
     se = sd / math.sqrt(n)
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * se
-    p = float(2 * stats.t.sf(abs(delta / se), n - 1))
-    return PairedResult(delta, delta - half, delta + half, n, p, p_perm, sd)
+    with np.errstate(divide="ignore", invalid="ignore"):  # constant rows (se = 0) are answered below
+        p = 2 * stats.t.sf(np.abs(delta / se), n - 1)
+    results = []
+    for i in range(rows):
+        if constant[i]:
+            p_constant = 1.0 if abs(delta[i]) <= 1e-12 else 0.0
+            results.append(PairedResult(float(delta[i]), float(delta[i]), float(delta[i]), n, p_constant,
+                                        p_perm[i], 0.0))
+        else:
+            results.append(PairedResult(float(delta[i]), float(delta[i] - half[i]), float(delta[i] + half[i]), n,
+                                        float(p[i]), p_perm[i], float(sd[i])))
+    return results
 
 
 def holm(pvalues: Iterable[float]) -> np.ndarray:
@@ -208,24 +236,17 @@ def paired_table(
         raise ValueError(f"reference {reference!r} is not one of the rows {list(rows)}")
     if primary not in metrics:
         raise ValueError(f"primary metric {primary!r} is not one of the metrics {list(metrics)}")
-    reference_point = rows[reference]
-    # each row reads only its own runs and the reference's: a table of thousands of points stays linear in runs
-    by_point = dict(iter(frame.groupby("point", sort=False))) if len(frame) else {}
-    reference_runs = by_point.get(reference_point, frame.iloc[0:0])
+    # one grouping of the frame per metric, not one per row: a table of thousands of points stays fast
+    arms = {metric: _arms_against(frame, rows[reference], metric, scale, confidence) for metric in metrics}
     records = []
     for label, point in rows.items():
-        own = by_point.get(point, frame.iloc[0:0])
-        record: dict[str, Any] = {"row": label, "runs": len(arm_values(own, point, primary)), "pairs": math.nan}
+        record: dict[str, Any] = {"row": label, "runs": len(arms[primary][0].get(point, ())), "pairs": math.nan}
         for metric in metrics:
-            mean, half, _ = mean_ci(arm_values(own, point, metric, scale), confidence)
-            record[f"{metric} mean"], record[f"{metric} ±CI"] = mean, half
-            result = PairedResult(math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan)
-            if label != reference:
-                both = pd.concat([own, reference_runs]) if point != reference_point else own
-                pairs = paired_values(both, [(point, metric), (reference_point, metric)], scale)
-                result = paired_test(pairs.iloc[:, 0] - pairs.iloc[:, -1], confidence)
-                if metric == primary:
-                    record["pairs"] = result.n_pairs
+            values, tests = arms[metric]
+            record[f"{metric} mean"], record[f"{metric} ±CI"], _ = mean_ci(values.get(point, ()), confidence)
+            result = NO_PAIRS if label == reference else tests.get(point, NO_PAIRS)
+            if metric == primary and label != reference:
+                record["pairs"] = result.n_pairs
             record[f"{metric} Δ"], record[f"{metric} Δ low"], record[f"{metric} Δ high"] = (
                 result.delta, result.ci_low, result.ci_high)
             record[f"{metric} p"], record[f"{metric} p_perm"] = result.p, result.p_perm
@@ -233,6 +254,50 @@ def paired_table(
     table = pd.DataFrame(records).set_index("row")
     table[f"{primary} p_holm"] = holm(table[f"{primary} p"])
     return table
+
+
+def _arms_against(
+    frame: pd.DataFrame, reference_point: str, metric: str, scale: float, confidence: float,
+) -> tuple[dict[str, np.ndarray], dict[str, PairedResult]]:
+    """Every arm's :func:`arm_values` (point -> values in seed order) and its :func:`paired_test` against the
+    reference point, paired by seed (point -> result; missing where no seed pairs). One grouping of the frame, the
+    per-seed differences of all arms in one subtraction and one test call per pair count, instead of pandas
+    work per arm."""
+    import numpy as np
+
+    runs = _counted_runs(frame, metric)
+    if runs.empty:
+        return {}, {}
+    means = _seed_means(runs, metric, scale)
+    points, seeds = (means.index.get_level_values(level).to_numpy() for level in (0, 1))
+    values = means.to_numpy()
+    starts = _run_starts(points)
+    arm_values_by_point = dict(zip(points[starts], np.split(values, starts[1:]), strict=True))
+    reference = np.flatnonzero(points == reference_point)  # its rows, in seed order
+    same_seed, paired = np.zeros(len(seeds), int), np.zeros(len(seeds), bool)  # the reference's row of each seed
+    if reference.size:
+        same_seed = reference[np.minimum(np.searchsorted(seeds[reference], seeds), reference.size - 1)]
+        paired = seeds[same_seed] == seeds
+    differences = values[paired] - values[same_seed[paired]]
+    finite = np.isfinite(differences)  # paired_test drops the others
+    pair_points, differences = points[paired][finite], differences[finite]
+    if not pair_points.size:
+        return arm_values_by_point, {}
+    starts = _run_starts(pair_points)
+    counts = np.diff(np.r_[starts, pair_points.size])
+    tests = {}
+    for n in np.unique(counts):
+        arms = starts[counts == n]
+        results = _paired_tests(differences[arms[:, np.newaxis] + np.arange(n)], confidence)
+        tests.update(zip(pair_points[arms], results, strict=True))
+    return arm_values_by_point, tests
+
+
+def _run_starts(keys: np.ndarray) -> np.ndarray:
+    """Where each run of equal consecutive ``keys`` begins (``keys`` grouped, as a sorted index leaves them)."""
+    import numpy as np
+
+    return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
+
+from reidlab.utils import DiskFullError
+from reidlab.utils.lease import LEASE_FILE, LOCK_FILE, RunLease, lease_holder_text
 
 from .io import error_record, read_json, slug, utc_now, write_json
 from .notebooks import check_parameters, run_notebook
@@ -28,9 +33,11 @@ from .records import (
     run_folder,
     run_record,
 )
-from .slurm import ClusterConfig, load_cluster, report_failure, run_on_slurm, submitted_job
+from .slurm import ClusterConfig, await_slurm_kill, load_cluster, report_failure, run_on_slurm, submitted_job
 
 Runner = Callable[[dict, Path], Mapping[str, Any]]
+FOLLOW_SECONDS = 2.0  # how often a sweep looks at the runs that another launch holds
+HELD_WAIT_SECONDS = 120.0  # how long a SLURM task waits for its run's holder (the job it replaces) to end
 
 
 def check_seeds(seeds: Any, where: str = "seeds") -> list[int]:
@@ -97,19 +104,48 @@ def _init_worker(threads: int) -> None:
 
 def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name: str | None, timeout: float | None,
              job: Mapping[str, Any] | None = None) -> dict:
-    """Run one point; never raises: the outcome is written to ``status.json`` and returned.
+    """Run one point; never raises for a failed run: the outcome is written to ``status.json`` and returned.
 
-    ``job``: the SLURM job running it (id, node, log files), recorded in ``status.json``. A job that SLURM
-    requeued finds its own "running" status and continues from the run's checkpoints; any other earlier
-    attempt is deleted first, so a retry never starts from a failed attempt's files."""
+    The run folder is claimed first (``RunLease``): a run another process is working on is not touched, and comes
+    back as ``{"status": "held", "holder": ...}``. ``job``: the SLURM job running it (id, node, log files), recorded
+    in ``status.json``. A run whose last attempt was interrupted (a signal: ``interrupted``; a kill: ``running`` with
+    no live holder; a requeued SLURM job) continues from its checkpoints; a failed or unreadable attempt is deleted
+    first, so a retry never starts from a failed attempt's files. A signal that stops the run, or a full disk, is
+    recorded as ``interrupted`` and raised again, so the sweep stops too."""
+    lease = RunLease(run_dir)
+    holder = lease.acquire()
+    # a SLURM task was started by the scheduler for this run: a holder is most likely its previous job, ending
+    deadline = time.monotonic() + (HELD_WAIT_SECONDS if job is not None else 0)
+    while holder and time.monotonic() < deadline:
+        time.sleep(1.0)
+        holder = lease.acquire()
+    if holder:
+        return {"status": "held", "holder": holder, "output_dir": str(run_dir), "metrics": {}}
+    try:
+        return _execute_claimed(runner, parameters, run_dir, kernel_name, timeout, job)
+    finally:
+        lease.release()
+
+
+def _finished_record(run_dir: Path) -> dict:
+    return {**read_json(run_dir / STATUS_FILE), "output_dir": str(run_dir),
+            "metrics": read_json(run_folder(run_dir).metrics_path)}
+
+
+def _execute_claimed(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name: str | None,
+                     timeout: float | None, job: Mapping[str, Any] | None) -> dict:
+    from reidlab.engine import TrainingInterrupted
+
+    if is_complete(run_dir):  # finished by another launch since this one looked, or requeued after it finished
+        return {**_finished_record(run_dir), "followed": job is None}
     previous = read_json(run_dir / STATUS_FILE)
-    if job is not None and is_complete(run_dir):  # requeued after it finished, within SLURM's grace period
-        return {**previous, "output_dir": str(run_dir), "metrics": read_json(run_folder(run_dir).metrics_path)}
-    continuing = job is not None and previous.get("status") == "running" and previous.get("slurm_job_id") == job["slurm_job_id"]
+    same_job = job is not None and previous.get("slurm_job_id") == job["slurm_job_id"]
+    continuing = previous.get("status") == "interrupted" or (
+        previous.get("status") == "running" and (job is None or same_job))
     submitted = job is not None and previous.get("status") == "submitted"
     if (previous or record_problem(run_dir)) and not (continuing or submitted):  # an earlier attempt, torn ones too
-        shutil.rmtree(run_dir)
-    fields = dict(job or {})
+        clear_folder(run_dir, keep=(LEASE_FILE, LOCK_FILE))
+    fields = {"host": socket.gethostname(), "pid": os.getpid(), **(job or {})}  # who ran it
     if continuing:
         fields.update(restarts=previous.get("restarts", 0) + 1, first_started=previous.get("first_started", previous.get("started")))
     if isinstance(runner, str):
@@ -117,6 +153,12 @@ def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name:
             return run_notebook(runner, parameters, run_dir, kernel_name=kernel_name, timeout=timeout, status_fields=fields)
         except Exception as exc:  # noqa: BLE001 - recorded by run_notebook in status.json
             status = read_json(run_dir / STATUS_FILE)
+            if getattr(exc, "ename", None) == TrainingInterrupted.__name__:
+                status.update(status="interrupted")
+                write_json(run_dir / STATUS_FILE, status)
+                if job is not None:
+                    await_slurm_kill()
+                raise
             if job is not None:
                 status.update(report_failure(exc, job))
                 write_json(run_dir / STATUS_FILE, status)
@@ -131,6 +173,17 @@ def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name:
         if metrics:
             write_json(run_folder(run_dir).metrics_path, metrics)
         status.update(status="ok")
+    except TrainingInterrupted as exc:
+        status.update(status="interrupted", signal=exc.signal_name, error=str(exc), finished=utc_now())
+        write_json(run_dir / STATUS_FILE, status)
+        if job is not None:
+            await_slurm_kill()
+        raise
+    except DiskFullError as exc:  # the sweep stops (every next run would meet the same disk); the next one continues
+        status.update(status="interrupted", error=str(exc), finished=utc_now())
+        with contextlib.suppress(OSError):  # the status may not fit either: then it still says "running"
+            write_json(run_dir / STATUS_FILE, status)
+        raise
     except Exception as exc:  # noqa: BLE001 - a failed run is data, the sweep goes on
         metrics = {}
         status.update(status="failed", **error_record(exc), **(report_failure(exc, job) if job is not None else {}))
@@ -139,14 +192,53 @@ def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name:
     return {**status, "output_dir": str(run_dir), "metrics": metrics}
 
 
+def clear_folder(folder: Path, keep: Sequence[str] = ()) -> None:
+    """Delete everything in ``folder`` except the names in ``keep`` (an earlier attempt, not the lease on it)."""
+    for path in folder.iterdir():
+        if path.name in keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _follow_held(held: list[tuple[dict, Path]], execute: Callable[[dict, Path], dict],
+                 report_done: Callable[[dict], None], print_fn: Callable[[str], None] | None,
+                 poll_seconds: float = FOLLOW_SECONDS) -> None:
+    """Wait for the runs that other launches hold: a run whose holder finished is reported as it recorded it;
+    one whose holder died (its lease stale) is claimed and continued here."""
+    if held and print_fn:
+        holders = {lease_holder_text(h) for h in (RunLease(d).holder() for _, d in held) if h}
+        print_fn(f"sweep: {len(held)} run(s) are held by another launch ({'; '.join(sorted(holders)) or 'ending'}); "
+                 "following them")
+    while held:
+        time.sleep(poll_seconds)
+        still: list[tuple[dict, Path]] = []
+        for parameters, run_dir in held:
+            if RunLease(run_dir).holder():
+                still.append((parameters, run_dir))
+                continue
+            status = read_json(run_dir / STATUS_FILE).get("status")
+            if status in ("ok", "failed", "interrupted"):  # as its holder recorded it
+                result = {**_finished_record(run_dir), "followed": True}
+            else:  # its holder died: continued here
+                result = execute(parameters, run_dir)
+            if result.get("status") == "held":
+                still.append((parameters, run_dir))
+                continue
+            report_done(result)
+        held = still
+
+
 def _run_in_processes(runner: Runner, todo: list[tuple[dict, Path]], workers: int, threads_per_worker: int | None,
-                      kernel_name: str | None, timeout: float | None, report_done: Callable[[dict, int], None]) -> None:
+                      kernel_name: str | None, timeout: float | None, report_done: Callable[[dict], None]) -> None:
     """Run in-process runners in worker processes. A worker that dies (killed, out of memory) breaks the
     pool: the runs it was executing are recorded as failed, the ones not yet started go to a fresh pool."""
     import multiprocessing
 
     threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
-    done, pending = 0, list(todo)
+    pending = list(todo)
     while pending:
         pool_started = utc_now()
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
@@ -167,8 +259,7 @@ def _run_in_processes(runner: Runner, todo: list[tuple[dict, Path]], workers: in
                                       "(killed, e.g. out of memory); the next sweep retries it")
                         write_json(run_dir / STATUS_FILE, status)
                     result = {**status, "output_dir": str(run_dir), "metrics": read_json(run_folder(run_dir).metrics_path)}
-                done += 1
-                report_done(result, done)
+                report_done(result)
         if len(not_started) == len(pending):
             raise RuntimeError("the sweep's worker processes died before running anything; run with workers=1 to see why")
         pending = not_started
@@ -238,6 +329,11 @@ def sweep(
     failed = {d for _, d in jobs if d not in unreadable and read_json(d / STATUS_FILE).get("status") == "failed"}
     todo = [(p, d) for p, d in jobs if not is_complete(d) and (retry_failed or d not in failed)
             and (retry_unreadable or d not in unreadable)]
+    # runs another launch is working on: left to it and followed (on SLURM: left to it; a SLURM job holding its run
+    # is followed through the queue instead)
+    held = [(p, d) for p, d in todo
+            if (holder := RunLease(d).holder()) and not (executor == "slurm" and holder.get("job_id"))]
+    todo = [(p, d) for p, d in todo if (p, d) not in held]
     if print_fn:
         for run_dir, problem in unreadable.items():
             print_fn(f"sweep: unreadable run {run_dir.relative_to(root).as_posix()}: {problem}"
@@ -245,30 +341,43 @@ def sweep(
                         "runs it again)"))
         kept = "" if retry_failed or not failed else f", {len(failed)} failed (kept; retry_failed=True runs them again)"
         print_fn(f"sweep: {len(jobs)} runs ({len(points)} points x {len(seeds)} seeds), "
-                 f"{sum(is_complete(d) for _, d in jobs)} done{kept}, {len(todo)} to run")
+                 f"{sum(is_complete(d) for _, d in jobs)} done{kept}, {len(todo)} to run"
+                 + (f", {len(held)} held by another launch" if held else ""))
 
-    def report_done(result: dict, done: int) -> None:
+    total, reported = len(todo) + len(held), []
+
+    def report_done(result: dict) -> None:
+        if result.get("status") == "held":  # claimed by another launch since the count above
+            held.append((next(p for p, d in todo if str(d) == result["output_dir"]), Path(result["output_dir"])))
+            return
+        reported.append(result)
         if print_fn:
             metrics = result.get("metrics") or {}
             headline = "  ".join(f"{k}={metrics[k]:.3f}" for k in HEADLINE_METRICS[:2] if isinstance(metrics.get(k), (int, float)))
-            what = headline if result.get("status") == "ok" else f"FAILED {result.get('error', '')[:200]}"
+            what = headline if result.get("status") == "ok" else \
+                f"{str(result.get('status') or 'failed').upper()} {result.get('error', '')[:200]}"
             where = f"  [{result['slurm_job_id']} on {result.get('node', '?')}]" if result.get("slurm_job_id") else ""
-            print_fn(f"  [{done}/{len(todo)}] {Path(result['output_dir']).relative_to(root)}  "
-                     f"{result.get('duration_s') or 0:.0f}s  {what}{where}")
+            by = "  (run by another launch)" if result.get("followed") else ""
+            print_fn(f"  [{len(reported)}/{total}] {Path(result['output_dir']).relative_to(root)}  "
+                     f"{result.get('duration_s') or 0:.0f}s  {what}{where}{by}")
 
     if executor == "slurm":
         if todo:
             run_on_slurm(_execute, notebook, todo, root, cluster, kernel_name, timeout, wait, progress, report_done, print_fn)
+        if held and print_fn:
+            print_fn(f"sweep: {len(held)} run(s) held by another launch are left to it; run the sweep again to read them")
     elif workers <= 1 or len(todo) <= 1:
-        for i, (parameters, run_dir) in enumerate(todo, 1):
-            report_done(_execute(notebook, parameters, run_dir, kernel_name, timeout), i)
+        for parameters, run_dir in list(todo):
+            report_done(_execute(notebook, parameters, run_dir, kernel_name, timeout))
     elif isinstance(notebook, str):  # each run is its own kernel process already
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures: list[Future] = [pool.submit(_execute, notebook, p, d, kernel_name, timeout) for p, d in todo]
-            for i, future in enumerate(futures, 1):
-                report_done(future.result(), i)
+            for future in futures:
+                report_done(future.result())
     else:
         _run_in_processes(notebook, todo, workers, threads_per_worker, kernel_name, timeout, report_done)
+    if executor == "local":
+        _follow_held(held, lambda p, d: _execute(notebook, p, d, kernel_name, timeout), report_done, print_fn)
     frame = collect(root)
     asked = {d.relative_to(root).as_posix() for _, d in jobs}
     frame = frame[frame["run"].isin(asked)].reset_index(drop=True)

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from reidlab.study.records import FIGURES_DIR
+from reidlab.utils import atomic_write
 
 # Metric-curve keys shown first (eval records), in percent.
 EVAL_KEYS = ("mAP", "rank1", "rank5", "mINP")
@@ -25,9 +26,7 @@ def figure_path(output_dir: str | os.PathLike, name: str) -> Path:
 def save_figure(fig: plt.Figure, output_dir: str | os.PathLike, name: str, dpi: int = 110) -> Path:
     """Write ``fig`` to :func:`figure_path` (``summary`` is the one the index card shows)."""
     path = figure_path(output_dir, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))
 
 
 def _numeric_keys(records: Sequence[Mapping[str, Any]], exclude: set[str]) -> list[str]:

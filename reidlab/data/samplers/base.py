@@ -79,6 +79,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.seed, self.rank, self.world_size, self.drop_last = int(seed), rank, world_size, drop_last
         self.epoch = 0
         self._cache: tuple[tuple[int, int], list[list[int]]] | None = None
+        self._skip = 0  # batches of the plan the next iteration leaves out (a mid-epoch resume)
 
     def plan(self, epoch: int) -> list[list[int]]:
         raise NotImplementedError
@@ -98,8 +99,16 @@ class EpochBatchSampler(Sampler[list[int]]):
             self._cache = (key, shard_batches(self.plan(self.epoch), self.rank, self.world_size, self.drop_last))
         return self._cache[1]
 
+    def resume_epoch(self, batches: Sequence[Sequence[int]], skip: int = 0) -> None:
+        """Take ``batches`` (this rank's plan, as saved) as the current epoch's plan, and leave its first ``skip``
+        out of the next iteration: a run resumed mid-epoch continues the plan it had, which for a plan made from
+        changing inputs (classifier weights) cannot be made again."""
+        self._cache = ((self.seed, self.epoch), [[int(i) for i in batch] for batch in batches])
+        self._skip = int(skip)
+
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.rank_batches()
+        skip, self._skip = self._skip, 0
+        yield from self.rank_batches()[skip:]
 
     def __len__(self) -> int:
         return len(self.rank_batches())
