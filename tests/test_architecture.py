@@ -85,8 +85,10 @@ def test_reidlab_has_no_import_cycle():
 
 # docs/design.md, "Layers": a module imports its own package and lower layers only. The root package holds only
 # the version; `python -m reidlab` is the top.
+# `search` (your own images) shows its results with the explorer's tiles: above explore, below the command line.
+# `export` (ONNX) rebuilds a trained run through the engine; search embeds with its files, so it sits below search.
 LAYERS = {"reidlab": 0, "utils": 0, "data": 1, "losses": 1, "models": 1, "evaluation": 1, "engine": 2, "study": 3,
-          "viz": 4, "explore": 5, "cli": 5, "__main__": 6}
+          "export": 3, "viz": 4, "explore": 5, "search": 6, "cli": 7, "__main__": 8}
 
 
 def layer_of(module: str) -> tuple[int, str]:

@@ -1,5 +1,5 @@
 """The explorer views built headless: widgets created, callbacks driven as a user would, content checked against
-brute-force answers; the feature and map caches reused and invalidated."""
+brute-force answers; the feature and map caches reused and invalidated; the activation maps a click shows."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from reidlab import study
 from reidlab.engine import load_checkpoint, load_trained, save_checkpoint
 from reidlab.engine.evaluator import eval_loader
 from reidlab.evaluation import extract_features
-from reidlab.explore import MARKS, ClassMap, ExploredRun, PairInspector, QueryBrowser, Ranking, metric_features
+from reidlab.explore import (MARKS, ActivationMap, ClassMap, ExploredRun, PairInspector, QueryBrowser, Ranking,
+                             metric_features)
 
 from test_notebooks import tiny_overrides
 
@@ -254,6 +255,68 @@ def test_pair_inspector_shows_the_pairs_the_loss_selects(explored):
     assert inspector.identity.value == pid  # the identity stays picked while it is in the batch
     inspector.batch.value = 1
     assert [p for _, p in inspector.identity.options] == sorted({run.dataset.train[i].pid for i in inspector.batches[1]})
+
+
+def shown_maps(html: str) -> dict[str, str]:
+    """The data-* attributes of a view's activation-map panel (empty when it shows none)."""
+    found = re.search(r'<div class="reidlab-maps"([^>]*)><img src="data:image/png;base64,[A-Za-z0-9+/=]{2000,}">', html)
+    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', found.group(1))) if found else {}
+
+
+def drawn_images(fig) -> list[np.ndarray]:
+    """The images a figure's axes show, in axes order."""
+    return [np.asarray(image.get_array()) for ax in fig.axes for image in ax.images]
+
+
+def test_query_browser_click_on_a_match_shows_both_images_maps(explored):
+    run, other = explored
+    browser = QueryBrowser(run, compare=other, top_k=4)
+    browser.slider.value = 2
+    assert browser.match.value is None and browser.maps.value == ""
+    assert len(browser.match.options) == 2 * 4
+    browser.match.value = (0, 1)  # a click on the first run's second match
+    assert shown_maps(browser.maps.value) == {"query": "2", "run": "0", "rank": "2"}
+    gallery = run.ranking().top(2, 2)[0][1]
+    query_record, match_record = run.dataset.query[2], run.dataset.gallery[gallery]
+    expected = ActivationMap(run.model, run.config).overlays(query_record.path, match_record.path, run.image_size,
+                                                             (query_record.camid, match_record.camid))
+    fig = browser.maps_figure(2, 0, 1)
+    for drawn, image in zip(drawn_images(fig), expected):
+        np.testing.assert_array_equal(drawn, image)
+    cosine = float(run.features().query[2] @ run.features().gallery[gallery])
+    assert fig.axes[2].texts[0].get_text() == f"{run.name}\ncos {cosine:.3f}"
+
+    browser.slider.value = 3  # the maps follow the query shown
+    assert shown_maps(browser.maps.value)["query"] == "3"
+    browser.match.value = (1, 0)  # the compared run's first match
+    assert shown_maps(browser.maps.value) == {"query": "3", "run": "1", "rank": "1"}
+    assert browser.activation_maps(1).model is other.model
+
+
+def test_pair_inspector_click_on_a_pair_shows_its_maps(explored):
+    run, _ = explored
+    inspector = PairInspector(run)
+    assert inspector.maps_of.value is None and inspector.maps.value == ""
+    pid = inspector.identity.value
+    inspector.maps_of.value = "sp-lh"
+    assert shown_maps(inspector.maps.value) == {"pair": "sp-lh", "identity": str(pid)}
+    record = inspector.records()[pid]
+    batch = [run.dataset.train[i] for i in inspector.batches[0]]
+    anchor, positive = batch[record["anchor"]], batch[record["anchor_positive"]]
+    # a model loaded for the maps: the selections' train-mode passes moved the other one's BatchNorm statistics
+    fresh = ActivationMap(run.model_at(run.epoch_checkpoints[2]), run.config)
+    expected = fresh.overlays(anchor.path, positive.path, run.image_size, (anchor.camid, positive.camid))
+    for drawn, image in zip(drawn_images(inspector.maps_figure(record, ["sp-lh"])), expected):
+        np.testing.assert_array_equal(drawn, image)
+
+    other = inspector.identity.options[1][1]
+    inspector.identity.value = other  # the maps follow the identity, the epoch and the pair picked
+    assert shown_maps(inspector.maps.value) == {"pair": "sp-lh", "identity": str(other)}
+    at_epoch_2 = inspector.maps.value
+    inspector.epoch.value = 1
+    assert inspector.maps.value != at_epoch_2
+    inspector.maps_of.value = "negative"
+    assert shown_maps(inspector.maps.value)["pair"] == "negative"
 
 
 def test_class_map_click_shows_images_and_hard_batch_neighbours(explored):

@@ -1,13 +1,14 @@
 """The positive_pairs page (reidlab.explore.pairs, reidlab.viz.pairs) on one tiny run of the shared SynthReID with
 per-epoch checkpoints: the checkpoints drawn, the batch of most and least varied identities, the pairs selected
-against brute force, the AdaSP weight of every identity, the statistics and the sentence they give, the figures and
-the page's metrics."""
+against brute force, the AdaSP weight of every identity, the statistics and the sentence they give, the figures (the
+activation maps of the selected pairs among them) and the page's metrics; the notebook run with papermill."""
 
 from __future__ import annotations
 
 import copy
 import json
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -18,11 +19,11 @@ from scipy.stats import ConstantInputWarning
 
 from reidlab import engine, study, viz
 from reidlab.evaluation import split_chance_level
-from reidlab.explore import pairs
+from reidlab.explore import ActivationMap, pairs
 from reidlab.explore.run import drawn_checkpoints
 from reidlab.explore.tiles import COLOURS
 from reidlab.losses.sparse_pairwise import adaptive_weight
-from reidlab.viz.pairs import PairRow, pair_rows_figure, weight_figure
+from reidlab.viz.pairs import MapPanel, PairRow, activation_rows_figure, pair_rows_figure, weight_figure
 
 from test_notebooks import tiny_overrides
 
@@ -202,12 +203,45 @@ def test_the_page_figures(batch, selections, weights):
     plt.close("all")
 
 
+def test_the_activation_figure_maps_the_sp_h_and_sp_lh_pairs(run_dir, batch, selections):
+    fig = pairs.activation_figure(run_dir, drawn_checkpoints(run_dir, 3)[2], batch, selections[2], 2, 3)
+    large, small = batch.variation_groups()
+    identities = large[:2] + small[:1]  # the most varied and the least varied identities
+    assert fig.get_suptitle() == "epoch 2: Grad-CAM of the SP-H pair (red) and the SP-LH pair (green)"
+    image_axes = [ax for ax in fig.axes if ax.images]
+    assert len(image_axes) == 4 * len(identities) and len(fig.axes) == 5 * len(identities)
+    captions = [ax.texts[0].get_text() for ax in fig.axes if ax.texts]
+    assert captions == [row.caption for row in batch.rows(selections[2], identities)]
+    assert [ax.get_title() for ax in image_axes[:4]] == ["SP-H", "SP-H", "SP-LH A", "SP-LH P"]
+    assert [ax.patches[0].get_edgecolor() for ax in image_axes[:4]] == \
+        [matplotlib.colors.to_rgba(COLOURS[kind]) for kind in ("sp-h", "sp-h", "sp-lh", "sp-lh")]
+    record = {r["labels"]: r for r in selections[2].to_records()}[identities[0]]
+    first, second = (batch.run.dataset.train[batch.indices[j]] for j in record["positive_pair"])
+    model = engine.load_trained(run_dir, engine.RunDir(run_dir).checkpoint(2), dataset=batch.run.dataset).model
+    expected = ActivationMap(model, batch.run.config).overlays(first.path, second.path, batch.size)
+    for ax, image in zip(image_axes[:2], expected):
+        np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), image)
+    plt.close("all")
+
+
+def test_the_page_saves_the_activation_maps_with_its_figures(run_dir, tmp_path):
+    out = tmp_path / "page"
+    study.run_notebook("positive_pairs", {"run_dir": str(run_dir), "num_identities": 4, "images_per_identity": 3,
+                                          "identities_mapped": 2}, out)
+    figure = viz.figure_path(out, "activation_maps")
+    assert figure.is_file() and figure.stat().st_size > 2000
+    assert "activation_maps.png" in json.loads(engine.RunDir(out).metrics_path.read_text())["figures"]
+
+
 def test_viz_figures_take_plain_rows_and_arrays(synth_root):
     paths = [str(p) for p in sorted((synth_root / "bounding_box_train").glob("*.jpg"))[:3]]
     rows = [PairRow(paths, {0: ("#d62728", "SP-H")}, "id 0"), PairRow(paths[:2], {}, "id 1")]
     fig = pair_rows_figure(rows, "two rows", (64, 32))
     assert len(fig.axes) == 2 * 4 and fig.axes[3].texts[0].get_text() == "id 0"
     assert not fig.axes[6].axison, "a shorter row leaves its last image axes empty"
+    panel = MapPanel(np.zeros((64, 32, 3), dtype=np.uint8), "#d62728", "SP-H")
+    maps = activation_rows_figure([[panel, panel], [panel]], ["id 0", "id 1"], "maps")
+    assert len(maps.axes) == 2 * 3 and maps.axes[1].get_title() == "SP-H" and not maps.axes[4].axison
     alone = weight_figure({1: np.array([0.2, 0.4]), 3: np.array([1.0])})
     assert len(alone.axes) == 1 and len(alone.axes[0].patches) == 2
     plt.close("all")

@@ -26,9 +26,10 @@ from reidlab.data.samplers import HardBatchSampler, PKSampler
 from reidlab.evaluation import split_chance_level
 from reidlab.evaluation.probe import linear_probe_accuracy
 from reidlab.study.training import finished_run
+from reidlab.utils import file_sha256
 from reidlab.viz.embedding import cosine_similarity, scatter_groups, umap_2d
 
-from .run import ExploredRun, cached_tensors, drawn_checkpoints, file_digest
+from .run import ExploredRun, cached_tensors, drawn_checkpoints
 from .tiles import STYLE, View, row, tile
 
 NEIGHBOUR = "#ff7f0e"
@@ -87,7 +88,7 @@ class ClassMap(View):
         if epoch not in self._maps:
             checkpoint = self.run.epoch_checkpoints[epoch]
             path = self.run.run_dir / "explore" / f"classmap.{checkpoint.stem}.pt"
-            key = {"checkpoint": file_digest(checkpoint), "seed": self.seed}
+            key = {"checkpoint": file_sha256(checkpoint), "seed": self.seed}
 
             def compute() -> dict[str, torch.Tensor]:
                 weights = self.run.model_at(checkpoint).classifier_weight().detach().float().cpu()

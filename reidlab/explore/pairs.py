@@ -1,10 +1,11 @@
 """The pairs the sparse pairwise losses pick: the positive_pairs page (the checkpoints it draws, a batch of
-identities at several epochs, the AdaSP weight of every training identity and the answers it prints) and the pair
-inspector (any identity of any training batch, interactively)."""
+identities at several epochs, the AdaSP weight of every training identity, the activation maps of the selected
+pairs and the answers it prints) and the pair inspector (any identity of any training batch, interactively)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,10 @@ from reidlab.losses import SparsePairwiseLoss
 from reidlab.losses.sparse_pairwise import PairSelection
 from reidlab.study.records import write_page_metrics
 from reidlab.viz.images import pair_strip
-from reidlab.viz.pairs import PairRow, pair_rows_figure, pair_rows_side_by_side, weight_figure
+from reidlab.viz.pairs import (MapPanel, PairRow, activation_rows_figure, pair_rows_figure, pair_rows_side_by_side,
+                               weight_figure)
 
+from .activation import ActivationMap, maps_html, with_maps_below
 from .run import ExploredRun
 from .tiles import COLOURS, STYLE, View, row, tile
 
@@ -62,11 +65,38 @@ def _pair_marks(record: dict) -> dict[int, tuple[str, str]]:
     return {j: ("sp-h" if "SP-H" in names else "sp-lh", " + ".join(names)) for j, names in captions.items()}
 
 
+#: the pairs of a selection record that can be mapped: kind -> (its name, the labels of its two images)
+PAIR_KINDS = {"sp-h": ("SP-H hardest pair", ("SP-H", "SP-H")), "sp-lh": ("SP-LH pair", ("SP-LH A", "SP-LH P")),
+              "negative": ("hardest negative pair", ("anchor", "negative"))}
+
+
+def pair_rows(record: dict, kind: str) -> tuple[int, int]:
+    """The batch rows of one pair of a selection record (:data:`PAIR_KINDS`): the SP-H hardest positive pair, the
+    SP-LH anchor and its positive, or the hardest negative pair."""
+    return {"sp-h": tuple(record["positive_pair"]), "sp-lh": (record["anchor"], record["anchor_positive"]),
+            "negative": tuple(record["negative_pair"])}[kind]
+
+
+def pair_map_panels(maps: ActivationMap, batch_records: Sequence, record: dict, kinds: Sequence[str],
+                    size: tuple[int, int]) -> list[MapPanel]:
+    """Both images of each pair ``kinds`` names in a selection record (``batch_records``: the dataset records of
+    the batch's rows), read at ``size``, each with its activation map for its pair's similarity, framed in the
+    kind's colour."""
+    panels = []
+    for kind in kinds:
+        first, second = (batch_records[j] for j in pair_rows(record, kind))
+        images = maps.overlays(first.path, second.path, size, (first.camid, second.camid))
+        panels += [MapPanel(image, COLOURS[kind], label) for image, label in zip(images, PAIR_KINDS[kind][1])]
+    return panels
+
+
 class PairInspector(View):
     """Pick a training batch (P x K, the run's sampler sizes, drawn with ``seed``), an identity in it and a
     saved checkpoint (epoch slider): see the identity's images with the SP-H hardest pair, the SP-LH
     least-hard anchor and its positive, the AdaSP weight w, and the hardest negative identity with its most
-    similar image. Selections come from ``SparsePairwiseLoss.select`` on the train-mode features."""
+    similar image. Selections come from ``SparsePairwiseLoss.select`` on the train-mode features. A click on one
+    of the pairs (``maps_of``) shows its two images' activation maps for their similarity (:class:`ActivationMap`:
+    the evaluation features of the epoch's checkpoint); the maps follow the identity, batch and epoch shown."""
 
     def __init__(self, run: ExploredRun, seed: int = 0, temperature: float | None = None) -> None:
         self.run = run
@@ -76,6 +106,7 @@ class PairInspector(View):
         self.images = ReIDImageDataset(train, build_transforms(False, size=run.image_size))
         self._selections: dict[tuple[int, int], PairSelection] = {}
         self._loaded: tuple[int, nn.Module] | None = None
+        self._maps: tuple[int, ActivationMap] | None = None
         self._syncing = False
         epochs = list(run.epoch_checkpoints)
         self.epoch = widgets.SelectionSlider(options=epochs, value=epochs[-1], description="epoch",
@@ -86,10 +117,17 @@ class PairInspector(View):
         self.summary = widgets.HTML()
         self.grid = widgets.HTML()
         self.grid.add_class("reidlab-pair-grid")
+        self.maps_of = widgets.ToggleButtons(options=[(name, kind) for kind, (name, _) in PAIR_KINDS.items()],
+                                             value=None, description="maps of", style={"button_width": "auto"})
+        self.maps_of.add_class("reidlab-pair-maps-of")
+        self.maps = widgets.HTML()
+        self.maps.add_class("reidlab-pair-maps")
         self.epoch.observe(self._refresh, names="value")
         self.batch.observe(self._refresh, names="value")
         self.identity.observe(lambda _change: self._syncing or self.show(), names="value")
-        self.widget = widgets.VBox([widgets.HBox([self.epoch, self.batch, self.identity]), self.summary, self.grid])
+        self.maps_of.observe(self._show_maps, names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.epoch, self.batch, self.identity]), self.summary, self.grid,
+                                    self.maps_of, self.maps])
         self.widget.add_class("reidlab-pair-inspector")
         self._refresh()
 
@@ -108,6 +146,13 @@ class PairInspector(View):
         if self._loaded is None or self._loaded[0] != epoch:
             self._loaded = (epoch, self.run.model_at(self.run.epoch_checkpoints[epoch]))
         return self._loaded[1]
+
+    def activation_maps(self, epoch: int) -> ActivationMap:
+        """Activation maps under one epoch's checkpoint, loaded apart from the model the selections use (their
+        train-mode passes move its BatchNorm statistics); the last one loaded is kept."""
+        if self._maps is None or self._maps[0] != epoch:
+            self._maps = (epoch, ActivationMap(self.run.model_at(self.run.epoch_checkpoints[epoch]), self.run.config))
+        return self._maps[1]
 
     def positions(self, pid: int) -> list[int]:
         """The rows of the current batch that hold images of identity ``pid``."""
@@ -147,9 +192,26 @@ class PairInspector(View):
             f"hardest pair s = {record['positive_similarity']:.3f}, least-hard pair s = {record['anchor_similarity']:.3f}; "
             f"hardest negative identity {negative} (s = {record['negative_similarity']:.3f})")
         self.grid.value = STYLE + row(f"identity {pid}", tiles) + row(f"hardest negative: {negative}", negative_tiles)
+        self._show_maps()
+
+    def _show_maps(self, _change=None) -> None:
+        kind, pid = self.maps_of.value, self.identity.value
+        self.maps.value = "" if kind is None else maps_html(self.maps_figure(self.records()[pid], [kind]), pair=kind,
+                                                            identity=pid)
+
+    def maps_figure(self, record: dict, kinds: Sequence[str]) -> plt.Figure:
+        """The pairs ``kinds`` (:data:`PAIR_KINDS`) of one identity's record at the current epoch and batch, each
+        image with its activation map for its pair's similarity."""
+        epoch = self.epoch.value
+        maps = self.activation_maps(epoch)
+        batch_records = [self.run.dataset.train[i] for i in self.batches[self.batch.value]]
+        panels = pair_map_panels(maps, batch_records, record, kinds, self.run.image_size)
+        return activation_rows_figure([panels], [f"id {record['labels']}\nw = {record['w']:.2f}"],
+                                      f"{maps.method}, epoch {epoch}: " + ", ".join(PAIR_KINDS[k][0] for k in kinds))
 
     def static_figure(self, num_identities: int = 6) -> plt.Figure:
-        """The first ``num_identities`` identities of the current batch at the current epoch, one row each."""
+        """The first ``num_identities`` identities of the current batch at the current epoch, one row each; below,
+        the first identity's SP-H and SP-LH pairs with their activation maps."""
         records = list(self.records().values())[:num_identities]
         indices, train = self.batches[self.batch.value], self.run.dataset.train
         rows = [self.positions(r["labels"]) for r in records]
@@ -166,7 +228,7 @@ class PairInspector(View):
                               f"{record['negative_label']}", transform=ax_row[cols].transAxes, fontsize=9, va="center")
         fig.suptitle(f"{self.run.name}, epoch {self.epoch.value}, batch {self.batch.value}: SP-H pair (red),\n"
                      "SP-LH least-hard anchor and its positive (green)", fontsize=10)
-        return fig
+        return with_maps_below(fig, self.maps_figure(records[0], ("sp-h", "sp-lh")))
 
 
 # The positive_pairs page: a batch of identities at several epochs, then the AdaSP weight of every training identity.
@@ -393,6 +455,24 @@ def variation_figure(batch: PairBatch, selection: PairSelection, epoch: int, ima
     return pair_rows_side_by_side(batch.rows(selection, large), batch.rows(selection, small),
                                   ("large intra-class variation", "small intra-class variation"), f"epoch {epoch}",
                                   images_per_identity, batch.size)
+
+
+def activation_figure(run_dir: str | os.PathLike, checkpoint: Path, batch: PairBatch, selection: PairSelection,
+                      epoch: int, num_identities: int, device: str = "cpu") -> plt.Figure:
+    """For ``num_identities`` identities of the batch (on SynthReID the most varied and the least varied, as many
+    of each), the SP-H hardest pair and the SP-LH pair of one epoch's selection, each image with its activation map
+    (:class:`ActivationMap` of that epoch's checkpoint) for its pair's similarity; captioned as
+    :meth:`PairBatch.rows`."""
+    maps = ActivationMap(engine.load_trained(run_dir, checkpoint, device=device, dataset=batch.run.dataset).model,
+                         batch.run.config)
+    large, small = batch.variation_groups()
+    identities = (large[: num_identities - num_identities // 2] + small[: num_identities // 2] if large
+                  else batch.identities[:num_identities])
+    records = {r["labels"]: r for r in selection.to_records()}
+    batch_records = [batch.run.dataset.train[i] for i in batch.indices]
+    rows = [pair_map_panels(maps, batch_records, records[pid], ("sp-h", "sp-lh"), batch.size) for pid in identities]
+    return activation_rows_figure(rows, [r.caption for r in batch.rows(selection, identities)],
+                                  f"epoch {epoch}: {maps.method} of the SP-H pair (red) and the SP-LH pair (green)")
 
 
 def write_pairs_metrics(output_dir: str | os.PathLike, summary: dict[str, Any], run_dir: str | os.PathLike,

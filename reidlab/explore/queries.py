@@ -7,7 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from reidlab.viz.images import ranked_results
+from reidlab.viz.pairs import MapPanel, activation_rows_figure
 
+from .activation import ActivationMap, maps_html, with_maps_below
 from .run import MARKS, ExploredRun, Ranking
 from .tiles import COLOURS, STYLE, View, legend, row, tile
 
@@ -17,7 +19,9 @@ ALL = -1  # the filter dropdowns' "any" entry
 class QueryBrowser(View):
     """Pick a query (slider or dropdown; filters: failures only, camera, identity) and see its top ``top_k``
     gallery images marked true / wrong / junk / same-camera, with its AP and the rank of its first true match;
-    re-ranking on or off; ``compare``: a second run on the same query, one row each.
+    re-ranking on or off; ``compare``: a second run on the same query, one row each. A click on a rank (``match``)
+    shows the query's and that match's activation maps for their similarity (:class:`ActivationMap`); the maps
+    follow the query shown.
 
     Failures (rank-1 wrong) are those of the first run under the current re-ranking setting.
     """
@@ -47,13 +51,23 @@ class QueryBrowser(View):
         self.summary = widgets.HTML()
         self.grid = widgets.HTML()
         self.grid.add_class("reidlab-query-grid")
+        ranks = range(min(top_k, len(run.g_pids)))
+        prefixes = [""] if compare is None else [f"{explored.name}: " for explored in self.runs]
+        self.match = widgets.ToggleButtons(
+            options=[(f"{prefix}{i + 1}", (r, i)) for r, prefix in enumerate(prefixes) for i in ranks], value=None,
+            description="maps of", style={"button_width": "auto"})
+        self.match.add_class("reidlab-match")
+        self.maps = widgets.HTML()
+        self.maps.add_class("reidlab-query-maps")
+        self._maps: dict[int, ActivationMap] = {}
         for control in (self.failures_only, self.camera, self.identity, self.rerank):
             control.observe(self._refilter, names="value")
         self.slider.observe(self._slider_moved, names="value")
         self.query.observe(self._query_picked, names="value")
+        self.match.observe(self._show_maps, names="value")
         self.widget = widgets.VBox([
             widgets.HBox([self.failures_only, self.camera, self.identity, self.rerank]),
-            widgets.HBox([self.slider, self.query]), self.summary, self.grid])
+            widgets.HBox([self.slider, self.query]), self.summary, self.grid, self.match, self.maps])
         self.widget.add_class("reidlab-query-browser")
         self.shown: list[int] = []
         self._syncing = False
@@ -112,7 +126,7 @@ class QueryBrowser(View):
         """Draw one query's rows (None: say that no query passes the filters)."""
         if query is None:
             self.summary.value = "<i>no query passes these filters</i>"
-            self.grid.value = ""
+            self.grid.value = self.maps.value = ""
             return
         run, size = self.run, self.run.image_size
         lines, rows = [], []
@@ -130,9 +144,38 @@ class QueryBrowser(View):
         suffix = " (k-reciprocal re-ranking)" if self.rerank.value else ""
         self.summary.value = f"query #{query}{suffix}: " + "; ".join(lines)
         self.grid.value = STYLE + "".join(rows) + legend(list(MARKS))
+        self._show_maps()
+
+    def _show_maps(self, _change=None) -> None:
+        choice, query = self.match.value, self.query.value
+        self.maps.value = "" if choice is None or query is None else maps_html(
+            self.maps_figure(query, *choice), query=query, run=choice[0], rank=choice[1] + 1)
+
+    def activation_maps(self, run_index: int) -> ActivationMap:
+        """Activation maps under the checkpoint a shown run ranks with (made once per run)."""
+        if run_index not in self._maps:
+            explored = self.runs[run_index]
+            self._maps[run_index] = ActivationMap(explored.model, explored.config)
+        return self._maps[run_index]
+
+    def maps_figure(self, query: int, run_index: int, rank: int) -> plt.Figure:
+        """The query and its match at 0-based ``rank`` under one shown run's ranking (current re-ranking setting),
+        each with its activation map for their similarity, the cosine of their evaluation features."""
+        explored, ranking = self.runs[run_index], self.rankings()[run_index]
+        gallery = int(ranking.top(query, rank + 1)[0][rank])
+        first, second = explored.dataset.query[query], explored.dataset.gallery[gallery]
+        maps = self.activation_maps(run_index)
+        images = maps.overlays(first.path, second.path, self.run.image_size, (first.camid, second.camid))
+        features = explored.features()
+        mark = ranking.marks(query, np.array([gallery]))[0]
+        panels = [MapPanel(images[0], COLOURS["query"], f"query #{query}"),
+                  MapPanel(images[1], COLOURS[mark], f"{rank + 1}. id {explored.g_pids[gallery]}, {mark}")]
+        caption = f"{explored.name}\ncos {float(features.query[query] @ features.gallery[gallery]):.3f}"
+        return activation_rows_figure([panels], [caption], f"{maps.method}: query and match {rank + 1}")
 
     def static_figure(self, num_queries: int = 8) -> plt.Figure:
-        """The first ``num_queries`` failures of the first run (all queries when none fail), top ``top_k`` each."""
+        """The first ``num_queries`` failures of the first run (all queries when none fail), top ``top_k`` each;
+        below, the first one's activation maps with its rank-1 match."""
         ranking = self.run.ranking(self.rerank.value)
         picked = (ranking.failures if len(ranking.failures) else np.arange(len(self.run.q_pids)))[:num_queries]
         paths, colours, captions = [], [], []
@@ -145,4 +188,4 @@ class QueryBrowser(View):
         fig = ranked_results([self.run.dataset.query[q].path for q in picked], paths, colours, captions,
                              [f"#{q} AP {ranking.ap[q]:.2f}" for q in picked], size=self.run.image_size)
         fig.suptitle(f"{self.run.name}: first {len(picked)} failures (rank-1 wrong), top {self.top_k}", y=1.0)
-        return fig
+        return with_maps_below(fig, self.maps_figure(int(picked[0]), 0, 0))

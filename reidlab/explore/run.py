@@ -3,7 +3,6 @@ features (cached in the run folder), and each query's ranking, plain or k-recipr
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from functools import cached_property
@@ -19,7 +18,7 @@ from reidlab.engine.evaluator import eval_loader
 from reidlab.engine.provenance import dataset_fingerprint
 from reidlab.evaluation import evaluate, evaluate_rank, extract_features, re_ranking
 from reidlab.evaluation.search import ranking_features
-from reidlab.utils import atomic_write
+from reidlab.utils import atomic_write, file_sha256
 
 #: the folder of a run that holds the explorer's caches
 CACHE_DIR = "explore"
@@ -27,15 +26,6 @@ CACHE_DIR = "explore"
 #: by the Market protocol (junk: pid < 0; same-camera: the query's identity seen by the query's camera)
 MARKS = ("true", "wrong", "junk", "same-camera")
 THUMBNAIL_HEIGHT = 128
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """The first 16 hex digits of a file's sha1: a checkpoint rewritten in place changes it, a copy does not."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def cached_tensors(path: Path, key: dict, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -182,7 +172,7 @@ class ExploredRun:
         return self.run_dir / CACHE_DIR / f"features.{self.checkpoint.stem}.pt"
 
     def _cache_key(self) -> dict:
-        return {"checkpoint": file_digest(self.checkpoint), "dataset": self.fingerprint,
+        return {"checkpoint": file_sha256(self.checkpoint), "dataset": self.fingerprint,
                 "flip": self.config.eval.flip, "size": list(self.config.data.size)}
 
     def features(self) -> Features:

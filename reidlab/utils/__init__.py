@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import errno
+import hashlib
 import io
 import os
 import pickle
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["DiskFullError", "UnreadableFileError", "atomic_write", "disk_full_cause", "disk_full_error",
-           "parse_key_values", "read_torch_file", "utc_now"]
+           "file_sha256", "parse_key_values", "read_torch_file", "utc_now"]
 
 #: the errors of a full disk: no space left, and a quota used up
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -150,6 +151,15 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[IO[by
             raise disk_full_error(path, data, full, existed) from error
         raise
     return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks: what names a checkpoint in features, exports and caches."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def utc_now() -> str:

@@ -1,4 +1,5 @@
-"""Figures of the pairs the sparse pairwise losses select (notebooks/positive_pairs.ipynb)."""
+"""Figures of the pairs the sparse pairwise losses select (notebooks/positive_pairs.ipynb) and of the activation
+maps of image pairs (that page and the explorer's views)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import FigureBase
 
-from .images import pair_strip
+from .images import _framed, pair_strip
 
 ROW_HEIGHT = 1.55  # inches per identity row
 CAPTION_WIDTH = 2.4  # the caption column, in image widths
@@ -24,24 +25,57 @@ class PairRow(NamedTuple):
     caption: str
 
 
+class MapPanel(NamedTuple):
+    """One image of an activation-map figure: the image with its map drawn over it, its frame colour and label."""
+
+    image: np.ndarray
+    colour: str
+    label: str
+
+
+def _rows_axes(num_rows: int, cols: int, title: str, container: FigureBase | None) -> tuple[FigureBase, np.ndarray]:
+    """``container`` (or a new figure sized to the rows) titled, with ``num_rows`` rows of ``cols`` image axes and
+    a caption axes, whose text :func:`_caption` writes."""
+    height = num_rows * ROW_HEIGHT + 0.5
+    if container is None:
+        container = plt.figure(figsize=(cols * 1.0 + 2.6, height))
+    axes = container.subplots(num_rows, cols + 1, squeeze=False, gridspec_kw={
+        "hspace": 0.35, "wspace": 0.08, "top": 1 - 0.55 / height, "bottom": 0.02, "left": 0.01, "right": 0.99,
+        "width_ratios": [1] * cols + [CAPTION_WIDTH]})
+    container.suptitle(title)
+    return container, axes
+
+
+def _caption(ax: plt.Axes, text: str) -> None:
+    ax.axis("off")
+    ax.text(0.05, 0.5, text, transform=ax.transAxes, fontsize=9, va="center")
+
+
 def pair_rows_figure(rows: Sequence[PairRow], title: str, size: tuple[int, int],
                      container: FigureBase | None = None) -> FigureBase:
     """One row per identity, its images framed as ``highlights`` says and its caption on the right; drawn into
     ``container`` (a subfigure, to set two groups side by side) or a new figure sized to the rows."""
     cols = max(len(row.paths) for row in rows)
-    height = len(rows) * ROW_HEIGHT + 0.5
-    if container is None:
-        container = plt.figure(figsize=(cols * 1.0 + 2.6, height))
-    axes = container.subplots(len(rows), cols + 1, squeeze=False, gridspec_kw={
-        "hspace": 0.35, "wspace": 0.08, "top": 1 - 0.55 / height, "bottom": 0.02, "left": 0.01, "right": 0.99,
-        "width_ratios": [1] * cols + [CAPTION_WIDTH]})
+    container, axes = _rows_axes(len(rows), cols, title, container)
     for ax_row, row in zip(axes, rows):
         pair_strip(ax_row[:cols], row.paths, dict(row.highlights), size=size)
-        info = ax_row[cols]
-        info.axis("off")
-        info.text(0.05, 0.5, row.caption, transform=info.transAxes, fontsize=9, va="center")
-    container.suptitle(title)
+        _caption(ax_row[cols], row.caption)
     return container
+
+
+def activation_rows_figure(rows: Sequence[Sequence[MapPanel]], captions: Sequence[str], title: str) -> plt.Figure:
+    """One row of panels per entry of ``rows`` (each an image with its activation map over it, framed and
+    labelled), its caption on the right: the pairs of a row side by side, each image mapped for its pair."""
+    cols = max(len(row) for row in rows)
+    fig, axes = _rows_axes(len(rows), cols, title, None)
+    for ax_row, row, caption in zip(axes, rows, captions):
+        for i, ax in enumerate(ax_row[:cols]):
+            if i < len(row):
+                _framed(ax, row[i].image, row[i].colour, row[i].label, width=3.5)
+            else:
+                ax.axis("off")
+        _caption(ax_row[cols], caption)
+    return fig
 
 
 def pair_rows_side_by_side(left: Sequence[PairRow], right: Sequence[PairRow], titles: tuple[str, str], title: str,
