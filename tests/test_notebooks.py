@@ -287,7 +287,9 @@ def test_positive_pairs_notebook(train_run, tmp_path):
     nb = nbformat.read(out / "positive_pairs.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert f"test mAP {metrics['run_mAP']:.1%} (chance {metrics['chance_mAP']:.2%})" in printed
-    assert_figures(out, ["pairs_epoch_001", "pairs_epoch_002", "w_histogram", "variation_side_by_side", "summary"])
+    assert_figures(out, ["pairs_epoch_001", "pairs_epoch_002", "w_histogram", "variation_side_by_side", "summary",
+                         "activation_maps"])  # the SP-H and SP-LH pairs' activation maps
+    assert "activation_maps.png" in metrics["figures"]
 
 
 def test_retrieval_notebook(train_run, tmp_path):

@@ -1,7 +1,8 @@
 """The positive_pairs page (reidlab.explore.pairs, reidlab.viz.pairs) on one tiny run of the shared SynthReID with
 per-epoch checkpoints: the checkpoints drawn, the batch of most and least varied identities, the pairs selected
 against brute force, the AdaSP weight of every identity, the statistics and the sentence they give, the figures (the
-activation maps of the selected pairs among them) and the page's metrics; the notebook run with papermill."""
+activation maps of the selected pairs among them) and the page's metrics (the notebook itself runs in
+test_notebooks.py)."""
 
 from __future__ import annotations
 
@@ -222,15 +223,6 @@ def test_the_activation_figure_maps_the_sp_h_and_sp_lh_pairs(run_dir, batch, sel
     for ax, image in zip(image_axes[:2], expected):
         np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), image)
     plt.close("all")
-
-
-def test_the_page_saves_the_activation_maps_with_its_figures(run_dir, tmp_path):
-    out = tmp_path / "page"
-    study.run_notebook("positive_pairs", {"run_dir": str(run_dir), "num_identities": 4, "images_per_identity": 3,
-                                          "identities_mapped": 2}, out)
-    figure = viz.figure_path(out, "activation_maps")
-    assert figure.is_file() and figure.stat().st_size > 2000
-    assert "activation_maps.png" in json.loads(engine.RunDir(out).metrics_path.read_text())["figures"]
 
 
 def test_viz_figures_take_plain_rows_and_arrays(synth_root):
