@@ -19,6 +19,7 @@ from reidlab.engine.evaluator import eval_loader
 from reidlab.evaluation import extract_features
 from reidlab.explore import (MARKS, ActivationMap, ClassMap, ExploredRun, PairInspector, QueryBrowser, Ranking,
                              metric_features)
+from reidlab.explore.pairs import training_images
 
 from test_notebooks import tiny_overrides
 
@@ -234,8 +235,10 @@ def test_pair_inspector_shows_the_pairs_the_loss_selects(explored):
 
     pid = inspector.identity.options[1][1]
     inspector.identity.value = pid
-    # brute force: the hardest positive pair is the least cosine-similar pair of the identity's images
-    images = torch.stack([inspector.images[i]["image"] for i in batch])
+    # brute force: the hardest positive pair is the least cosine-similar pair of the identity's images, at the run's
+    # input size without augmentation (as the loss saw them), not at the views' thumbnail size
+    images = torch.stack([training_images(run)[i]["image"] for i in batch])
+    assert tuple(images.shape[-2:]) == tuple(run.config.data.size) != run.image_size
     features = F.normalize(metric_features(run.model_at(run.epoch_checkpoints[2]), images), dim=1)
     own = [j for j, p in enumerate(pids) if p == pid]
     similarity = features[own] @ features[own].T

@@ -103,7 +103,7 @@ class PairInspector(View):
         config, train = run.config, run.dataset.train
         self.selector = SparsePairwiseLoss(mode="adasp", temperature=temperature or config.loss.temperature)
         self.batches = first_epoch_batches(config, train, seed)
-        self.images = ReIDImageDataset(train, build_transforms(False, size=run.image_size))
+        self.images = training_images(run)  # at the run's input size, as the loss saw them (not thumbnail size)
         self._selections: dict[tuple[int, int], PairSelection] = {}
         self._loaded: tuple[int, nn.Module] | None = None
         self._maps: tuple[int, ActivationMap] | None = None
