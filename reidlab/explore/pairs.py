@@ -27,6 +27,7 @@ from reidlab.losses import SparsePairwiseLoss
 from reidlab.losses.sparse_pairwise import PairSelection
 from reidlab.study.records import write_page_metrics
 from reidlab.viz.images import pair_strip
+from reidlab.viz.plots import save_figure
 from reidlab.viz.pairs import (MapPanel, PairRow, activation_rows_figure, pair_rows_figure, pair_rows_side_by_side,
                                weight_figure)
 
@@ -455,6 +456,28 @@ def variation_figure(batch: PairBatch, selection: PairSelection, epoch: int, ima
     return pair_rows_side_by_side(batch.rows(selection, large), batch.rows(selection, small),
                                   ("large intra-class variation", "small intra-class variation"), f"epoch {epoch}",
                                   images_per_identity, batch.size)
+
+
+def save_epoch_figures(batch: PairBatch, selections: dict[int, PairSelection], output_dir: str | os.PathLike) -> None:
+    """The page's figure of every drawn epoch (``pairs_epoch_NNN``; the last one is also the index card's
+    ``summary``), saved; the notebook's inline backend shows them."""
+    for epoch, selection in selections.items():
+        fig = epoch_figure(batch, selection, epoch)
+        save_figure(fig, output_dir, f"pairs_epoch_{epoch:03d}")
+        if epoch == max(selections):
+            save_figure(fig, output_dir, "summary")
+
+
+def save_variation_figure(batch: PairBatch, selections: dict[int, PairSelection], images_per_identity: int,
+                          output_dir: str | os.PathLike) -> str:
+    """On SynthReID, the last drawn epoch's most varied identities beside its least varied, saved as
+    ``variation_side_by_side``; returns the sentence comparing their w (elsewhere, why there is no figure)."""
+    epoch = max(selections)
+    if not batch.variation_groups()[0]:  # off SynthReID, or fewer than two identities
+        return "no SynthReID variation levels for this dataset; see the figures above"
+    save_figure(variation_figure(batch, selections[epoch], epoch, images_per_identity), output_dir,
+                "variation_side_by_side")
+    return batch.compare_variation(selections[epoch], epoch)
 
 
 def activation_figure(run_dir: str | os.PathLike, checkpoint: Path, batch: PairBatch, selection: PairSelection,
