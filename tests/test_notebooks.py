@@ -443,7 +443,8 @@ synth: {num_train_ids: 12, num_test_ids: 12, num_cameras: 4, num_scenes: 2, imag
 copies:
   person: {regimes: [person], knobs: {image_size: [64, 32]}}
   vehicle: {regimes: [vehicle], knobs: {image_size: [64, 32]}}
-  hbreid: {regimes: [gs, hm, sr], knobs: {num_train_ids: 16, family_size: [1, 3], num_scenes: 2}}
+  hbreid: {regimes: [gs, sr], knobs: {num_train_ids: 16, family_size: [1, 3], num_scenes: 2}}
+  hm: {regimes: [hm], knobs: {num_train_ids: 12, family_size: [2, 4]}}
 pretrain: {regimes: [pretrain], synth: {num_train_ids: 8, num_test_ids: 6, num_distractors: 0, image_size: [64, 32]},
            epochs: 1, overrides: {loss.metric: none, loss.ce_weight: 1.0}}
 """
@@ -461,8 +462,9 @@ def test_ablation_notebook_claims_tables_and_resume(tmp_path):
     }
     study.run_notebook("ablation", parameters, out)
     metrics = read_metrics(out)
-    # adasp 2, regime 5 more (SP-H, SP-LH on persons, all three on vehicles), hbreid2 5, hbreid1 1 more (CJ): 13 arms
-    assert metrics["runs"] == 2 * 13 and metrics["runs_failed"] == 0 and metrics["runs_untrained"] == 0
+    # adasp 2, regime 5 more (SP-H, SP-LH on persons, all three on vehicles), hbreid2 5, hbreid1 1 more (CJ), hm 2:
+    # 15 arms
+    assert metrics["runs"] == 2 * 15 and metrics["runs_failed"] == 0 and metrics["runs_untrained"] == 0
     claims = json.loads((out / "claims.json").read_text())
     assert claims["seeds"] == [0, 1] and 0 <= claims["reference_mAP"] <= 100 and claims["profile"] == "tiny"
     assert claims["backbone"]["loss"] == "1 x CE" and claims["source"]["commits"]
@@ -473,7 +475,7 @@ def test_ablation_notebook_claims_tables_and_resume(tmp_path):
     # Every check the study measures is recorded, and each claim carries its own.
     assert {"hard-positive-rise", "colour-unreliable-across-cameras", "hm-harder-negatives", "scene-decodable",
             "gallery-true-matches", "batch-class-ratio"} <= set(claims["controls"])
-    assert not claims["controls"]["batch-class-ratio"]["passed"]  # 16 training identities: no HM mechanism
+    assert not claims["controls"]["batch-class-ratio"]["passed"]  # 12 training identities: no HM mechanism
     assert {c["id"]: c["verdict"] for c in claims["claims"]}["hm-beats-gs"] == "untestable"
     for claim in claims["claims"]:
         assert CLAIM_KEYS <= set(claim) and claim["n_pairs"] == 2 and claim["controls"]
@@ -481,7 +483,7 @@ def test_ablation_notebook_claims_tables_and_resume(tmp_path):
         assert (claim["verdict"] == "untestable") == (not all(c["passed"] for c in claim["controls"]))
         assert {*np.atleast_1d(claim["arm"]), *np.atleast_1d(claim["reference"])} <= points
         assert claim["ci_low"] <= claim["delta"] <= claim["ci_high"]
-    for table in ("adasp", "hbreid2", "hbreid1"):
+    for table in ("adasp", "hbreid2", "hbreid1", "hm"):
         assert (out / f"table_{table}.csv").is_file()
     assert "mAP_rerank" in (out / "runs.csv").read_text(), "HBReID table 2 runs are also evaluated re-ranked"
     assert_figures(out, ["regime_losses", "summary"])

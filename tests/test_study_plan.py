@@ -16,7 +16,7 @@ ROOTS = {"person": "/d/person", "vehicle": "/d/vehicle"}
 
 def plan(**kwargs):
     args = dict(tables=study.TABLES, preset="synth_cpu", overrides={"epochs": 3}, data_root=ROOTS["person"],
-                regime_roots=ROOTS, hbreid_root="/d/hb",
+                regime_roots=ROOTS, hbreid_root="/d/hb", hm_root="/d/hm",
                 table_overrides={"adasp": {"optim.lr": 0.01}, "hbreid": {"epochs": 2}})
     return study.ablation_plan(**{**args, **kwargs})
 
@@ -26,9 +26,9 @@ def test_shipped_profiles_load(name):
     profile = study.load_profile(name)
     assert len(profile.seeds) >= 5 and set(profile.copies) == set(study.STUDY_COPIES)
     assert all(profile.copy_knobs(copy)["num_test_ids"] >= 100 for copy in study.STUDY_COPIES)
-    # The HM mechanism: a batch of P classes is at most 2% of the HBReID copy's training identities.
-    p = study.training_config(profile.preset, {**profile.overrides, **profile.hbreid_overrides}).sampler.p
-    assert p / profile.copy_knobs("hbreid")["num_train_ids"] <= 0.02
+    # The HM mechanism: a batch of P classes is at most 2% of the HBReID and HM copies' training identities.
+    p = study.training_config(profile.preset, {**profile.overrides, **profile.table_overrides["hm"]}).sampler.p
+    assert all(p / profile.copy_knobs(copy)["num_train_ids"] <= 0.02 for copy in ("hbreid", "hm"))
     assert name in study.available_profiles()
     if profile.pretrain is not None:  # the backbone's copy is big enough to pretrain on, and other identities
         assert profile.pretrain_knobs["num_train_ids"] >= profile.copy_knobs("person")["num_train_ids"]
@@ -66,7 +66,7 @@ def test_adasp_overrides_are_the_same_in_every_profile():
     assert shared[0]["model.kwargs.metric_feature"] == "after"
 
 
-@pytest.mark.parametrize("copy", ["person", "vehicle", "hbreid"])
+@pytest.mark.parametrize("copy", ["person", "vehicle", "hbreid", "hm"])
 def test_copies_differ_between_profiles_only_in_scale(copy):
     """The gpu profile's HBReID copy once took the default variation 0.5 where the others used 0.1."""
     from reidlab.study.profile import SCALE_KNOBS
@@ -74,7 +74,7 @@ def test_copies_differ_between_profiles_only_in_scale(copy):
     knobs = {name: study.load_profile(name).copy_knobs(copy) for name in SYNTH_PROFILES}
     regime = {name: {k: v for k, v in value.items() if k not in SCALE_KNOBS} for name, value in knobs.items()}
     assert all(value == regime["quick"] for value in regime.values()), regime
-    if copy == "hbreid":  # the HM regime fixes its identities and images: only the frame and the test split scale
+    if copy in ("hbreid", "hm"):  # MSMT17's batch-to-class ratio fixes identities and images: frame and test split scale
         for key in ("num_train_ids", "images_per_camera"):
             assert len({repr(value[key]) for value in knobs.values()}) == 1, key
 
@@ -83,11 +83,11 @@ def test_profile_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="no study profile 'nope'.*quick"):
         study.load_profile("nope")
     bad = tmp_path / "bad.yaml"
-    copies = "copies: {person: {regimes: [person]}, vehicle: {regimes: [vehicle]}, hbreid: {regimes: [gs]}}\n"
+    copies = "copies: {person: {regimes: [person]}, vehicle: {regimes: [vehicle]}, hbreid: {regimes: [gs]}, hm: {regimes: [hm]}}\n"
     for text, message in (
         ("seed: [0]\n", r"bad.yaml: unknown config key 'seed'; valid keys: "),
         ("workers: many\n", r"bad.yaml: config key 'workers' expects an int, got 'many'"),
-        ("copies: {person: {regimes: [person]}}\n", r"copies must name exactly .*missing \['vehicle', 'hbreid'\]"),
+        ("copies: {person: {regimes: [person]}}\n", r"copies must name exactly .*missing \['vehicle', 'hbreid', 'hm'\]"),
         (copies.replace("[gs]", "[glossy]"), "copies.hbreid: .*unknown .*regime.*glossy"),
         (copies.replace("[gs]}", "[gs], knobs: {colour: 1}}"), r"copies.hbreid: .*unknown SynthReID knob.*colour"),
         (copies.replace("{regimes: [gs]}", "{knobs: {}}"), "copies.hbreid needs 'regimes'"),
@@ -104,19 +104,27 @@ def test_plan_shares_cells_and_applies_per_table_settings():
     # The AdaSP table and the person-like rows of the regime table are the same runs.
     assert rows["regime"]["SP-H@person"] == rows["adasp"]["SP-H"] == "adasp-SP-H"
     assert rows["hbreid1"]["Default"] == rows["hbreid2"]["baseline"] and rows["hbreid1"]["+GS"] == rows["hbreid2"]["+GS"]
-    assert len(grid) == 4 + 3 + 5 + 3  # adasp, regime's vehicle rows, hbreid2 (with +GS +SR), hbreid1's CJ/GB/GT
+    # adasp, regime's vehicle rows, hbreid2 (with +GS +SR), hbreid1's CJ/GB/GT, hm's +GS and +GS +HM
+    assert len(grid) == 4 + 3 + 5 + 3 + 2
     sp_h_vehicle = grid[rows["regime"]["SP-H@vehicle"]]
     assert sp_h_vehicle["data_root"] == "/d/vehicle" and sp_h_vehicle["overrides"]["optim.lr"] == 0.01
     hb = grid[rows["hbreid2"]["+GS +HM"]]
     assert hb["data_root"] == "/d/hb" and hb["rerank"] and hb["overrides"]["epochs"] == 2
-    # The manipulation checks read the first seed's +GS +HM and baseline weights; other runs keep none.
-    assert hb["keep_checkpoints"] and grid[rows["hbreid1"]["Default"]]["keep_checkpoints"]
-    assert "keep_checkpoints" not in grid[rows["hbreid2"]["+GS"]]
+    hm = grid[rows["hm"]["+GS +HM"]]  # the HM table takes the HBReID settings unless "hm" overrides them
+    assert hm["data_root"] == "/d/hm" and not hm["rerank"] and hm["overrides"] == hb["overrides"]
+    longer, longer_rows = plan(table_overrides={"hm": {"epochs": 5}})
+    assert longer[longer_rows["hm"]["+GS"]]["overrides"]["epochs"] == 5
+    # The manipulation checks read the first seed's HM-table +GS +HM and Table 2 baseline weights; others keep none.
+    assert hm["keep_checkpoints"] and grid[rows["hbreid1"]["Default"]]["keep_checkpoints"]
+    assert "keep_checkpoints" not in grid[rows["hbreid2"]["+GS"]] and "keep_checkpoints" not in hb
     assert hb["overrides"]["sampler.name"] == "hard" and "optim.lr" not in hb["overrides"]
+    # On one dataset (a real one) the HM table's cells are Table 2's runs: nothing trains twice.
+    shared_grid, shared = plan(hm_root=None)
+    assert len(shared_grid) == len(grid) - 2 and shared["hm"]["+GS +HM"] == shared["hbreid2"]["+GS +HM"]
 
 
 def test_plan_only_and_errors():
-    grid, rows = plan(only={"adasp": ["AdaSP"], "regime": [], "hbreid2": [], "hbreid1": []})
+    grid, rows = plan(only={"adasp": ["AdaSP"], "regime": [], "hbreid2": [], "hbreid1": [], "hm": []})
     assert list(grid) == ["adasp-AdaSP"] and rows == {"adasp": {"AdaSP": "adasp-AdaSP"}}
     with pytest.raises(ValueError, match="rows of 'adasp'"):
         plan(only={"adasp": ["CE"]})
@@ -146,6 +154,10 @@ def test_claims_cover_both_sources_with_point_names_margins_and_checks():
     # The source's SR comparison (+GS +SR vs +GS) beside the one on top of HM.
     assert (claims["sr-beats-gs"].arm, claims["sr-beats-gs"].reference) == ("hbreid2-GS-SR", "hbreid2-GS")
     assert (claims["sr-beats-gs-hm"].arm, claims["sr-beats-gs-hm"].reference) == ("hbreid2-GS-HM-SR", "hbreid2-GS-HM")
+    # HM on its own copy; on a real benchmark (no checks) on the source's Table 2 rows.
+    assert (claims["hm-beats-gs"].arm, claims["hm-beats-gs"].reference) == ("hm-GS-HM", "hm-GS")
+    unchecked = {c.id: c for c in study.ablation_claims(rows, checked=False)}["hm-beats-gs"]
+    assert (unchecked.arm, unchecked.reference) == ("hbreid2-GS-HM", "hbreid2-GS")
     rerank = claims["rerank-raises-map"]
     assert rerank.metric == "mAP_rerank" and rerank.reference_metric == "mAP" and rerank.arm == rerank.reference
     # Every HBReID margin is no larger than the source's claimed gain; every claim names its checks.

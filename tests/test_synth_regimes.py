@@ -89,6 +89,23 @@ def test_hm_checks_need_a_realistic_batch_to_class_ratio_and_harder_mined_negati
     assert 16 / 100 > mechanisms.THRESHOLDS["batch-class-ratio"][0]
 
 
+def test_hm_regime_families_give_mined_batches_harder_negatives_and_none_without_families(tmp_path):
+    """The structure HBReID's mining needs, in the identities' own attribute space (the features a perfect model
+    would learn): the HM regime's large near-duplicate families put alike classes into mined batches; the same
+    regime without families does not. (Whether a trained model's classifier rows see it is the study's check.)"""
+    def check(data):
+        identities = synth.train_identities(data)
+        rows = np.stack([synth.attribute_vector(identities[c]["attributes"]) for c in range(len(identities))])
+        rows -= rows.mean(axis=0)
+        pids = labels(data.train, "pid")
+        return {c.name: c for c in mechanisms.hm_controls(rows[pids], pids, rows, p=4, k=4)}
+
+    families = check(tiny_copy(tmp_path, "hm", num_train_ids=200))
+    alone = check(tiny_copy(tmp_path / "alone", "hm", num_train_ids=200, family_size=(1, 1)))
+    assert families["batch-class-ratio"].passed and families["hm-harder-negatives"].passed
+    assert not alone["hm-harder-negatives"].passed
+
+
 def test_sr_checks_pass_with_scenes_and_fail_with_one(tmp_path):
     from reidlab.study.controls import colour_histograms, gradient_histograms
 

@@ -15,7 +15,7 @@ from reidlab.utils import atomic_write
 
 from .claims import Claim, arm_summary, claims_json, evaluate_claims
 from .mechanisms import measure_controls
-from .plan import ADASP_REGIMES, TABLES, ablation_claims, ablation_plan, backbone_record, study_backbone, study_datasets
+from .plan import ADASP_REGIMES, CHECKED_RUNS, TABLES, ablation_claims, ablation_plan, backbone_record, study_backbone, study_datasets
 from .profile import STUDY_COPIES, STUDY_SYNTH_SEED, StudyProfile, load_profile
 from .records import source_revisions, write_page_metrics
 from .stats import arm_values
@@ -78,23 +78,28 @@ def prepare_ablation(
     data_dir = Path(data_dir) if data_dir else output_dir / "data"
     preset = preset or settings.preset
     roots: dict[str, str] = {}
-    backbone = regime_roots = hbreid_root = table_overrides = None
+    backbone = regime_roots = hbreid_root = hm_root = table_overrides = None
     if data_root is not None:
         base_overrides = overrides
         if "regime" in tables:
             tables.remove("regime")
             print_fn("a real dataset is one regime: the person-vs-vehicle regime table needs SynthReID; skipped")
+        if "hm" in tables:  # the HM claim takes Table 2's rows there
+            tables.remove("hm")
     else:
         base_overrides, table_overrides = {**settings.overrides, **overrides}, settings.table_overrides
-        copies = [c for c in STUDY_COPIES if c != "hbreid" or any(t.startswith("hbreid") for t in tables)]
+        needed = {"hbreid": any(t.startswith("hbreid") for t in tables),
+                  "hm": "hm" in tables and (only or {}).get("hm") != []}
+        copies = [c for c in STUDY_COPIES if needed.get(c, True)]
         roots = study_datasets(data_dir, settings, copies, seed=synth_seed)
         regime_roots, hbreid_root = {name: roots[name] for name in ADASP_REGIMES}, roots.get("hbreid")
+        hm_root = roots.get("hm")
         data_root = roots["person"]
         backbone = study_backbone(settings, data_dir, print_fn=print_fn, executor=executor, cluster=cluster)
         if backbone and "model.pretrained" not in overrides:  # every run fine-tunes it, unless overrides name weights
             base_overrides["model.pretrained"] = backbone
     grid, rows = ablation_plan(tables, preset, base_overrides, epochs, data_root, regime_roots, only, hbreid_root,
-                               table_overrides)
+                               table_overrides, hm_root)
     not_run: list[dict[str, str]] = []
     claims = ablation_claims(rows, checked=bool(roots), not_run=not_run)
     return AblationSetup(settings, seeds, preset, base_overrides, roots, backbone, tables, grid, rows, claims, not_run,
@@ -103,7 +108,8 @@ def prepare_ablation(
 
 
 def study_verdicts(frame: pd.DataFrame, setup: AblationSetup, confidence: float = 0.95) -> dict[str, Any]:
-    """The manipulation checks (on the copies, the backbone and the first seed's +GS +HM and baseline runs) and
+    """The manipulation checks (on the copies, the backbone and the first seed's HM-table +GS +HM and Table 2
+    baseline runs) and
     every claim's verdict, for a frame flagged by ``with_untrained_flags``. Returns ``{"controls", "results",
     "claims_json", "summary"}``: ``claims_json`` ready for ``json.dumps(allow_nan=False)``, ``summary`` the
     headline numbers of the notebook's metrics.json (runs, failed, untrained, reference mAP, median AdaSP
@@ -113,9 +119,8 @@ def study_verdicts(frame: pd.DataFrame, setup: AblationSetup, confidence: float 
     controls: dict[str, dict[str, Any]] = {}
     if setup.roots:
         sampler = training_config(setup.preset, setup.overrides).sampler
-        hbreid = setup.rows.get("hbreid2", {})
-        first = {label: setup.runs_root / hbreid[label] / f"seed{setup.seeds[0]}" for label in ("+GS +HM", "baseline")
-                 if label in hbreid}
+        first = {label: setup.runs_root / setup.rows[table][label] / f"seed{setup.seeds[0]}"
+                 for table, label in CHECKED_RUNS if label in setup.rows.get(table, {})}
         controls = measure_controls(setup.roots, Path(setup.backbone).parents[1] if setup.backbone else None,
                                     first.get("+GS +HM"), first.get("baseline"), sampler.p, sampler.k)
     results = evaluate_claims(frame, setup.claims, controls=controls, seeds=setup.seeds, confidence=confidence)
@@ -218,6 +223,7 @@ TABLE_PAGES = {
     "adasp": ("Triplet", ("mAP", "rank1"), "AdaSP README shape"),
     "hbreid2": ("baseline", ("mAP", "rank1", "mAP_rerank", "rank1_rerank"), "HBReID Table 2 shape"),
     "hbreid1": ("Default", ("mAP",), "HBReID Table 1 shape"),
+    "hm": ("+GS", ("mAP", "rank1"), "Hard batch mining on the HM copy"),
 }
 
 

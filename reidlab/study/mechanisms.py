@@ -151,9 +151,10 @@ def measure_controls(roots: Mapping[str, str], backbone_run: str | os.PathLike |
                      hm_run: str | os.PathLike | None = None, baseline_run: str | os.PathLike | None = None,
                      p: int = 16, k: int = 4) -> dict[str, dict[str, Any]]:
     """Every check the study can measure, by name (``Control.to_json()`` records), on the training splits of the
-    copies in ``roots`` (``person``, ``vehicle``, ``hbreid``): the AdaSP checks in the shared backbone's features
-    (``backbone_run``), the GS and re-ranking checks on the HBReID copy's images, the HM check with a +GS +HM run
-    (``hm_run``, P x K = ``p`` x ``k``) and the SR checks on a baseline run's test features (``baseline_run``).
+    copies in ``roots`` (``person``, ``vehicle``, ``hbreid``, ``hm``): the AdaSP checks in the shared backbone's
+    features (``backbone_run``), the GS and re-ranking checks on the HBReID copy's images, the HM check with a
+    +GS +HM run on the HM copy (``hm_run``, P x K = ``p`` x ``k``) and the SR checks on a baseline run's test
+    features (``baseline_run``).
     What cannot be measured (a copy, the backbone or a run is missing) is left out, so its claims are untestable."""
     checks: list[Control] = []
     if backbone_run is not None and {"person", "vehicle"} <= set(roots):
@@ -164,13 +165,14 @@ def measure_controls(roots: Mapping[str, str], backbone_run: str | os.PathLike |
         hbreid = _synth(roots["hbreid"])
         labels = _labels(hbreid.train)
         checks += gs_controls(load_images([r.path for r in hbreid.train]), labels["pid"], labels["camid"])
-        if hm_run is not None and run_folder(hm_run).checkpoint("last").is_file():
-            mined = _trained(hm_run)
-            weights = mined.model.classifier_weight().detach().double().numpy()
-            checks += hm_controls(_features(mined, hbreid.train), labels["pid"], weights, p, k)
         if baseline_run is not None and run_folder(baseline_run).checkpoint("last").is_file():
             test = [r for r in list(hbreid.query) + list(hbreid.gallery) if r.pid > 0]  # identities, no distractors
             test_labels = _labels(test)
             checks += sr_controls(_features(_trained(baseline_run), test), test_labels["pid"], test_labels["sceneid"])
         checks += rerank_controls(hbreid.query, hbreid.gallery)
+    if "hm" in roots and hm_run is not None and run_folder(hm_run).checkpoint("last").is_file():
+        train = _synth(roots["hm"]).train
+        mined = _trained(hm_run)
+        weights = mined.model.classifier_weight().detach().double().numpy()
+        checks += hm_controls(_features(mined, train), _labels(train)["pid"], weights, p, k)
     return {check.name: check.to_json() for check in checks}

@@ -15,9 +15,9 @@ STUDY_SYNTH_SEED = 0  # generator seed of the study's SynthReID copies
 STUDY_DATA_DIR = "data/study"  # where a study generates its copies and backbone: <STUDY_DATA_DIR>/<profile>
 PRETRAIN_SYNTH_SEED = 1000  # default generator seed of the backbone's copy: identities the tables never test on
 PRETRAIN_KEYS = ("regimes", "synth", "synth_seed", "epochs", "overrides")
-# The copies every profile generates: the two AdaSP regimes the person-vs-vehicle claims contrast, and the copy
-# of the HBReID tables.
-STUDY_COPIES = ("person", "vehicle", "hbreid")
+# The copies every profile generates: the two AdaSP regimes the person-vs-vehicle claims contrast, the copy of the
+# HBReID tables and the copy of the HM claim (``hm``: docs/study.md, "Arms and data").
+STUDY_COPIES = ("person", "vehicle", "hbreid", "hm")
 COPY_KEYS = ("regimes", "knobs")
 # What a profile may change of a copy: its scale (identities, images, frame). Every other knob, i.e. the
 # regime that carries a claim's mechanism, is the same in every profile (tests/test_study_plan.py).
@@ -31,8 +31,9 @@ class StudyProfile:
     """What ``reidlab report --profile NAME`` and the ablation notebook's ``profile`` parameter run.
 
     ``overrides`` apply to every training run, ``adasp_overrides`` / ``hbreid_overrides`` on top of them to
-    the AdaSP tables (adasp, regime) and the HBReID tables (hbreid2, hbreid1). ``synth`` holds the SynthReID
-    knobs shared by the study's copies. ``copies`` names, per copy (``person``, ``vehicle``, ``hbreid``), the
+    the AdaSP tables (adasp, regime) and the HBReID tables (hbreid2, hbreid1, hm), ``hm_overrides`` on top of
+    those to the HM table. ``synth`` holds the SynthReID knobs shared by the study's copies. ``copies`` names,
+    per copy (``person``, ``vehicle``, ``hbreid``, ``hm``), the
     SynthReID regimes it is made of (``reidlab.data.synth.REGIMES``, merged in order over ``synth``) and knobs
     on top of them. ``pretrain`` describes the shared backbone (its copy's regimes and knobs, epochs and
     training overrides). ``notebooks`` holds extra parameters for the visual notebooks.
@@ -48,6 +49,7 @@ class StudyProfile:
     copies: dict[str, dict[str, Any]] = field(default_factory=dict)
     adasp_overrides: dict[str, Any] = field(default_factory=dict)
     hbreid_overrides: dict[str, Any] = field(default_factory=dict)
+    hm_overrides: dict[str, Any] = field(default_factory=dict)
     notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     pretrain: dict[str, Any] | None = None
 
@@ -106,7 +108,8 @@ class StudyProfile:
 
     @property
     def table_overrides(self) -> dict[str, dict[str, Any]]:
-        return {"adasp": dict(self.adasp_overrides), "hbreid": dict(self.hbreid_overrides)}
+        return {"adasp": dict(self.adasp_overrides), "hbreid": dict(self.hbreid_overrides),
+                "hm": {**self.hbreid_overrides, **self.hm_overrides}}
 
 
 def available_profiles() -> list[str]:
@@ -151,7 +154,7 @@ def load_profile(name: str | os.PathLike, sets: Sequence[str] = ()) -> StudyProf
     """A profile by name (``quick``, ``full``, ``gpu``) or a path to a YAML file of the same keys, with ``sets``
     applied (``--set``)."""
     path, data = load_profile_data(name, sets, StudyProfile, mapping_fields=("overrides", "adasp_overrides",
-                                                                             "hbreid_overrides", "synth"))
+                                                                             "hbreid_overrides", "hm_overrides", "synth"))
     return load_typed_profile(StudyProfile, path, data)
 
 
