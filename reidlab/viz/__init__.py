@@ -7,6 +7,7 @@ from .images import pair_strip, ranked_results, read_image
 from .plots import (
     figure_path,
     ci_table_view,
+    source_table_view,
     cmc_curve,
     format_ci_table,
     format_p,
@@ -23,6 +24,7 @@ from .plots import (
 __all__ = [
     "figure_path",
     "ci_table_view",
+    "source_table_view",
     "cmc_curve",
     "cosine_similarity",
     "format_ci_table",

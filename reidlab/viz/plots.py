@@ -150,6 +150,17 @@ def ci_table_view(table: "pandas.DataFrame", metrics: Sequence[str], caption: st
     return style_ci_table(format_ci_table(table, metrics), caption)
 
 
+def source_table_view(frame: "pandas.DataFrame", rows: Mapping[str, Mapping[str, str]], table: str,  # noqa: F821
+                      out: Any, confidence: float = 0.95) -> Any:
+    """One source table of the ablation page (``reidlab.study.table_page``, written to its CSV) as
+    :func:`ci_table_view`, or a line saying it is not in the study's plan (``tables`` / ``only``)."""
+    from reidlab import study
+
+    if table not in rows:
+        return f"table {table!r} is not in this study's plan (tables / only)"
+    return ci_table_view(*study.table_page(frame, rows, table, out, confidence))
+
+
 def style_ci_table(table: "pandas.DataFrame", caption: str = "") -> Any:  # noqa: F821
     """A pandas Styler of :func:`format_ci_table` output: deltas that pass Holm's correction in bold green/red."""
 
