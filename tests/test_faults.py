@@ -102,6 +102,10 @@ def test_a_second_training_process_into_the_same_folder_is_refused_naming_the_fi
     with pytest.raises(ConfigError, match=rf"output_dir {re.escape(str(out))} is being trained by pid {first.pid} on "
                                           rf"{re.escape(socket.gethostname())}, since .*; two processes must not train"):
         train(load_config("synth_cpu", [*settings, "resume=auto"]), print_fn=None)
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(out))} is being trained by pid {first.pid} on .*; deleting "
+                                          r"its run \(resume = False\) must wait"):
+        RunDir(out).clear()  # what a notebook's resume=False does first
+    assert RunDir(out).log_path.exists()
     first.send_signal(signal.SIGKILL)  # its lock goes with it
     first.wait()
     first.stdout.close()
@@ -251,6 +255,44 @@ def test_a_run_stopped_mid_epoch_with_loader_workers_and_hard_batches_resumes_bi
     assert stopped.value.signal_name == "SIGINT"
     train(load_config("synth_cpu", tiny(synth_root, f"output_dir={out}", *settings, "resume=auto")), print_fn=None)
     same_training(out, reference)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's parent may never reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_sweeps_worker_processes_stop_their_runs_when_it_is_stopped_or_killed(synth_root, tmp_path, signum):
+    """SIGTERM to a sweep with worker processes stops their runs after the step, as in one process. SIGKILL (as when a
+    notebook kernel exits) orphans the workers: they stop their runs the same way and exit. Nothing further starts."""
+    out = tmp_path / "sweep"
+    process = reidlab("sweep", "-c", "synth_cpu", "--grid", "optim.lr=3e-4,1e-3,3e-3", "--seeds", "0", "--workers", "2",
+                      "--out", str(out), *tiny(synth_root, "epochs=2", "max_iters_per_epoch=40", "eval.every=2"))
+
+    def started() -> list[Path]:
+        return [run for run in out.glob("*/seed0") if len(logged_steps(run)) >= 2]
+
+    wait_for(lambda: len(started()) == 2, "two runs training", process)
+    runs = started()
+    workers = [json.loads((run / "status.json").read_text())["pid"] for run in runs]
+    assert len(set(workers)) == 2 and process.pid not in workers
+    interrupt(process, signum)
+    _, stderr = process.communicate(timeout=120)
+    wait_for(lambda: not any(map(running, workers)), "end of the worker processes", timeout=120)
+    if signum == signal.SIGTERM:
+        assert process.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr
+        assert stderr.strip().splitlines()[-1].startswith("reidlab sweep: SIGTERM stopped training after step ")
+    else:
+        assert process.returncode == -signal.SIGKILL
+    for run in runs:
+        status = json.loads((run / "status.json").read_text())
+        assert status["status"] == "interrupted" and status["signal"] == "SIGTERM", status
+        assert RunDir(run).checkpoint("last").exists()
+    assert not [run for run in out.glob("*/seed0") if run not in runs and (run / "status.json").exists()]
 
 
 def test_sigterm_stops_a_sweep_as_interrupted_and_the_next_launch_continues_the_run(synth_root, tmp_path):

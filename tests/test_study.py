@@ -141,6 +141,18 @@ def test_sweep_refuses_a_finished_run_made_with_other_parameters(tmp_path):
     assert len((tmp_path / "sw" / "calls.txt").read_text().splitlines()) == 2  # nothing ran after the refusals
 
 
+def test_sweep_reuses_a_run_that_kept_its_checkpoints_where_none_are_needed_and_not_the_reverse(tmp_path):
+    study.sweep({"pt": {"lr": 0.1, "keep_checkpoints": True}}, seeds=[0], notebook=runner_ok_or_fail, output_root=tmp_path)
+    for kept in (False, None):
+        point = {"lr": 0.1} | ({} if kept is None else {"keep_checkpoints": kept})
+        assert study.sweep({"pt": point}, seeds=[0], notebook=runner_ok_or_fail, output_root=tmp_path)["status"].tolist() == ["ok"]
+    assert len((tmp_path / "calls.txt").read_text().splitlines()) == 1  # reused twice
+    study.sweep({"other": {"lr": 0.1}}, seeds=[0], notebook=runner_ok_or_fail, output_root=tmp_path)
+    with pytest.raises(ValueError, match=r"other/seed0 \(keep_checkpoints: \(unset\) -> True\)"):
+        study.sweep({"other": {"lr": 0.1, "keep_checkpoints": True}}, seeds=[0], notebook=runner_ok_or_fail,
+                    output_root=tmp_path)
+
+
 def test_sweep_returns_only_the_runs_asked_for(tmp_path):
     study.sweep({"pt": {"lr": 0.1}}, seeds=[0, 1, 2], notebook=runner_ok_or_fail, output_root=tmp_path)
     frame = study.sweep({"pt": {"lr": 0.1}}, seeds=[1], notebook=runner_ok_or_fail, output_root=tmp_path)

@@ -118,19 +118,29 @@ class RunDir:
 
     def clear(self) -> list[str]:
         """Delete the training run here (checkpoints, metrics, log, config) so a new one can train in this folder;
-        other files stay. Returns the names removed."""
+        other files stay. Returns the names removed. A run that another process is training is left alone: a
+        ConfigError names that process."""
         import shutil
 
+        from reidlab.utils.lease import LockHeld, exclusive_lock
+
+        if not self.path.is_dir():
+            return []
         removed = []
-        for name in self.TRAINING_FILES:
-            path = self.path / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-            else:
-                continue
-            removed.append(name)
+        try:
+            with exclusive_lock(self.lock_path, wait=False):
+                for name in self.TRAINING_FILES:
+                    path = self.path / name
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    elif path.exists():
+                        path.unlink()
+                    else:
+                        continue
+                    removed.append(name)
+        except LockHeld as held:
+            raise ConfigError(f"{self.path} is being trained by {held.holder or 'another process'}; deleting its run "
+                              "(resume = False) must wait for it to end, or choose another output_dir") from None
         return removed
 
 

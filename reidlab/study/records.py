@@ -108,16 +108,25 @@ def is_complete(run_dir: str | os.PathLike) -> bool:
             and read_json(run_dir / STATUS_FILE).get("status", "ok") == "ok")
 
 
+KEEPING_PARAMETERS = ("keep_checkpoints",)  # decide what a run keeps, not what it computes
+
+
 def parameter_changes(run_dir: str | os.PathLike, parameters: Mapping[str, Any]) -> list[str]:
     """How the parameters a run was made with differ from ``parameters`` ("key: old -> new"); empty when
-    they agree. ``output_dir``, which run_notebook fills in itself, counts only when asked for."""
+    they agree. ``output_dir``, which run_notebook fills in itself, counts only when asked for. A run that kept
+    more than asked (``keep_checkpoints`` true where false is wanted) serves: its results are the same."""
     saved = run_params(Path(run_dir)).get("parameters", {})
     wanted = jsonable(dict(parameters))
     keys = (set(saved) | set(wanted)) - ({"output_dir"} - set(wanted))
     missing = object()
-    return [f"{k}: {saved.get(k, missing)!r} -> {wanted.get(k, missing)!r}".replace(repr(missing), "(unset)")
-            for k in sorted(keys) if saved.get(k, missing) != wanted.get(k, missing)]
 
+    def differs(key: str) -> bool:
+        if key in KEEPING_PARAMETERS:
+            return bool(wanted.get(key, False)) and not saved.get(key, False)
+        return saved.get(key, missing) != wanted.get(key, missing)
+
+    return [f"{k}: {saved.get(k, missing)!r} -> {wanted.get(k, missing)!r}".replace(repr(missing), "(unset)")
+            for k in sorted(keys) if differs(k)]
 
 
 def _flatten(prefix: str, value: Any, out: dict) -> None:

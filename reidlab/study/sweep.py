@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -96,10 +97,65 @@ def expand_grid(grid: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[s
     return named
 
 
+_worker = {"running": False, "stopped_by": None, "orphaned": False}  # the state of a sweep's worker process
+
+
 def _init_worker(threads: int) -> None:
+    """A sweep's worker process: ``threads`` torch threads; SIGTERM and SIGINT stop it as they stop a training process
+    (the trainer's handler while it trains, :func:`_worker_signal` around that); it stops itself when its sweep dies."""
+    import multiprocessing
+    import threading
+
     import torch
 
     torch.set_num_threads(threads)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, _worker_signal)
+    threading.Thread(target=_stop_when_orphaned, args=(multiprocessing.parent_process(),), daemon=True).start()
+
+
+def _worker_signal(signum: int, frame) -> None:
+    """Outside training: a run in progress stops (recorded ``interrupted``, continued by the next launch); an idle
+    worker starts no further run."""
+    from reidlab.engine import TrainingInterrupted
+
+    name = signal.Signals(signum).name
+    _worker["stopped_by"] = name
+    if _worker["running"]:
+        raise TrainingInterrupted(f"{name} stopped the run outside its training steps; the next launch continues it",
+                                  name)
+
+
+def _stop_when_orphaned(sweep_process) -> None:
+    """When the sweep dies (killed, or its notebook kernel exits), its worker must not train on unseen: a run in
+    progress stops as on SIGTERM (after the step, checkpoint saved) and the worker exits."""
+    sweep_process.join()
+    _worker["orphaned"] = True
+    if not _worker["running"]:
+        os._exit(128 + signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _execute_in_worker(runner: Runner, parameters: dict, run_dir: Path, kernel_name: str | None,
+                       timeout: float | None) -> dict:
+    """:func:`_execute` in a worker process. Once a signal stopped the sweep, the runs the pool had queued come back
+    ``not started``; an orphaned worker exits after its run stopped."""
+    from reidlab.engine import TrainingInterrupted
+
+    try:
+        if _worker["stopped_by"] or _worker["orphaned"]:
+            return {"status": "not started", "output_dir": str(run_dir)}
+        _worker["running"] = True
+        try:
+            return _execute(runner, parameters, run_dir, kernel_name, timeout)
+        finally:
+            _worker["running"] = False
+    except TrainingInterrupted as exc:
+        _worker["stopped_by"] = exc.signal_name
+        raise
+    finally:
+        if _worker["orphaned"]:
+            os._exit(128 + signal.SIGTERM)
 
 
 def _execute(runner: Runner | str, parameters: dict, run_dir: Path, kernel_name: str | None, timeout: float | None,
@@ -234,35 +290,81 @@ def _follow_held(held: list[tuple[dict, Path]], execute: Callable[[dict, Path], 
 def _run_in_processes(runner: Runner, todo: list[tuple[dict, Path]], workers: int, threads_per_worker: int | None,
                       kernel_name: str | None, timeout: float | None, report_done: Callable[[dict], None]) -> None:
     """Run in-process runners in worker processes. A worker that dies (killed, out of memory) breaks the
-    pool: the runs it was executing are recorded as failed, the ones not yet started go to a fresh pool."""
+    pool: the runs it was executing are recorded as failed, the ones not yet started go to a fresh pool.
+    SIGTERM or SIGINT to the sweep stops its workers' runs after their step, as in one process (recorded
+    ``interrupted``), starts nothing further and raises the first run's ``TrainingInterrupted``."""
     import multiprocessing
+
+    from reidlab.engine import TrainingInterrupted
 
     threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
     pending = list(todo)
-    while pending:
-        pool_started = utc_now()
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(threads,))
-        with pool:
-            futures = [(pool.submit(_execute, runner, p, d, kernel_name, timeout), p, d) for p, d in pending]
-            not_started: list[tuple[dict, Path]] = []
-            for future, parameters, run_dir in futures:
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    status = read_json(run_dir / STATUS_FILE)
-                    if status.get("started", "") < pool_started:  # left by an earlier sweep, not begun in this pool
-                        not_started.append((parameters, run_dir))
+    received: list[int] = []
+    interrupted: list[TrainingInterrupted] = []
+    with _stopping_workers_on_signals(received):
+        while pending and not received:
+            pool_started = utc_now()
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=(threads,))
+            with pool:
+                futures = [(pool.submit(_execute_in_worker, runner, p, d, kernel_name, timeout), p, d) for p, d in pending]
+                not_started: list[tuple[dict, Path]] = []
+                for future, parameters, run_dir in futures:
+                    try:
+                        result = future.result()
+                    except TrainingInterrupted as exc:
+                        interrupted.append(exc)
                         continue
-                    if status.get("status") == "running":
-                        status.update(status="failed", finished=utc_now(), error="the worker process running it died "
-                                      "(killed, e.g. out of memory); the next sweep retries it")
-                        write_json(run_dir / STATUS_FILE, status)
-                    result = {**status, "output_dir": str(run_dir), "metrics": read_json(run_folder(run_dir).metrics_path)}
-                report_done(result)
-        if len(not_started) == len(pending):
-            raise RuntimeError("the sweep's worker processes died before running anything; run with workers=1 to see why")
-        pending = not_started
+                    except BrokenProcessPool:
+                        status = read_json(run_dir / STATUS_FILE)
+                        if status.get("started", "") < pool_started:  # left by an earlier sweep, not begun in this pool
+                            not_started.append((parameters, run_dir))
+                            continue
+                        if received:  # a worker the signal reached before its handler: the next launch continues it
+                            continue
+                        if status.get("status") == "running":
+                            status.update(status="failed", finished=utc_now(), error="the worker process running it "
+                                          "died (killed, e.g. out of memory); the next sweep retries it")
+                            write_json(run_dir / STATUS_FILE, status)
+                        result = {**status, "output_dir": str(run_dir), "metrics": read_json(run_folder(run_dir).metrics_path)}
+                    if result["status"] != "not started":
+                        report_done(result)
+            if len(not_started) == len(pending) and not received:
+                raise RuntimeError("the sweep's worker processes died before running anything; run with workers=1 to see why")
+            pending = not_started
+    if interrupted:
+        raise interrupted[0]
+    if received:
+        name = signal.Signals(received[0]).name
+        raise TrainingInterrupted(f"{name} stopped the sweep before its next runs started; the next launch runs them", name)
+
+
+@contextlib.contextmanager
+def _stopping_workers_on_signals(received: list[int]):
+    """While a sweep waits for its worker processes, SIGTERM and SIGINT are recorded in ``received`` and passed on to
+    the workers as SIGTERM (a terminal's Ctrl-C reaches them too: a second SIGINT would stop a run without its
+    checkpoint); a second Ctrl-C stops the sweep at once. Only the main thread can handle signals."""
+    import multiprocessing
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum, frame):
+        if received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        received.append(signum)
+        for worker in multiprocessing.active_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGTERM)
+
+    previous = {number: signal.signal(number, forward) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def sweep(
