@@ -271,7 +271,7 @@ def test_a_sweeps_worker_processes_stop_their_runs_when_it_is_stopped_or_killed(
     notebook kernel exits) orphans the workers: they stop their runs the same way and exit. Nothing further starts."""
     out = tmp_path / "sweep"
     process = reidlab("sweep", "-c", "synth_cpu", "--grid", "optim.lr=3e-4,1e-3,3e-3", "--seeds", "0", "--workers", "2",
-                      "--out", str(out), *tiny(synth_root, "epochs=2", "max_iters_per_epoch=40", "eval.every=2"))
+                      "--out", str(out), *tiny(synth_root, "epochs=30", "eval.every=0"))  # 6 steps an epoch: ~20 s a run
 
     def started() -> list[Path]:
         return [run for run in out.glob("*/seed0") if len(logged_steps(run)) >= 2]

@@ -3,6 +3,7 @@ comparing saved configs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -127,8 +128,8 @@ class RunDir:
         if not self.path.is_dir():
             return []
         removed = []
-        try:
-            with exclusive_lock(self.lock_path, wait=False):
+        try:  # a trainer made the lock file; without one, nobody trains here
+            with exclusive_lock(self.lock_path, wait=False) if self.lock_path.exists() else contextlib.nullcontext():
                 for name in self.TRAINING_FILES:
                     path = self.path / name
                     if path.is_dir():

@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -310,6 +311,8 @@ def _run_in_processes(runner: Runner, todo: list[tuple[dict, Path]], workers: in
                 futures = [(pool.submit(_execute_in_worker, runner, p, d, kernel_name, timeout), p, d) for p, d in pending]
                 not_started: list[tuple[dict, Path]] = []
                 for future, parameters, run_dir in futures:
+                    while not future.done():  # wake up now and then: a signal the pool's threads caught runs here
+                        wait_for_futures([future], timeout=0.2)
                     try:
                         result = future.result()
                     except TrainingInterrupted as exc:
