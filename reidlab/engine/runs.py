@@ -17,6 +17,7 @@ from torch import nn
 
 from reidlab.evaluation import extract_features
 from reidlab.utils import atomic_write
+from reidlab.utils.lease import LockHeld, exclusive_lock
 
 from .builders import autocast_dtype, build_reid_model, prepare_dataset
 from .checkpoint import load_checkpoint
@@ -122,8 +123,6 @@ class RunDir:
         other files stay. Returns the names removed. A run that another process is training is left alone: a
         ConfigError names that process."""
         import shutil
-
-        from reidlab.utils.lease import LockHeld, exclusive_lock
 
         if not self.path.is_dir():
             return []

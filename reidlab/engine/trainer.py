@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -32,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from reidlab.data import ReIDImageDataset, build_transforms, collate_skipping
 from reidlab.evaluation.chance import split_chance_level
-from reidlab.utils import atomic_write
+from reidlab.utils import atomic_write, on_stop_signals
 from reidlab.utils.lease import LockHeld, exclusive_lock
 
 from .builders import (
@@ -391,13 +390,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ stopping on a signal
 
-    @contextlib.contextmanager
     def _stop_on_signals(self):
         """While training, SIGTERM and SIGINT ask the loop to stop after the current step (a second Ctrl-C stops at
-        once). Only a process's main thread can handle signals: elsewhere (a notebook's thread) they keep theirs."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
+        once); in the main thread only (``on_stop_signals``)."""
 
         def request(signum, frame):
             if self.stop_signal is not None and signum == signal.SIGINT:
@@ -405,12 +400,7 @@ class Trainer:
             self.stop_signal = signum
             self.say(f"{signal.Signals(signum).name} received: stopping after this step, saving the last checkpoint")
 
-        previous = {number: signal.signal(number, request) for number in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
+        return on_stop_signals(request)
 
     def stop_requested(self) -> int:
         """The signal that stops the run (0: none); under DDP, one that any rank received by the last step."""

@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from reidlab.utils import DiskFullError
+from reidlab.utils import DiskFullError, on_stop_signals
 from reidlab.utils.lease import LEASE_FILE, LOCK_FILE, RunLease, lease_holder_text
 
 from .io import error_record, read_json, slug, utc_now, write_json
@@ -342,17 +342,11 @@ def _run_in_processes(runner: Runner, todo: list[tuple[dict, Path]], workers: in
         raise TrainingInterrupted(f"{name} stopped the sweep before its next runs started; the next launch runs them", name)
 
 
-@contextlib.contextmanager
 def _stopping_workers_on_signals(received: list[int]):
     """While a sweep waits for its worker processes, SIGTERM and SIGINT are recorded in ``received`` and passed on to
     the workers as SIGTERM (a terminal's Ctrl-C reaches them too: a second SIGINT would stop a run without its
-    checkpoint); a second Ctrl-C stops the sweep at once. Only the main thread can handle signals."""
+    checkpoint); a second Ctrl-C stops the sweep at once. Main thread only (``on_stop_signals``)."""
     import multiprocessing
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def forward(signum, frame):
         if received and signum == signal.SIGINT:
@@ -362,12 +356,7 @@ def _stopping_workers_on_signals(received: list[int]):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signal.SIGTERM)
 
-    previous = {number: signal.signal(number, forward) for number in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+    return on_stop_signals(forward)
 
 
 def sweep(

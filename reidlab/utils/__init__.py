@@ -1,22 +1,26 @@
-"""Small helpers every layer shares: atomic file writes, safe reads of torch files and ``key=value`` parsing.
+"""Small helpers every layer shares: atomic file writes, safe reads of torch files, ``key=value`` parsing and
+the handler of the signals that stop a run.
 A leaf: stdlib and PyYAML (torch only inside ``read_torch_file``)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import hashlib
 import io
 import os
 import pickle
+import signal
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["DiskFullError", "UnreadableFileError", "atomic_write", "disk_full_cause", "disk_full_error",
-           "file_sha256", "parse_key_values", "read_torch_file", "utc_now"]
+           "file_sha256", "on_stop_signals", "parse_key_values", "read_torch_file", "utc_now"]
 
 #: the errors of a full disk: no space left, and a quota used up
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -160,6 +164,22 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def on_stop_signals(handler: Callable[[int, Any], None]):
+    """``handler`` for SIGTERM (a scheduler's stop) and SIGINT (Ctrl-C) during the ``with`` block; the previous
+    handlers come back after it. Only a process's main thread can handle signals: elsewhere (a notebook's thread)
+    the block runs with the process's own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
 
 
 def utc_now() -> str:
